@@ -1,1 +1,140 @@
-//! (in progress)
+//! The state directory. A machine keeps only its identity and the progress
+//! markers of its runs here; everything cluster-wide lives in the services'
+//! own databases.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/microcloud";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("failed to create the state directory {0}")]
+    CreateDir(PathBuf, #[source] std::io::Error),
+    #[error("failed to write {0}")]
+    Write(PathBuf, #[source] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the machine's certificate and key live.
+    pub fn identity_dir(&self) -> PathBuf {
+        self.root.clone()
+    }
+
+    /// The progress record of the latest run.
+    pub fn run_file(&self) -> PathBuf {
+        self.root.join("run.json")
+    }
+
+    /// Creates the directory (0700: it holds a private key).
+    pub fn ensure(&self) -> Result<(), StateError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(|e| StateError::CreateDir(self.root.clone(), e))
+    }
+
+    /// Writes `record` as JSON, atomically (temp file, fsync, rename), 0600.
+    pub fn write_run(&self, record: &RunRecord) -> Result<(), StateError> {
+        self.ensure()?;
+        let path = self.run_file();
+        let json = serde_json::to_vec_pretty(record).expect("run records always serialize");
+        write_atomic(&path, &json).map_err(|e| StateError::Write(path, e))
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Progress markers of one run: which phases are done, so a failed run can be
+/// explained (and, later, resumed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunRecord {
+    pub command: String,
+    pub role: String,
+    pub started_at: u64,
+    pub phases: Vec<PhaseRecord>,
+    pub outcome: RunOutcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PhaseRecord {
+    pub name: String,
+    pub status: PhaseStatus,
+    /// How long the phase ran, once it finished (for diagnosis and reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseStatus {
+    Pending,
+    Running,
+    Done,
+    /// Failed, and what it had created was undone.
+    Reverted,
+    /// Done, then undone because a later phase failed.
+    Undone,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", tag = "status", content = "detail")]
+pub enum RunOutcome {
+    InProgress,
+    Succeeded,
+    Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_record_is_written_private_and_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        let record = RunRecord {
+            command: "preseed".into(),
+            role: "initiator".into(),
+            started_at: 1,
+            phases: vec![PhaseRecord {
+                name: "bootstrap".into(),
+                status: PhaseStatus::Done,
+                duration_ms: Some(12),
+            }],
+            outcome: RunOutcome::InProgress,
+        };
+        state.write_run(&record).unwrap();
+        let mode = std::fs::metadata(state.run_file()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(state.root()).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        let back: RunRecord =
+            serde_json::from_slice(&std::fs::read(state.run_file()).unwrap()).unwrap();
+        assert_eq!(back, record);
+    }
+}

@@ -1,1 +1,56 @@
-//! (in progress)
+//! Facts about this machine that the product reads from the OS.
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    #[error("failed to read this machine's hostname")]
+    Hostname(#[source] nix::Error),
+    #[error("this machine's hostname is not valid UTF-8")]
+    HostnameEncoding,
+}
+
+/// The machine's name in the cluster is its hostname, as upstream.
+pub fn hostname() -> Result<String, SysError> {
+    nix::unistd::gethostname()
+        .map_err(SysError::Hostname)?
+        .into_string()
+        .map_err(|_| SysError::HostnameEncoding)
+}
+
+/// What a storage path in a preseed names on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Directory,
+    BlockDevice,
+    Other,
+    Missing,
+}
+
+pub fn path_kind(path: &Path) -> PathKind {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => PathKind::Directory,
+        Ok(meta) if meta.file_type().is_block_device() => PathKind::BlockDevice,
+        Ok(_) => PathKind::Other,
+        Err(_) => PathKind::Missing,
+    }
+}
+
+/// Upstream creates a fan network only where the initiator has an IPv4
+/// default route; the fan also needs Ubuntu's kernel patch, which exposes
+/// `/proc/sys/net/fan`.
+pub fn fan_supported() -> bool {
+    has_ipv4_default_route() && Path::new("/proc/sys/net/fan").exists()
+}
+
+fn has_ipv4_default_route() -> bool {
+    std::fs::read_to_string("/proc/net/route")
+        .map(|routes| {
+            routes
+                .lines()
+                .skip(1)
+                .any(|line| line.split_whitespace().nth(1) == Some("00000000"))
+        })
+        .unwrap_or(false)
+}

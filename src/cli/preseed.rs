@@ -1,0 +1,110 @@
+//! `microcloud preseed`, `microcloud preseed validate FILE` and
+//! `microcloud init --preseed FILE`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::GlobalArgs;
+use crate::orchestrate::initiator::{self, InitiatorSettings};
+use crate::orchestrate::joiner::{self, JoinerSettings};
+use crate::orchestrate::{LocalMachine, Role};
+use crate::plan::PlanRequest;
+use crate::preseed::Preseed;
+use crate::trust::Secret;
+
+#[derive(Debug, Args)]
+pub struct PreseedArgs {
+    #[command(subcommand)]
+    pub command: Option<PreseedCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PreseedCommand {
+    /// Check a preseed file without contacting any service
+    Validate {
+        /// The preseed file
+        file: PathBuf,
+    },
+}
+
+pub async fn run(args: PreseedArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(PreseedCommand::Validate { file }) => validate(&file, global),
+        None => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("Failed to read the preseed from standard input")?;
+            apply(&text, "<stdin>", global).await
+        }
+    }
+}
+
+pub async fn run_file(path: &Path, global: &GlobalArgs) -> anyhow::Result<()> {
+    let text = read(path)?;
+    apply(&text, &path.display().to_string(), global).await
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("Failed to read the preseed file {}", path.display()))
+}
+
+fn parse(text: &str, origin: &str) -> anyhow::Result<Preseed> {
+    let preseed = Preseed::parse(text, origin)?;
+    preseed.validate()?;
+    Ok(preseed)
+}
+
+fn validate(path: &Path, global: &GlobalArgs) -> anyhow::Result<()> {
+    let origin = path.display().to_string();
+    let preseed = parse(&read(path)?, &origin)?;
+    global.printer().data(&format!(
+        "{origin} is valid: {} system(s)",
+        preseed.systems.len()
+    ));
+    Ok(())
+}
+
+async fn apply(text: &str, origin: &str, global: &GlobalArgs) -> anyhow::Result<()> {
+    let preseed = parse(text, origin)?;
+    let printer = global.printer();
+    let state = global.state();
+    let machine = LocalMachine::prepare(&preseed, &state).await?;
+    let passphrase = Secret::new(preseed.session_passphrase.clone().unwrap_or_default());
+    match machine.role {
+        Role::Initiator => {
+            let name = machine.name.clone();
+            let settings = InitiatorSettings {
+                passphrase,
+                expected: preseed
+                    .systems
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .filter(|n| *n != name)
+                    .collect(),
+                multicast: preseed.lookup_subnet.is_some(),
+                lookup_timeout: preseed.lookup_timeout(),
+            };
+            let build = Box::new(|addresses: &_| {
+                PlanRequest::from_preseed(&preseed, &name, addresses).map_err(Into::into)
+            });
+            initiator::run(machine, settings, build, state, &printer).await?;
+            printer.success("MicroCloud is ready");
+        }
+        Role::Joiner => {
+            let settings = JoinerSettings {
+                passphrase,
+                initiator_name: preseed.initiator.clone(),
+                initiator_address: preseed.initiator_address.map(|a| a.to_string()),
+                lookup_timeout: preseed.lookup_timeout(),
+                session_timeout: preseed.session_timeout(),
+            };
+            joiner::run(machine, settings, &printer).await?;
+        }
+    }
+    Ok(())
+}

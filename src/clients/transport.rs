@@ -1,0 +1,233 @@
+//! The transport seam: every service client is built on a [`Transport`], which
+//! knows where requests go and how they are authenticated, and decodes the
+//! LXD-style response envelope shared by LXD, microcluster services and our
+//! own session API.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::trust::{Identity, ServerPin};
+
+/// Upper bound for one request; long waits use LXD's own `/wait?timeout=`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where a service's REST API is reached, and how.
+#[derive(Clone)]
+pub struct Transport {
+    client: reqwest::Client,
+    /// Prefix of every path: `http://lxd` for a unix socket, `https://ip:port[/proxy]` otherwise.
+    base: String,
+    /// Human description used in errors, e.g. `LXD on micro2`.
+    target: String,
+}
+
+/// The LXD response envelope (`sync`, `async` or `error`).
+#[derive(Debug, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub operation: String,
+    #[serde(default)]
+    pub error_code: u16,
+    #[serde(default)]
+    pub error: String,
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+/// How long a transport may take to set up its connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Transport {
+    /// A local unix socket (LXD, Incus, microcluster control sockets).
+    pub fn unix(socket: &Path, target: impl Into<String>) -> Result<Self, crate::trust::TrustError> {
+        // No TLS ever runs over the socket, but reqwest needs a TLS backend with
+        // a crypto provider: give it ring's, never a process-wide default.
+        let unused_tls = crate::trust::client_config(
+            None,
+            ServerPin::Capture(crate::trust::CapturedCertificate::new()),
+        )?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(unused_tls)
+            .unix_socket(socket)
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(crate::trust::TrustError::HttpClient)?;
+        Ok(Transport {
+            client,
+            base: "http://lxd".into(),
+            target: target.into(),
+        })
+    }
+
+    /// HTTPS to `authority` (`ip:port`), presenting `identity` as client certificate
+    /// and accepting only the server certificate described by `pin`. `prefix` is
+    /// prepended to every path (a peer's `/1.0/services/lxd` proxy, or empty).
+    pub fn https(
+        authority: &str,
+        prefix: &str,
+        identity: Option<&Identity>,
+        pin: ServerPin,
+        target: impl Into<String>,
+    ) -> Result<Self, crate::trust::TrustError> {
+        let client = crate::trust::https_client(identity, pin)?;
+        Ok(Transport {
+            client,
+            base: format!("https://{authority}{prefix}"),
+            target: target.into(),
+        })
+    }
+
+    /// The same connection settings with another path prefix and description
+    /// (a peer's session API and its LXD proxy share one TLS identity and pin).
+    pub fn with_prefix(&self, prefix: &str, target: impl Into<String>) -> Self {
+        Transport {
+            client: self.client.clone(),
+            base: format!("{}{prefix}", self.base),
+            target: target.into(),
+        }
+    }
+
+    /// Human description of where this transport goes.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Sends a request and returns the raw status and body, without interpreting it.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, bytes::Bytes), ApiError> {
+        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let fail = |source| ApiError::Transport {
+            target: self.target.clone(),
+            method: method.to_string(),
+            path: path.to_string(),
+            source,
+        };
+        let response = request.send().await.map_err(fail)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(fail)?;
+        Ok((status, bytes))
+    }
+
+    /// Sends a request with an optional JSON body and decodes the envelope.
+    /// Error envelopes and non-2xx statuses become [`ApiError::Status`].
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Envelope, ApiError> {
+        let body = body.map(|b| serde_json::to_vec(b).expect("JSON values always serialize"));
+        self.request_bytes(method, path, &[], body).await
+    }
+
+    /// Like [`Transport::request`] with a pre-serialized body and extra headers
+    /// (the session API signs the exact body bytes).
+    pub async fn request_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Envelope, ApiError> {
+        let (status, bytes) = self.raw(method.clone(), path, headers, body).await?;
+        self.decode(&method, path, status, &bytes)
+    }
+
+    /// Interprets a raw response as an LXD envelope.
+    pub fn decode(
+        &self,
+        method: &Method,
+        path: &str,
+        status: u16,
+        bytes: &[u8],
+    ) -> Result<Envelope, ApiError> {
+        let status_error = |message: String| ApiError::Status {
+            target: self.target.clone(),
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+            message,
+        };
+        let envelope: Envelope = match serde_json::from_slice(bytes) {
+            Ok(envelope) => envelope,
+            Err(_) if !(200..300).contains(&status) => {
+                return Err(status_error(truncated(bytes)));
+            }
+            Err(source) => {
+                return Err(ApiError::Decode {
+                    target: self.target.clone(),
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    source,
+                });
+            }
+        };
+        if envelope.kind == "error" || !(200..300).contains(&status) {
+            let message = if envelope.error.is_empty() {
+                truncated(bytes)
+            } else {
+                envelope.error.clone()
+            };
+            let status = if envelope.error_code != 0 {
+                envelope.error_code
+            } else {
+                status
+            };
+            return Err(ApiError::Status {
+                target: self.target.clone(),
+                method: method.to_string(),
+                path: path.to_string(),
+                status,
+                message,
+            });
+        }
+        Ok(envelope)
+    }
+
+    /// Decodes the metadata of a successful envelope into `T`.
+    pub fn metadata<T: DeserializeOwned>(
+        &self,
+        method: &Method,
+        path: &str,
+        envelope: Envelope,
+    ) -> Result<T, ApiError> {
+        serde_json::from_value(envelope.metadata).map_err(|source| ApiError::Decode {
+            target: self.target.clone(),
+            method: method.to_string(),
+            path: path.to_string(),
+            source,
+        })
+    }
+}
+
+/// At most 512 characters of a body, so an HTML error page cannot flood a terminal.
+fn truncated(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    match text.char_indices().nth(512) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None if text.is_empty() => "empty response".into(),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,372 @@
+//! Applies an [`InitPlan`] on the initiator, phase by phase. Each phase
+//! records its progress, registers how to undo what it creates, and on failure
+//! everything this run created is undone, newest first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::progress::Progress;
+use super::revert::Reverter;
+use crate::clients::lxd::{ClusterPut, LxdClient, NetworksPost, StoragePoolsPost};
+use crate::plan::{self, InitPlan, NetworkPlan};
+use crate::session::{LxdJoin, PeerSession, ServicesPut};
+use crate::state::PhaseStatus;
+use crate::trust::Secret;
+use crate::ui::Printer;
+
+pub const PHASES: &[&str] = &["bootstrap", "join", "storage", "network", "profile"];
+
+/// LXD's cluster port, as upstream.
+const LXD_PORT: u16 = 8443;
+/// How long a member may take to show up online after its join returned.
+const MEMBER_ONLINE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the plan is applied: the initiator's LXD and each joiner's session.
+pub struct Targets {
+    pub local: LxdClient,
+    pub peers: BTreeMap<String, PeerSession>,
+}
+
+/// Applies `plan`. On failure every change is undone and the error returned.
+pub async fn apply(
+    plan: &InitPlan,
+    targets: &Targets,
+    progress: &mut Progress,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let mut reverter = Reverter::new();
+    for phase in PHASES {
+        progress.set(phase, PhaseStatus::Running)?;
+        let result = match *phase {
+            "bootstrap" => bootstrap(plan, targets, &mut reverter, printer).await,
+            "join" => join_members(plan, targets, &mut reverter, printer).await,
+            "storage" => create_local_pool(plan, targets, &mut reverter, printer).await,
+            "network" => create_network(plan, targets, &mut reverter, printer).await,
+            "profile" => update_profile(plan, targets, &mut reverter, printer).await,
+            other => unreachable!("unknown phase {other}"),
+        };
+        match result {
+            Ok(()) => progress.set(phase, PhaseStatus::Done)?,
+            Err(err) => {
+                printer.warn(format!("Phase {phase:?} failed, undoing this run's changes"));
+                progress.set(phase, PhaseStatus::Reverted)?;
+                let left = reverter.revert(printer).await;
+                progress.undo_completed()?;
+                if !left.is_empty() {
+                    return Err(err.context(format!(
+                        "some changes could not be undone and need attention:\n  - {}",
+                        left.join("\n  - ")
+                    )));
+                }
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lxd_address(address: std::net::IpAddr) -> String {
+    std::net::SocketAddr::new(address, LXD_PORT).to_string()
+}
+
+/// Server configuration keys the run sets, and their values before it did.
+async fn current_values(
+    lxd: &LxdClient,
+    keys: &[&str],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let server = lxd.server().await?;
+    Ok(keys
+        .iter()
+        .map(|k| (k.to_string(), server.config_value(k).unwrap_or_default()))
+        .collect())
+}
+
+async fn bootstrap(
+    plan: &InitPlan,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let initiator = plan.member(&plan.initiator).context("the plan has no initiator")?;
+    let lxd = targets.local.clone();
+    let config = BTreeMap::from([
+        ("core.https_address".to_string(), format!("[::]:{LXD_PORT}")),
+        ("cluster.https_address".to_string(), lxd_address(initiator.address)),
+        ("user.microcloud".to_string(), crate::VERSION.to_string()),
+    ]);
+    let keys: Vec<&str> = config.keys().map(String::as_str).collect();
+    let previous = current_values(&lxd, &keys).await?;
+    printer.status(format!("Initializing LXD on {} ...", initiator.name));
+    lxd.patch_server_config(&config, None)
+        .await
+        .context("Failed to configure the LXD server addresses")?;
+    let undo_lxd = lxd.clone();
+    let undo_config = previous.clone();
+    reverter.add(
+        format!("restore LXD's server configuration on {}", initiator.name),
+        Box::pin(async move {
+            undo_lxd.patch_server_config(&undo_config, None).await?;
+            Ok(())
+        }),
+    );
+    lxd.put_cluster(&ClusterPut {
+        server_name: initiator.name.clone(),
+        enabled: true,
+        ..Default::default()
+    })
+    .await
+    .context("Failed to bootstrap the LXD cluster")?;
+    let undo_lxd = lxd.clone();
+    reverter.add(
+        format!("disable clustering on {}", initiator.name),
+        Box::pin(async move {
+            undo_lxd
+                .put_cluster(&ClusterPut::default())
+                .await
+                .context("Failed to disable clustering")?;
+            // LXD re-executes itself after leaving clustering.
+            undo_lxd.wait_ready(Duration::from_secs(60)).await?;
+            Ok(())
+        }),
+    );
+    printer.success(format!("Local LXD on {} is ready", initiator.name));
+    Ok(())
+}
+
+/// Joins the other members one at a time: parallel joins hang LXD from 5
+/// members up.
+async fn join_members(
+    plan: &InitPlan,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    if plan.members.len() > 1 {
+        printer.status("Awaiting cluster formation ...");
+    }
+    let lxd = &targets.local;
+    let cluster_certificate = lxd.server().await?.environment.certificate;
+    for member in plan.joiners() {
+        let peer = targets
+            .peers
+            .get(&member.name)
+            .with_context(|| format!("no session with {:?}", member.name))?;
+        let (token, operation) = lxd
+            .create_join_token(&member.name)
+            .await
+            .with_context(|| format!("Failed to issue an LXD join token for {:?}", member.name))?;
+        let request = ServicesPut {
+            lxd: Some(LxdJoin {
+                token: Secret::new(token.encode()),
+                cluster_certificate: cluster_certificate.clone(),
+                member_config: Vec::new(),
+            }),
+        };
+        if let Err(err) = peer.join_services(&request).await {
+            // The token is still valid until revoked: do not leave it behind.
+            let _ = lxd.delete_operation(&operation).await;
+            return Err(err).with_context(|| {
+                format!("System {:?} failed to join the cluster", member.name)
+            });
+        }
+        let undo_lxd = lxd.clone();
+        let name = member.name.clone();
+        reverter.add(
+            format!("remove {} from the LXD cluster", member.name),
+            Box::pin(async move {
+                undo_lxd.delete_cluster_member(&name, true).await?;
+                Ok(())
+            }),
+        );
+        wait_online(lxd, &member.name).await?;
+        printer.success(format!("Peer {} has joined the cluster", member.name));
+    }
+    Ok(())
+}
+
+async fn wait_online(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + MEMBER_ONLINE_TIMEOUT;
+    loop {
+        let members = lxd.cluster_members().await?;
+        match members.iter().find(|m| m.server_name == name) {
+            Some(m) if m.status == "Online" => return Ok(()),
+            other if tokio::time::Instant::now() >= deadline => {
+                let status = other.map_or("missing".to_string(), |m| m.status.clone());
+                anyhow::bail!(
+                    "Timed out waiting for cluster member {name:?} to appear online (status: {status})"
+                );
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// A pool is defined pending on each member (with its own source), then
+/// created cluster-wide.
+async fn create_local_pool(
+    plan: &InitPlan,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let Some(pool) = &plan.local_pool else {
+        return Ok(());
+    };
+    let lxd = &targets.local;
+    let undo_lxd = lxd.clone();
+    reverter.add(
+        format!("delete storage pool {:?}", plan::LOCAL_POOL),
+        Box::pin(async move {
+            delete_unless_absent(undo_lxd.delete_storage_pool(plan::LOCAL_POOL).await)
+        }),
+    );
+    for member in &plan.members {
+        let Some(source) = &member.local_source else {
+            continue;
+        };
+        let mut config = BTreeMap::from([("source".to_string(), source.path.clone())]);
+        if source.wipe {
+            config.insert("source.wipe".into(), "true".into());
+        }
+        if pool.driver == "zfs" {
+            config.insert("zfs.pool_name".into(), plan::LOCAL_POOL.into());
+        }
+        let request = StoragePoolsPost {
+            name: plan::LOCAL_POOL.into(),
+            driver: pool.driver.clone(),
+            description: String::new(),
+            config,
+        };
+        lxd.create_storage_pool(&request, Some(&member.name))
+            .await
+            .with_context(|| format!("Failed to define the local storage pool on {:?}", member.name))?;
+        printer.status(format!(
+            "Using {} on {} for local storage pool",
+            source.path, member.name
+        ));
+    }
+    let request = StoragePoolsPost {
+        name: plan::LOCAL_POOL.into(),
+        driver: pool.driver.clone(),
+        description: format!("Local storage on {}", pool.driver),
+        config: BTreeMap::new(),
+    };
+    lxd.create_storage_pool(&request, None)
+        .await
+        .context("Failed to create the local storage pool")?;
+    printer.success(format!("Storage pool {:?} created on every member", plan::LOCAL_POOL));
+    Ok(())
+}
+
+async fn create_network(
+    plan: &InitPlan,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let Some(network) = &plan.network else {
+        return Ok(());
+    };
+    let lxd = &targets.local;
+    let name = network.name();
+    let undo_lxd = lxd.clone();
+    reverter.add(
+        format!("delete network {name:?}"),
+        Box::pin(async move { delete_unless_absent(undo_lxd.delete_network(name).await) }),
+    );
+    for member in &plan.members {
+        let pending = NetworksPost {
+            name: name.into(),
+            kind: "bridge".into(),
+            ..Default::default()
+        };
+        lxd.create_network(&pending, Some(&member.name))
+            .await
+            .with_context(|| format!("Failed to define network {name:?} on {:?}", member.name))?;
+    }
+    let (config, description) = match network {
+        NetworkPlan::Bridge { ipv4 } => (
+            HashMap::from([
+                ("ipv4.address", ipv4.to_string()),
+                ("ipv4.nat", "true".into()),
+                ("ipv6.address", "none".into()),
+            ]),
+            "Default bridge network",
+        ),
+        NetworkPlan::Fan { underlay } => (
+            HashMap::from([
+                ("bridge.mode", "fan".to_string()),
+                ("fan.underlay_subnet", underlay.to_string()),
+            ]),
+            "Default Ubuntu fan powered bridge",
+        ),
+    };
+    let request = NetworksPost {
+        name: name.into(),
+        kind: "bridge".into(),
+        description: description.into(),
+        config: config.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    };
+    lxd.create_network(&request, None)
+        .await
+        .with_context(|| format!("Failed to create network {name:?}"))?;
+    printer.success(format!("Network {name:?} created on every member"));
+    Ok(())
+}
+
+async fn update_profile(
+    plan: &InitPlan,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let lxd = &targets.local;
+    let previous = lxd.profile(plan::DEFAULT_PROFILE).await?;
+    let mut profile = previous.clone();
+    if let Some(pool) = &plan.profile.root_pool {
+        profile.devices.insert(
+            "root".into(),
+            BTreeMap::from([
+                ("path".into(), "/".into()),
+                ("pool".into(), pool.clone()),
+                ("type".into(), "disk".into()),
+            ]),
+        );
+    }
+    if let Some(network) = &plan.profile.network {
+        profile.devices.insert(
+            "eth0".into(),
+            BTreeMap::from([
+                ("name".into(), "eth0".into()),
+                ("network".into(), network.clone()),
+                ("type".into(), "nic".into()),
+            ]),
+        );
+    }
+    if profile == previous {
+        return Ok(());
+    }
+    lxd.put_profile(plan::DEFAULT_PROFILE, &profile)
+        .await
+        .context("Failed to update the default profile")?;
+    let undo_lxd = lxd.clone();
+    reverter.add(
+        "restore the default profile",
+        Box::pin(async move {
+            undo_lxd.put_profile(plan::DEFAULT_PROFILE, &previous).await?;
+            Ok(())
+        }),
+    );
+    printer.success("Default profile configured");
+    Ok(())
+}
+
+/// Undoing a deletion target that is already gone is a success.
+fn delete_unless_absent(result: Result<(), crate::clients::ApiError>) -> anyhow::Result<()> {
+    match result {
+        Err(err) if err.status() == Some(404) => Ok(()),
+        other => Ok(other?),
+    }
+}

@@ -1,0 +1,352 @@
+//! The joiner's side of a run: find the initiator, prove the passphrase, wait
+//! for its confirmation, join LXD when asked, and follow the initiator's
+//! verdict, undoing this machine's own changes if it aborts.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::future::BoxFuture;
+use tokio::time::Instant;
+
+use super::local::LocalMachine;
+use crate::clients::Transport;
+use crate::clients::lxd::{ClusterPut, JoinToken, JoinTokenField, LxdClient};
+use crate::discovery::{self, ServerInfo};
+use crate::session::{
+    JoinHandler, JoinIntent, PeerSession, SESSION_PORT, ServicesPut, SessionConfig, SessionEvent,
+    SessionRole, SessionServer,
+};
+use crate::trust::{self, CapturedCertificate, Identity, Secret, ServerPin};
+use crate::ui::Printer;
+
+/// What the joiner was told to look for.
+pub struct JoinerSettings {
+    pub passphrase: Secret<String>,
+    /// The initiator's name, when known (multicast mode).
+    pub initiator_name: Option<String>,
+    /// The initiator's address, when given (unicast mode, no multicast).
+    pub initiator_address: Option<String>,
+    pub lookup_timeout: Duration,
+    pub session_timeout: Duration,
+}
+
+/// How long to wait before contacting an initiator again that is not up yet.
+const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// How long LXD may take to leave the cluster after the initiator removed us.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn run(
+    machine: LocalMachine,
+    settings: JoinerSettings,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let me = machine.intent();
+    let joined = Arc::new(Mutex::new(None));
+    let handler = Arc::new(LxdJoiner {
+        lxd: machine.lxd.clone(),
+        name: machine.name.clone(),
+        address: machine.address.address.to_string(),
+        identity: machine.identity.clone(),
+        joined: joined.clone(),
+        printer: *printer,
+    });
+    let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
+    let (server, mut events) = SessionServer::start(
+        listen,
+        &machine.identity,
+        SessionConfig {
+            role: SessionRole::Joiner {
+                initiator: settings.initiator_name.clone(),
+            },
+            passphrase: settings.passphrase.clone(),
+            me: me.clone(),
+            local_lxd: machine.lxd.transport().clone(),
+            join_handler: Some(handler),
+        },
+    )
+    .await?;
+
+    let outcome = async {
+        let deadline = Instant::now() + settings.session_timeout;
+        let initiator = contact_initiator(&machine, &settings, &me, &server, printer).await?;
+        printer.status(format!(
+            "Verify the fingerprint {} is displayed on system {}.",
+            machine.identity.fingerprint().short(),
+            initiator
+        ));
+        let mut confirmed = false;
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .map_err(|_| anyhow::anyhow!("Timed out waiting for the initiator {initiator:?} to finish; the session timeout has passed"))?
+                .context("The session ended unexpectedly")?;
+            match event {
+                SessionEvent::Intent { intent, .. } if !confirmed => {
+                    confirmed = true;
+                    printer.status(format!("Received confirmation from system {}", intent.name));
+                    printer.status("Do not exit out to keep the session alive");
+                    printer.status(format!(
+                        "Complete the remaining configuration on system {} ...",
+                        intent.name
+                    ));
+                }
+                SessionEvent::Intent { .. } => {}
+                SessionEvent::Rejected { remote, reason, .. } => {
+                    printer.warn(format!("Refused a request from {remote}: {reason}"))
+                }
+                SessionEvent::TooManyFailures => {}
+                SessionEvent::Stopped { reason } if reason.is_empty() => return Ok(()),
+                SessionEvent::Stopped { reason } => {
+                    bail!("Initiator aborted the setup: {reason}")
+                }
+            }
+        }
+    }
+    .await;
+    server.shutdown().await;
+    if outcome.is_err() {
+        undo_join(&machine.lxd, &joined, printer).await;
+    } else {
+        printer.success("Successfully joined the MicroCloud cluster and closing the session.");
+    }
+    outcome
+}
+
+/// Finds the initiator and gets this machine's intent accepted. The initiator
+/// may not be up yet, so connection failures are retried until the lookup
+/// timeout; a wrong passphrase or a refusal is final.
+async fn contact_initiator(
+    machine: &LocalMachine,
+    settings: &JoinerSettings,
+    me: &JoinIntent,
+    server: &SessionServer,
+    printer: &Printer,
+) -> anyhow::Result<String> {
+    let deadline = Instant::now() + settings.lookup_timeout;
+    let address = match &settings.initiator_address {
+        Some(address) => address.clone(),
+        None => {
+            printer.status("Searching for an eligible system ...");
+            let wanted = settings.initiator_name.clone();
+            let found: ServerInfo = discovery::lookup(
+                &machine.address,
+                settings.lookup_timeout,
+                move |info| wanted.as_ref().is_none_or(|w| *w == info.name),
+            )
+            .await
+            .context("Failed to find an eligible system")?;
+            found.address
+        }
+    };
+    let label = settings.initiator_name.as_deref().unwrap_or("the initiator");
+    loop {
+        match try_contact(machine, settings, me, server, label, &address, printer).await {
+            Ok(initiator) => return Ok(initiator),
+            Err(ContactError::Final(err)) => return Err(err),
+            Err(ContactError::Retry(err)) if Instant::now() >= deadline => {
+                return Err(err.context(format!(
+                    "Failed to reach {label} at {address} within the lookup timeout ({} s)",
+                    settings.lookup_timeout.as_secs()
+                )));
+            }
+            Err(ContactError::Retry(_)) => tokio::time::sleep(RETRY_INTERVAL).await,
+        }
+    }
+}
+
+enum ContactError {
+    Retry(anyhow::Error),
+    Final(anyhow::Error),
+}
+
+async fn try_contact(
+    machine: &LocalMachine,
+    settings: &JoinerSettings,
+    me: &JoinIntent,
+    server: &SessionServer,
+    label: &str,
+    address: &str,
+    printer: &Printer,
+) -> Result<String, ContactError> {
+    // First learn the initiator's certificate, and only then send the intent
+    // over a connection pinned to it: the initiator may confirm at once, and
+    // its confirmation is accepted only from that certificate.
+    let captured = CapturedCertificate::new();
+    let probe = PeerSession::new(label, address, &machine.identity, ServerPin::Capture(captured.clone()))
+        .map_err(|e| ContactError::Final(e.into()))?;
+    let hello = probe.hello().await.map_err(|e| ContactError::Retry(e.into()))?;
+    let (_, fingerprint) = captured
+        .get()
+        .ok_or_else(|| ContactError::Final(anyhow::anyhow!("{label} presented no certificate")))?;
+    if let Some(expected) = &settings.initiator_name {
+        if hello.name != *expected {
+            return Err(ContactError::Final(anyhow::anyhow!(
+                "The system at {address} is {:?}, not the initiator {expected:?}",
+                hello.name
+            )));
+        }
+    }
+    server.expect_initiator(fingerprint.clone());
+    let session = PeerSession::new(
+        &hello.name,
+        address,
+        &machine.identity,
+        ServerPin::Fingerprint(fingerprint.clone()),
+    )
+    .map_err(|e| ContactError::Final(e.into()))?;
+    match session.send_intent(&settings.passphrase, me).await {
+        Ok(_) => {}
+        Err(err) if err.is_wrong_passphrase() => {
+            return Err(ContactError::Final(anyhow::anyhow!(
+                "Failed to join system {:?}: Wrong passphrase",
+                hello.name
+            )));
+        }
+        Err(err) => {
+            return Err(ContactError::Final(
+                anyhow::Error::new(err).context(format!("Failed to join system {:?}", hello.name)),
+            ));
+        }
+    }
+    printer.status(format!(
+        "Found system {} at {address} using fingerprint {}",
+        hello.name,
+        fingerprint.short()
+    ));
+    Ok(hello.name)
+}
+
+/// What this machine changed when it joined, to undo it if the run aborts.
+struct Joined {
+    previous_config: BTreeMap<String, String>,
+}
+
+/// Joins the local LXD to the initiator's cluster when asked.
+struct LxdJoiner {
+    lxd: LxdClient,
+    name: String,
+    address: String,
+    identity: Arc<Identity>,
+    joined: Arc<Mutex<Option<Joined>>>,
+    printer: Printer,
+}
+
+impl JoinHandler for LxdJoiner {
+    fn join(&self, request: ServicesPut) -> BoxFuture<'static, Result<(), String>> {
+        let lxd = self.lxd.clone();
+        let name = self.name.clone();
+        let address = self.address.clone();
+        let identity = self.identity.clone();
+        let joined = self.joined.clone();
+        let printer = self.printer;
+        Box::pin(async move {
+            let Some(join) = request.lxd else {
+                return Ok(());
+            };
+            printer.status("Joining the LXD cluster ...");
+            join_lxd(&lxd, &name, &address, &identity, join, &joined)
+                .await
+                .map_err(|e| format!("Failed to join \"LXD\" cluster: {e:#}"))?;
+            printer.success(format!("Joined the LXD cluster as {name}"));
+            Ok(())
+        })
+    }
+}
+
+/// LXD does not bind a join token to the joining name, so this checks it; it
+/// also checks the cluster certificate against the token before trusting it.
+async fn join_lxd(
+    lxd: &LxdClient,
+    name: &str,
+    address: &str,
+    identity: &Identity,
+    join: crate::session::LxdJoin,
+    joined: &Mutex<Option<Joined>>,
+) -> anyhow::Result<()> {
+    let token = JoinToken::decode(join.token.expose())?;
+    if token.server_name != name {
+        bail!(
+            "The join token was issued for {:?}, not for this system {name:?}",
+            token.server_name
+        );
+    }
+    let (_, fingerprint) = trust::certificate_from_pem(&join.cluster_certificate)?;
+    if fingerprint.as_str() != token.fingerprint {
+        bail!("Certificate fingerprint mismatch between join token and cluster certificate");
+    }
+    let cluster_address = reachable_member(&token, identity, &fingerprint).await?;
+    let server = lxd.server().await?;
+    let keys = ["core.https_address", "cluster.https_address"];
+    let previous_config = keys
+        .iter()
+        .map(|k| (k.to_string(), server.config_value(k).unwrap_or_default()))
+        .collect();
+    let server_address = std::net::SocketAddr::new(address.parse()?, 8443).to_string();
+    let secret = join.token.expose().clone();
+    let (cluster_token, cluster_password) = match server.join_token_field() {
+        JoinTokenField::ClusterToken => (Some(secret), None),
+        JoinTokenField::ClusterPassword => (None, Some(secret)),
+    };
+    *joined.lock().unwrap_or_else(|e| e.into_inner()) = Some(Joined { previous_config });
+    lxd.put_cluster(&ClusterPut {
+        server_name: name.to_string(),
+        enabled: true,
+        cluster_address,
+        cluster_certificate: join.cluster_certificate,
+        server_address,
+        cluster_token,
+        cluster_password,
+        member_config: join.member_config,
+    })
+    .await?;
+    Ok(())
+}
+
+/// The first member listed in the token that presents the token's certificate.
+async fn reachable_member(
+    token: &JoinToken,
+    identity: &Identity,
+    fingerprint: &trust::Fingerprint,
+) -> anyhow::Result<String> {
+    for candidate in &token.addresses {
+        let transport = Transport::https(
+            candidate,
+            "",
+            Some(identity),
+            ServerPin::Fingerprint(fingerprint.clone()),
+            format!("LXD cluster member {candidate}"),
+        )?;
+        if LxdClient::new(transport).server().await.is_ok() {
+            return Ok(candidate.clone());
+        }
+    }
+    bail!("Unable to connect to any of the cluster members specified in join token")
+}
+
+/// After an abort the initiator removes this machine from the cluster; once
+/// LXD has left, restore the addresses the join set.
+async fn undo_join(lxd: &LxdClient, joined: &Mutex<Option<Joined>>, printer: &Printer) {
+    let Some(Joined { previous_config }) = joined.lock().unwrap_or_else(|e| e.into_inner()).take()
+    else {
+        return;
+    };
+    let deadline = Instant::now() + LEAVE_TIMEOUT;
+    loop {
+        match lxd.server().await {
+            Ok(server) if !server.environment.server_clustered => break,
+            _ if Instant::now() >= deadline => {
+                printer.warn(
+                    "LXD on this system is still clustered: the initiator could not remove it. Remove it with `lxc cluster remove --force` on a member, or reinstall LXD",
+                );
+                return;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    match lxd.patch_server_config(&previous_config, None).await {
+        Ok(()) => printer.status("Undone: LXD's server addresses on this system"),
+        Err(err) => printer.warn(format!("Failed to restore LXD's server addresses: {err}")),
+    }
+}

@@ -1,0 +1,59 @@
+//! The plan as a person reads it: per machine, what will be created and which
+//! disks will be wiped.
+
+use std::fmt;
+
+use super::{InitPlan, NetworkPlan};
+
+impl fmt::Display for InitPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "MicroCloud will form an LXD cluster of {} member(s), initiated by {}:",
+            self.members.len(),
+            self.initiator
+        )?;
+        for member in &self.members {
+            let role = if member.name == self.initiator {
+                "bootstraps the cluster"
+            } else {
+                "joins the cluster"
+            };
+            writeln!(f, "  {} ({}): {role}", member.name, member.address)?;
+            if let (Some(pool), Some(source)) = (&self.local_pool, &member.local_source) {
+                let wipe = if source.wipe { ", WIPED first" } else { "" };
+                writeln!(
+                    f,
+                    "    storage pool {:?} ({}) on {}{wipe}",
+                    super::LOCAL_POOL,
+                    pool.driver,
+                    source.path
+                )?;
+            }
+            match &self.network {
+                Some(NetworkPlan::Bridge { ipv4 }) => writeln!(
+                    f,
+                    "    network {:?}: bridge with {ipv4} and NAT",
+                    super::BRIDGE_NETWORK
+                )?,
+                Some(NetworkPlan::Fan { underlay }) => writeln!(
+                    f,
+                    "    network {:?}: fan bridge over {underlay}",
+                    super::FAN_NETWORK
+                )?,
+                None => {}
+            }
+        }
+        let root = self.profile.root_pool.as_deref().unwrap_or("none");
+        let nic = self.profile.network.as_deref().unwrap_or("none");
+        writeln!(
+            f,
+            "  profile {:?}: root disk on pool {root}, eth0 on network {nic}",
+            super::DEFAULT_PROFILE
+        )?;
+        for warning in &self.warnings {
+            writeln!(f, "  warning: {warning}")?;
+        }
+        Ok(())
+    }
+}

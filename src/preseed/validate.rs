@@ -1,0 +1,490 @@
+//! Static validation: upstream's `Preseed.validate` (spec §2.2 items 1–10) in its order and
+//! with its messages, each followed by `; <what would be valid>`.
+//!
+//! Item 6 needs this machine's hostname, so it is [`Preseed::check_local_included`]. Checks
+//! this project adds are marked "(extension)"; unparsable addresses, subnets and ranges are
+//! already rejected by the parser, with upstream's texts where upstream has them.
+
+use std::net::IpAddr;
+
+use super::PreseedError;
+use super::filter::DiskFilter;
+use super::model::{DEFAULT_SESSION_TIMEOUT, DiskFilterSpec, Preseed, System};
+use super::source::FieldPath;
+
+/// Upstream's message, then what would be valid.
+fn hinted(upstream: impl AsRef<str>, hint: impl AsRef<str>) -> String {
+    format!("{}; {}", upstream.as_ref(), hint.as_ref())
+}
+
+const ABSOLUTE_PATH_HINT: &str = "give an absolute path such as /dev/disk/by-id/nvme-... \
+                                  (`storage.local.path` may also name a directory)";
+
+fn top(key: &str) -> FieldPath {
+    FieldPath::root().key(key)
+}
+
+impl Preseed {
+    /// Every check of spec §2.2 that needs no facts about a machine, in upstream's order;
+    /// returns the first failure.
+    pub fn validate(&self) -> Result<(), PreseedError> {
+        self.check_modes()?;
+        self.check_timeouts()?;
+        for (index, system) in self.systems.iter().enumerate() {
+            self.check_system(index, system)?;
+        }
+        self.check_all_or_none()?;
+        self.check_ceph_networks()?;
+        self.check_ovn()?;
+        for pool in [FilterPool::Ceph, FilterPool::Local] {
+            self.check_filters(pool)?;
+        }
+        Ok(())
+    }
+
+    /// Item 6: when bootstrapping, this machine must be one of the systems.
+    pub fn check_local_included(
+        &self,
+        hostname: &str,
+        local_addresses: &[IpAddr],
+    ) -> Result<(), PreseedError> {
+        if !self.is_bootstrap() || self.system(hostname).is_some() {
+            return Ok(());
+        }
+        const UPSTREAM: &str =
+            "Local MicroCloud must be included in the list of systems when initializing";
+        let same_address = self.systems.iter().enumerate().find(|(_, system)| {
+            system
+                .address
+                .is_some_and(|address| local_addresses.contains(&address))
+        });
+        if let Some((index, system)) = same_address {
+            return Err(self.origin.error(
+                &top("systems").index(index).key("name"),
+                hinted(
+                    UPSTREAM,
+                    format!(
+                        "system {:?} has this machine's address, but this machine's hostname \
+                         is {hostname:?}; system names must be hostnames",
+                        system.name
+                    ),
+                ),
+            ));
+        }
+        Err(self.origin.error(
+            &top("systems"),
+            hinted(
+                UPSTREAM,
+                format!(
+                    "add this machine ({hostname:?}) to `systems`, or run `microcloud preseed` \
+                     here only to join an existing cluster"
+                ),
+            ),
+        ))
+    }
+
+    /// Items 1–4: which mode, and what that mode requires.
+    fn check_modes(&self) -> Result<(), PreseedError> {
+        if self.systems.is_empty() {
+            return Err(self.origin.error(
+                &top("systems"),
+                hinted(
+                    "No systems given",
+                    "list the machines under `systems`, such as `systems: [{name: micro01}]`",
+                ),
+            ));
+        }
+        match (&self.initiator, &self.initiator_address) {
+            (None, None) => {
+                return Err(self.origin.error(
+                    &FieldPath::root(),
+                    hinted(
+                        "Missing initiator's name or address",
+                        "set `initiator: <hostname>` with `lookup_subnet` (multicast \
+                         discovery), or `initiator_address: <ip>` (unicast)",
+                    ),
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(self.origin.error(
+                    &top("initiator_address"),
+                    hinted(
+                        "Cannot provide both the initiator's name and address",
+                        "keep `initiator` (multicast discovery) or `initiator_address` \
+                         (unicast), not both",
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if self.initiator.is_some() && self.lookup_subnet.is_none() {
+            return Err(self.origin.error(
+                &top("lookup_subnet"),
+                hinted(
+                    "Missing lookup subnet",
+                    "`initiator` finds machines by multicast, so set `lookup_subnet` to a CIDR \
+                     such as 10.0.0.0/24",
+                ),
+            ));
+        }
+        if self.initiator_address.is_some() && self.lookup_subnet.is_some() {
+            return Err(self.origin.error(
+                &top("lookup_subnet"),
+                hinted(
+                    "Cannot provide both the initiator's address and lookup subnet",
+                    "with `initiator_address` every system gives its `address`; remove \
+                     `lookup_subnet`",
+                ),
+            ));
+        }
+        if self.systems.len() > 1 && self.session_passphrase.is_none() {
+            return Err(self.origin.error(
+                &top("session_passphrase"),
+                hinted(
+                    "Missing session passphrase",
+                    "set `session_passphrase` to a secret shared by every machine",
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// (extension) Upstream falls back to the defaults for 0 or less; this says so instead.
+    /// The session limit is upstream's, enforced by its server when the session starts.
+    fn check_timeouts(&self) -> Result<(), PreseedError> {
+        let timeouts = [
+            ("lookup_timeout", self.lookup_timeout),
+            ("session_timeout", self.session_timeout),
+        ];
+        for (key, seconds) in timeouts {
+            if let Some(seconds) = seconds.filter(|&seconds| seconds <= 0) {
+                return Err(self.origin.error(
+                    &top(key),
+                    format!(
+                        "Invalid {} of {seconds} seconds; use a positive number of seconds, or \
+                         leave `{key}` out for the default",
+                        key.replace('_', " ")
+                    ),
+                ));
+            }
+        }
+        let limit = DEFAULT_SESSION_TIMEOUT.as_secs();
+        if let Some(seconds) = self
+            .session_timeout
+            .filter(|&seconds| u64::try_from(seconds).is_ok_and(|seconds| seconds > limit))
+        {
+            return Err(self.origin.error(
+                &top("session_timeout"),
+                hinted(
+                    "Session timeout cannot exceed 60 minutes",
+                    format!("got {seconds} seconds; use at most {limit}"),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Item 5, for one system.
+    fn check_system(&self, index: usize, system: &System) -> Result<(), PreseedError> {
+        let path = top("systems").index(index);
+        let name = &system.name;
+        if name.is_empty() {
+            return Err(self.origin.error(
+                &path.key("name"),
+                hinted(
+                    "Missing system name",
+                    "every system needs `name: <hostname>`",
+                ),
+            ));
+        }
+        if system.address.is_some() && self.lookup_subnet.is_some() {
+            return Err(self.origin.error(
+                &path.key("address"),
+                hinted(
+                    format!(
+                        "Cannot provide both the address for system {name:?} and the lookup \
+                         subnet"
+                    ),
+                    "system addresses are for unicast mode (`initiator_address`); with \
+                     `lookup_subnet` each machine uses its first address in that subnet",
+                ),
+            ));
+        }
+        if system.address.is_none() && self.initiator_address.is_some() {
+            return Err(self.origin.error(
+                &path,
+                hinted(
+                    format!(
+                        "Missing address for system {name:?} when the initiator's address is set"
+                    ),
+                    "with `initiator_address`, give every system `address: <ip>`",
+                ),
+            ));
+        }
+        // Upstream's next check, "Missing the initiator's address as system %q has an
+        // address", cannot fire: without `initiator_address`, items 2 and 3 require
+        // `initiator` and `lookup_subnet`, and the check above has then already failed.
+        let has_gateway = self.ovn.ipv4_gateway.is_some() || self.ovn.ipv6_gateway.is_some();
+        if system.ovn_uplink_interface.is_some() && !has_gateway && self.is_bootstrap() {
+            return Err(self.origin.error(
+                &path.key("ovn_uplink_interface"),
+                hinted(
+                    "Either the IPv4 or IPv6 gateway has to be set on the uplink network",
+                    "set `ovn.ipv4_gateway` (with `ovn.ipv4_range`) or `ovn.ipv6_gateway`",
+                ),
+            ));
+        }
+        if let Some(first) = self.systems[..index]
+            .iter()
+            .position(|other| &other.name == name)
+        {
+            return Err(self.origin.error(
+                &path.key("name"),
+                hinted(
+                    format!("Duplicate system name {name:?}"),
+                    format!("systems[{first}] already has it; list each machine once"),
+                ),
+            ));
+        }
+        self.check_disk_paths(system, &path)
+    }
+
+    /// (extension) Explicit disks need an absolute path, and a disk can back one pool only.
+    fn check_disk_paths(&self, system: &System, path: &FieldPath) -> Result<(), PreseedError> {
+        let storage = path.key("storage");
+        let local = system
+            .local_disk()
+            .map(|disk| (disk, storage.key("local").key("path")));
+        let ceph = system
+            .ceph_disks()
+            .iter()
+            .enumerate()
+            .map(|(index, disk)| (disk, storage.key("ceph").index(index).key("path")));
+        let mut seen: Vec<&str> = Vec::new();
+        for (disk, disk_path) in local.into_iter().chain(ceph) {
+            let (name, file) = (&system.name, &disk.path);
+            let (problem, hint) = if file.is_empty() {
+                (
+                    format!("Missing disk path for system {name:?}"),
+                    ABSOLUTE_PATH_HINT,
+                )
+            } else if !file.starts_with('/') {
+                (
+                    format!("Disk path {file:?} for system {name:?} is not absolute"),
+                    ABSOLUTE_PATH_HINT,
+                )
+            } else if seen.contains(&file.as_str()) {
+                (
+                    format!("Disk {file:?} is listed more than once for system {name:?}"),
+                    "a disk can back only one pool; remove the repetition",
+                )
+            } else {
+                seen.push(file);
+                continue;
+            };
+            return Err(self.origin.error(&disk_path, hinted(problem, hint)));
+        }
+        Ok(())
+    }
+
+    /// Item 7: uplinks, underlay IPs and explicit local disks are all-or-none.
+    fn check_all_or_none(&self) -> Result<(), PreseedError> {
+        self.all_or_none(
+            |system| system.ovn_uplink_interface.is_some(),
+            "Some systems are missing an uplink interface",
+            "set `ovn_uplink_interface` on every system or on none",
+        )?;
+        self.all_or_none(
+            |system| system.ovn_underlay_ip.is_some(),
+            "Some systems are missing an underlay interface",
+            "set `ovn_underlay_ip` on every system or on none",
+        )?;
+        // A local filter covers the systems without an explicit disk.
+        if self.storage.local.is_empty() {
+            self.all_or_none(
+                |system| system.local_disk().is_some(),
+                "Some systems are missing local storage disks",
+                "set `storage.local.path` on every system or on none, or add a \
+                 `storage.local` filter for the others",
+            )?;
+        }
+        Ok(())
+    }
+
+    fn all_or_none(
+        &self,
+        has: impl Fn(&System) -> bool,
+        upstream: &str,
+        remedy: &str,
+    ) -> Result<(), PreseedError> {
+        if !self.systems.iter().any(&has) {
+            return Ok(());
+        }
+        let Some((index, missing)) = self
+            .systems
+            .iter()
+            .enumerate()
+            .find(|(_, system)| !has(system))
+        else {
+            return Ok(());
+        };
+        Err(self.origin.error(
+            &top("systems").index(index),
+            hinted(
+                upstream,
+                format!("{remedy} (system {:?} has none)", missing.name),
+            ),
+        ))
+    }
+
+    /// Item 8: Ceph networks need Ceph disks and must be network addresses.
+    fn check_ceph_networks(&self) -> Result<(), PreseedError> {
+        let has_ceph_disks = !self.storage.ceph.is_empty()
+            || self
+                .systems
+                .iter()
+                .any(|system| !system.ceph_disks().is_empty());
+        let networks = [
+            ("public", self.ceph.public_network),
+            ("internal", self.ceph.internal_network),
+        ];
+        for (kind, network) in networks {
+            let Some(network) = network else { continue };
+            let path = top("ceph").key(&format!("{kind}_network"));
+            if !has_ceph_disks {
+                return Err(self.origin.error(
+                    &path,
+                    hinted(
+                        format!("Cannot specify a Ceph {kind} network without Ceph storage disks"),
+                        "add Ceph disks (`systems[].storage.ceph` or a `storage.ceph` filter), \
+                         or remove it",
+                    ),
+                ));
+            }
+            if network.addr() != network.network() {
+                return Err(self.origin.error(
+                    &path,
+                    hinted(
+                        format!(
+                            "Invalid Ceph {kind} network subnet: Not an IP network address {:?}",
+                            network.to_string()
+                        ),
+                        format!("use the network address, {}", network.trunc()),
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Item 9: an IPv4 uplink needs both a gateway and a range. Upstream reports a gateway
+    /// without a range as a range without a gateway; this says what is actually missing.
+    fn check_ovn(&self) -> Result<(), PreseedError> {
+        let path = top("ovn");
+        match (&self.ovn.ipv4_gateway, &self.ovn.ipv4_range) {
+            (None, Some(_)) => Err(self.origin.error(
+                &path.key("ipv4_range"),
+                hinted(
+                    "Cannot specify IPv4 range without IPv4 gateway",
+                    "set `ovn.ipv4_gateway` to the uplink gateway with its prefix length, such \
+                     as 192.0.2.1/24",
+                ),
+            )),
+            (Some(_), None) => Err(self.origin.error(
+                &path.key("ipv4_gateway"),
+                hinted(
+                    "Cannot specify IPv4 gateway without IPv4 range",
+                    "set `ovn.ipv4_range` to the uplink addresses OVN may use, such as \
+                     192.0.2.100-192.0.2.254",
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Item 10, for the filters of one pool; also parses each expression.
+    fn check_filters(&self, pool: FilterPool) -> Result<(), PreseedError> {
+        let label = pool.label();
+        for (index, spec) in pool.filters(self).iter().enumerate() {
+            let path = top("storage").key(pool.key()).index(index);
+            if spec.find.is_empty() {
+                return Err(self.origin.error(
+                    &path.key("find"),
+                    hinted(
+                        format!("Received empty {label} disk filter"),
+                        "set `find` to an expression such as `type == nvme && size > 100GiB`",
+                    ),
+                ));
+            }
+            if let Err(err) = DiskFilter::parse(&spec.find) {
+                return Err(self.origin.error(
+                    &path.key("find"),
+                    format!("Invalid {label} disk filter {:?}: {err}", spec.find),
+                ));
+            }
+            let (min, max) = (spec.find_min.unwrap_or(0), spec.find_max.unwrap_or(0));
+            if max > 0 && max < min {
+                return Err(self.origin.error(
+                    &path.key("find_max"),
+                    hinted(
+                        pool.constraints_message(max, min),
+                        "`find_max` must be at least `find_min`, or 0 for no maximum",
+                    ),
+                ));
+            }
+            if pool == FilterPool::Ceph && min < 1 {
+                return Err(self.origin.error(
+                    &path.key("find_min"),
+                    hinted(
+                        "Remote storage filter cannot be defined with find_min less than 1",
+                        "set `find_min` to the number of disks Ceph needs in total, at least 1",
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which filter list of `storage`; upstream words their messages slightly differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FilterPool {
+    Ceph,
+    Local,
+}
+
+impl FilterPool {
+    fn key(self) -> &'static str {
+        match self {
+            FilterPool::Ceph => "ceph",
+            FilterPool::Local => "local",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            FilterPool::Ceph => "remote",
+            FilterPool::Local => "local",
+        }
+    }
+
+    fn filters(self, preseed: &Preseed) -> &[DiskFilterSpec] {
+        match self {
+            FilterPool::Ceph => preseed.ceph_filters(),
+            FilterPool::Local => preseed.local_filters(),
+        }
+    }
+
+    fn constraints_message(self, max: u64, min: u64) -> String {
+        match self {
+            FilterPool::Ceph => format!(
+                "Invalid remote storage filter constraints find_max ({max}) must be larger than \
+                 find_min ({min})"
+            ),
+            FilterPool::Local => format!(
+                "Invalid local storage filter constraints find_max ({max}) larger than find_min \
+                 ({min})"
+            ),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Calls to a peer's session API.
+
+use reqwest::Method;
+
+use super::types::{
+    IntentAccepted, JoinIntent, SESSION_PORT, ServicesPut, SessionInfo, SessionStop,
+};
+use crate::clients::lxd::LxdClient;
+use crate::clients::{ApiError, Transport};
+use crate::trust::{self, Identity, Secret, ServerPin};
+
+/// A peer's session API, reached over TLS with this machine's certificate.
+#[derive(Clone)]
+pub struct PeerSession {
+    name: String,
+    address: String,
+    transport: Transport,
+}
+
+impl PeerSession {
+    /// `address` is the peer's MicroCloud IP address; `pin` says which server
+    /// certificate to accept (or to capture, before the peer is known).
+    pub fn new(
+        name: &str,
+        address: &str,
+        identity: &Identity,
+        pin: ServerPin,
+    ) -> Result<Self, trust::TrustError> {
+        let authority = authority(address);
+        let transport = Transport::https(
+            &authority,
+            "",
+            Some(identity),
+            pin,
+            format!("the MicroCloud session on {name} ({address})"),
+        )?;
+        Ok(PeerSession {
+            name: name.to_string(),
+            address: address.to_string(),
+            transport,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Who serves this session; the first contact, which also captures its certificate.
+    pub async fn hello(&self) -> Result<SessionInfo, ApiError> {
+        let envelope = self.transport.request(Method::GET, "/1.0", None).await?;
+        self.transport.metadata(&Method::GET, "/1.0", envelope)
+    }
+
+    /// Sends this machine's intent, signed with the passphrase.
+    pub async fn send_intent(
+        &self,
+        passphrase: &Secret<String>,
+        intent: &JoinIntent,
+    ) -> Result<IntentAccepted, SendIntentError> {
+        let body = serde_json::to_vec(intent).expect("intents always serialize");
+        let signature = trust::hmac::sign_async(passphrase, &body)
+            .await
+            .map_err(SendIntentError::Sign)?;
+        let path = "/1.0/session/join";
+        let envelope = self
+            .transport
+            .request_bytes(
+                Method::POST,
+                path,
+                &[("Authorization", signature.as_str())],
+                Some(body),
+            )
+            .await
+            .map_err(SendIntentError::Api)?;
+        self.transport
+            .metadata(&Method::POST, path, envelope)
+            .map_err(SendIntentError::Api)
+    }
+
+    /// Asks the peer to join the services named in `request`.
+    pub async fn join_services(&self, request: &ServicesPut) -> Result<(), ApiError> {
+        let body = serde_json::to_value(request).expect("service requests always serialize");
+        self.transport
+            .request(Method::PUT, "/1.0/services", Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// Ends the peer's session; an empty reason means success.
+    pub async fn stop(&self, reason: &str) -> Result<(), ApiError> {
+        let body = serde_json::to_value(SessionStop {
+            reason: reason.to_string(),
+        })
+        .expect("stop requests always serialize");
+        self.transport
+            .request(Method::PUT, "/1.0/session/stop", Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// The peer's LXD, through its session proxy.
+    pub fn lxd(&self) -> LxdClient {
+        LxdClient::new(
+            self.transport
+                .with_prefix("/1.0/services/lxd", format!("LXD on {}", self.name)),
+        )
+    }
+}
+
+/// `ip:9443`, with brackets for IPv6.
+pub fn authority(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]:{SESSION_PORT}"),
+        _ => format!("{address}:{SESSION_PORT}"),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendIntentError {
+    #[error("failed to sign the join request")]
+    Sign(#[source] trust::HmacError),
+    #[error(transparent)]
+    Api(ApiError),
+}
+
+impl SendIntentError {
+    /// The peer refused the passphrase.
+    pub fn is_wrong_passphrase(&self) -> bool {
+        matches!(self, SendIntentError::Api(e) if e.status() == Some(403) && e.server_message() == Some("Invalid HMAC"))
+    }
+}

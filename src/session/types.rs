@@ -1,0 +1,79 @@
+//! Wire types of the session API every machine serves on :9443 during a run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clients::lxd::MemberConfig;
+use crate::trust::Secret;
+
+/// The session API's port, as upstream MicroCloud's.
+pub const SESSION_PORT: u16 = 9443;
+
+/// A signed join intent (`POST /1.0/session/join`), sent by a joiner to the
+/// initiator and, as confirmation, by the initiator back to each joiner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JoinIntent {
+    pub name: String,
+    pub version: String,
+    /// The sender's MicroCloud address (where its session API listens).
+    pub address: String,
+    /// PEM of the sender's certificate; it must be the TLS client certificate
+    /// of the request that carries it.
+    pub certificate: String,
+    /// Service type → version, e.g. `{"LXD": "5.0.2"}`.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
+}
+
+/// `GET /1.0`: who serves this session (public, before any trust).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// What the initiator answers to an accepted intent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IntentAccepted {
+    pub name: String,
+}
+
+/// `PUT /1.0/services`: the initiator asks a joiner to join its services.
+#[derive(Serialize, Deserialize)]
+pub struct ServicesPut {
+    pub lxd: Option<LxdJoin>,
+}
+
+/// Everything a joiner needs to join the LXD cluster.
+#[derive(Serialize, Deserialize)]
+pub struct LxdJoin {
+    /// The join token issued for this machine's name.
+    pub token: Secret<String>,
+    /// The cluster certificate (PEM); its fingerprint must match the token's.
+    pub cluster_certificate: String,
+    /// Member-specific configuration (e.g. the `local` pool's source).
+    #[serde(default)]
+    pub member_config: Vec<MemberConfig>,
+}
+
+/// `PUT /1.0/session/stop`: ends the peer's session. An empty reason means the
+/// run succeeded; anything else is why the initiator aborted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionStop {
+    pub reason: String,
+}
+
+// Secrets travel inside mutual-TLS requests; they are (de)serialized only here,
+// and never shown by Debug or Display.
+impl Serialize for Secret<String> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.expose())
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret<String> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}

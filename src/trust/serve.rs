@@ -1,0 +1,341 @@
+//! The HTTPS accept loop for the peer API (:9443).
+//!
+//! axum's own `serve` cannot do this: handlers must know *which certificate*
+//! the client presented, since that fingerprint is the client's identity, and
+//! a TLS handshake must not run inside the accept loop, where one slow or
+//! malicious client would stall every other. So each accepted socket gets its
+//! own task that does the handshake, records the client's fingerprint, and
+//! serves the router over HTTP/1.1 (with upgrades, for the session websocket).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use super::identity::Fingerprint;
+
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send a request's headers within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after running out of file descriptors or memory, instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long shutdown waits for in-flight requests before closing connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Request extension: the fingerprint of the certificate the client presented
+/// during the TLS handshake, or `None` if it sent none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCertificate(pub Option<Fingerprint>);
+
+/// Serves `router` over TLS on `listener` until `shutdown` is cancelled.
+///
+/// Handlers can extract [`PeerCertificate`] (as an `Extension`) and
+/// `ConnectInfo<SocketAddr>`. On shutdown the listener is closed at once,
+/// in-flight requests get up to 10 s to finish, and remaining connections are
+/// then dropped. Connections upgraded to websockets are handed over to their
+/// handlers and are not waited for. Returns an error only if the listener
+/// itself fails, after draining the same way.
+pub async fn serve_tls(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let acceptor = TlsAcceptor::from(config);
+    let connections = TaskTracker::new();
+    // `stopping` also fires when the listener fails; `force` ends the drain.
+    let stopping = shutdown.child_token();
+    let force = CancellationToken::new();
+
+    let result = loop {
+        let accepted = tokio::select! {
+            _ = stopping.cancelled() => break Ok(()),
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, remote)) => {
+                connections.spawn(connection(
+                    acceptor.clone(),
+                    tcp,
+                    remote,
+                    router.clone(),
+                    stopping.clone(),
+                    force.clone(),
+                ));
+            }
+            // The client gave up before we accepted: nothing to do.
+            Err(e) if is_per_connection(&e) => tracing::debug!(error = %e, "accept failed"),
+            Err(e) if is_resource_exhaustion(&e) => {
+                tracing::warn!(error = %e, "cannot accept connections, retrying");
+                tokio::select! {
+                    _ = stopping.cancelled() => break Ok(()),
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+
+    drop(listener);
+    stopping.cancel();
+    connections.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "closing connections still busy after {DRAIN_TIMEOUT:?}"
+        );
+        force.cancel();
+        connections.wait().await;
+    }
+    result
+}
+
+/// One client: TLS handshake, then HTTP/1.1 until it hangs up or we stop.
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    stopping: CancellationToken,
+    force: CancellationToken,
+) {
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+    let tls = tokio::select! {
+        _ = stopping.cancelled() => return,
+        handshake = handshake => match handshake {
+            Ok(Ok(tls)) => tls,
+            // Scanners and clients that reject our certificate end up here: not our problem.
+            Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%remote, "TLS handshake timed out"),
+        },
+    };
+    let peer = PeerCertificate(
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|cert| Fingerprint::of_der(cert)),
+    );
+
+    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(peer.clone());
+        request.extensions_mut().insert(ConnectInfo(remote));
+        router.clone().oneshot(request)
+    });
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let mut conn = pin!(
+        http.serve_connection(TokioIo::new(tls), service)
+            .with_upgrades()
+    );
+
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = stopping.cancelled() => {
+            // Finish the request in flight, then close instead of keeping alive.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = conn.as_mut() => result,
+                _ = force.cancelled() => return,
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}
+
+/// Errors about one connection that died before it was accepted.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Errors that go away once other connections close.
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOBUFS | ENOMEM))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Extension;
+    use axum::routing::get;
+
+    use super::*;
+    use crate::trust::{CapturedCertificate, Identity, ServerPin, https_client, server_config};
+
+    fn identity(name: &str) -> Identity {
+        let dir = tempfile::tempdir().unwrap();
+        Identity::load_or_create(dir.path(), name).unwrap()
+    }
+
+    /// Answers `<client fingerprint or "none"> <client address>`.
+    async fn whoami(
+        Extension(PeerCertificate(peer)): Extension<PeerCertificate>,
+        ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ) -> String {
+        let peer = peer.map_or_else(|| "none".to_owned(), |f| f.to_string());
+        format!("{peer} {remote}")
+    }
+
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        "done"
+    }
+
+    struct Server {
+        url: String,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<io::Result<()>>,
+    }
+
+    async fn start(identity: &Identity) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let router = Router::new()
+            .route("/whoami", get(whoami))
+            .route("/slow", get(slow));
+        let config = Arc::new(server_config(identity).unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve_tls(listener, config, router, shutdown.clone()));
+        Server {
+            url,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn get_text(client: &reqwest::Client, url: &str) -> reqwest::Result<String> {
+        client
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await
+    }
+
+    /// The whole error chain, to look for the fingerprint mismatch inside reqwest's error.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(e) = source {
+            text += &format!(": {e}");
+            source = e.source();
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn pinned_mutual_tls_identifies_the_client() {
+        let (server_id, client_id) = (identity("server"), identity("client"));
+        let server = start(&server_id).await;
+        let client = https_client(
+            Some(&client_id),
+            ServerPin::Fingerprint(server_id.fingerprint().clone()),
+        )
+        .unwrap();
+
+        let body = get_text(&client, &format!("{}/whoami", server.url))
+            .await
+            .unwrap();
+        let (peer, remote) = body.split_once(' ').unwrap();
+        assert_eq!(peer, client_id.fingerprint().as_str());
+        assert!(remote.starts_with("127.0.0.1:"), "{remote}");
+    }
+
+    #[tokio::test]
+    async fn wrong_pin_is_refused() {
+        let (server_id, other) = (identity("server"), identity("other"));
+        let server = start(&server_id).await;
+        let client =
+            https_client(None, ServerPin::Fingerprint(other.fingerprint().clone())).unwrap();
+
+        let err = get_text(&client, &format!("{}/whoami", server.url))
+            .await
+            .unwrap_err();
+        let text = chain(&err);
+        assert!(text.contains(other.fingerprint().as_str()), "{text}");
+        assert!(text.contains(server_id.fingerprint().as_str()), "{text}");
+    }
+
+    #[tokio::test]
+    async fn capture_records_the_server_and_then_pins_it() {
+        let (server_id, impostor_id) = (identity("server"), identity("impostor"));
+        let (server, impostor) = (start(&server_id).await, start(&impostor_id).await);
+        let captured = CapturedCertificate::new();
+        let client = https_client(None, ServerPin::Capture(Arc::clone(&captured))).unwrap();
+        assert!(captured.get().is_none());
+
+        // No client identity: the handler sees none.
+        let body = get_text(&client, &format!("{}/whoami", server.url))
+            .await
+            .unwrap();
+        assert!(body.starts_with("none 127.0.0.1:"), "{body}");
+        let (der, fingerprint) = captured.get().unwrap();
+        assert_eq!(&fingerprint, server_id.fingerprint());
+        assert_eq!(&der, server_id.cert_der());
+
+        // Once captured, another certificate is refused.
+        let err = get_text(&client, &format!("{}/whoami", impostor.url))
+            .await
+            .unwrap_err();
+        assert!(chain(&err).contains(impostor_id.fingerprint().as_str()));
+    }
+
+    #[tokio::test]
+    async fn shutdown_finishes_requests_in_flight() {
+        let server_id = identity("server");
+        let server = start(&server_id).await;
+        let client = https_client(
+            None,
+            ServerPin::Fingerprint(server_id.fingerprint().clone()),
+        )
+        .unwrap();
+
+        let url = format!("{}/slow", server.url);
+        let request = tokio::spawn(async move { get_text(&client, &url).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.shutdown.cancel();
+
+        assert_eq!(request.await.unwrap().unwrap(), "done");
+        tokio::time::timeout(Duration::from_secs(5), server.task)
+            .await
+            .expect("serve_tls returns after shutdown")
+            .unwrap()
+            .unwrap();
+        let late = https_client(
+            None,
+            ServerPin::Fingerprint(server_id.fingerprint().clone()),
+        )
+        .unwrap()
+        .get(format!("{}/whoami", server.url))
+        .send()
+        .await;
+        assert!(late.is_err(), "the listener is closed");
+    }
+}
