@@ -131,6 +131,8 @@ async fn bootstrap(
             Ok(())
         }),
     );
+    // LXD refuses join tokens until it sees its own member online.
+    wait_online(&lxd, &initiator.name).await?;
     printer.success(format!("Local LXD on {} is ready", initiator.name));
     Ok(())
 }
@@ -175,15 +177,28 @@ async fn join_members(
         let name = member.name.clone();
         reverter.add(
             format!("remove {} from the LXD cluster", member.name),
-            Box::pin(async move {
-                undo_lxd.delete_cluster_member(&name, true).await?;
-                Ok(())
-            }),
+            Box::pin(async move { remove_member(&undo_lxd, &name).await }),
         );
         wait_online(lxd, &member.name).await?;
         printer.success(format!("Peer {} has joined the cluster", member.name));
     }
     Ok(())
+}
+
+/// A plain removal tells the member to leave, and its LXD wipes its cluster
+/// state; `force` only drops it from the database, so it is the last resort.
+async fn remove_member(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
+    match lxd.delete_cluster_member(name, false).await {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            lxd.delete_cluster_member(name, true).await.with_context(|| {
+                format!("removal failed ({err}), and so did a forced removal")
+            })?;
+            anyhow::bail!(
+                "removed only by force ({err}): {name} still believes it is clustered; reinstall LXD there"
+            )
+        }
+    }
 }
 
 async fn wait_online(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {

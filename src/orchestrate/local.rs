@@ -78,7 +78,7 @@ impl LocalMachine {
             (None, Some(subnet)) => discovery::address_in_subnet(subnet)?,
             (None, None) => bail!("Missing address for system {name:?}"),
         };
-        if let Some(local) = system.storage.as_ref().and_then(|s| s.local.as_ref()) {
+        if let Some(local) = system.local_disk() {
             check_storage_path(&name, &local.path)?;
         }
         let socket = socket::find_local_socket()?;

@@ -63,7 +63,7 @@ impl PlanRequest {
             .systems
             .iter()
             .filter_map(|s| {
-                let local = s.storage.as_ref()?.local.as_ref()?;
+                let local = s.local_disk()?;
                 Some((
                     s.name.clone(),
                     DiskChoice {

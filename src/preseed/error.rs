@@ -1,6 +1,6 @@
 //! [`PreseedError`]: what is wrong with a preseed, where, and what would be valid.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use serde_saphyr::{MessageFormatter, UserMessageFormatter};
 
@@ -118,7 +118,7 @@ fn unknown_field_message(field: &str, expected: &[&str]) -> String {
     if let Some((distance, name)) = closest {
         // Two edits catch typos and swapped letters without suggesting unrelated names.
         if distance <= 2 {
-            message.push_str(&format!("; did you mean `{name}`?"));
+            let _ = write!(message, "; did you mean `{name}`?");
         }
     }
     message

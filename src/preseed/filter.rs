@@ -496,64 +496,66 @@ impl<'a> Parser<'a> {
                 }
                 Ok(inner)
             }
-            TokenKind::Word(field) => {
-                let field_column = token.column;
-                let (name, field_type) = lookup_field(field, field_column)?;
-                let op = match self.take(&format!("a comparison operator after `{name}`"))? {
-                    Token {
-                        kind: TokenKind::Compare(op),
-                        ..
-                    } => *op,
-                    other => {
-                        return Err(FilterError::new(
-                            other.column,
-                            format!(
-                                "expected a comparison operator (==, !=, <, >, <=, >=) after \
-                                 `{name}`, found {}",
-                                other.kind
-                            ),
-                        ));
-                    }
-                };
-                if !op.is_equality() && !matches!(field_type, FieldType::Uint | FieldType::Size) {
-                    let kind = if field_type == FieldType::Bool {
-                        "true/false"
-                    } else {
-                        "text"
-                    };
-                    return Err(FilterError::new(
-                        field_column,
-                        format!(
-                            "`{name}` cannot be compared with `{}`; only `==` and `!=` work on \
-                             {kind} fields",
-                            op.symbol()
-                        ),
-                    ));
-                }
-                let value_token = self.take(&format!("a value after `{name} {}`", op.symbol()))?;
-                let (TokenKind::Word(value) | TokenKind::Quoted(value)) = &value_token.kind else {
-                    return Err(FilterError::new(
-                        value_token.column,
-                        format!(
-                            "expected a value after `{name} {}`, found {}",
-                            op.symbol(),
-                            value_token.kind
-                        ),
-                    ));
-                };
-                let operand = typed_operand(name, field_type, op, value)
-                    .map_err(|message| FilterError::new(value_token.column, message))?;
-                Ok(Expr::Compare(Comparison {
-                    field: name,
-                    op,
-                    operand,
-                }))
-            }
+            TokenKind::Word(field) => self.parse_comparison(field, token.column),
             other => Err(FilterError::new(
                 token.column,
                 format!("expected a condition such as `type == nvme`, found {other}"),
             )),
         }
+    }
+
+    /// `<field> <operator> <value>`, after the field's word.
+    fn parse_comparison(&mut self, field: &str, field_column: usize) -> Result<Expr, FilterError> {
+        let (name, field_type) = lookup_field(field, field_column)?;
+        let op = match self.take(&format!("a comparison operator after `{name}`"))? {
+            Token {
+                kind: TokenKind::Compare(op),
+                ..
+            } => *op,
+            other => {
+                return Err(FilterError::new(
+                    other.column,
+                    format!(
+                        "expected a comparison operator (==, !=, <, >, <=, >=) after \
+                         `{name}`, found {}",
+                        other.kind
+                    ),
+                ));
+            }
+        };
+        if !op.is_equality() && !matches!(field_type, FieldType::Uint | FieldType::Size) {
+            let kind = if field_type == FieldType::Bool {
+                "true/false"
+            } else {
+                "text"
+            };
+            return Err(FilterError::new(
+                field_column,
+                format!(
+                    "`{name}` cannot be compared with `{}`; only `==` and `!=` work on \
+                     {kind} fields",
+                    op.symbol()
+                ),
+            ));
+        }
+        let value_token = self.take(&format!("a value after `{name} {}`", op.symbol()))?;
+        let (TokenKind::Word(value) | TokenKind::Quoted(value)) = &value_token.kind else {
+            return Err(FilterError::new(
+                value_token.column,
+                format!(
+                    "expected a value after `{name} {}`, found {}",
+                    op.symbol(),
+                    value_token.kind
+                ),
+            ));
+        };
+        let operand = typed_operand(name, field_type, op, value)
+            .map_err(|message| FilterError::new(value_token.column, message))?;
+        Ok(Expr::Compare(Comparison {
+            field: name,
+            op,
+            operand,
+        }))
     }
 }
 

@@ -34,30 +34,26 @@ impl Preseed {
         // The shape pass first, so YAML syntax errors come before schema errors.
         let tree =
             SourceTree::parse(text).map_err(|err| PreseedError::from_yaml(origin, &err, None))?;
-        let found = match tree.shape() {
-            Shape::Mapping => None,
-            Shape::Empty => {
-                return Err(PreseedError::new(
-                    origin,
-                    None,
-                    &FieldPath::root(),
-                    "The preseed is empty; write a YAML mapping with at least `systems` and \
-                     `initiator` (or `initiator_address`)",
-                ));
-            }
-            Shape::Scalar => Some("a single value"),
-            Shape::Sequence => Some("a list"),
+        let not_a_mapping = |found: &str| {
+            format!(
+                "The preseed must be a YAML mapping of keys such as `initiator:` and `systems:`, \
+                 not {found}"
+            )
         };
-        let origin = Origin::new(origin, tree);
-        if let Some(found) = found {
-            return Err(origin.error(
-                &FieldPath::root(),
-                format!(
-                    "The preseed must be a YAML mapping of keys such as `initiator:` and \
-                     `systems:`, not {found}"
-                ),
-            ));
+        let problem = match tree.shape() {
+            Shape::Mapping => None,
+            Shape::Empty => Some(
+                "The preseed is empty; write a YAML mapping with at least `systems` and \
+                 `initiator` (or `initiator_address`)"
+                    .to_owned(),
+            ),
+            Shape::Scalar => Some(not_a_mapping("a single value")),
+            Shape::Sequence => Some(not_a_mapping("a list")),
+        };
+        if let Some(problem) = problem {
+            return Err(PreseedError::new(origin, None, &FieldPath::root(), problem));
         }
+        let origin = Origin::new(origin, tree);
         let mut preseed: Preseed = serde_saphyr::from_str_with_options(text, yaml_options())
             .map_err(|err| origin.yaml_error(&err))?;
         preseed.origin = origin;

@@ -5,7 +5,7 @@
 //! [`SourceTree`]: the shape of the document with the line and column of every key and value.
 //! Errors then go both ways:
 //! - a serde error carries a position, and [`SourceTree::path_at`] names the field there;
-//! - a validation error names a field, and [`SourceTree::position_of`] finds its position.
+//! - a validation error names a field, and [`SourceTree::position_near`] finds its position.
 
 use std::fmt;
 
@@ -56,7 +56,7 @@ impl fmt::Debug for Origin {
     }
 }
 
-/// Deepest nesting accepted. A valid preseed nests 7 levels at most
+/// Deepest nesting accepted. A valid preseed nests 6 levels at most
 /// (`systems[].storage.ceph[].path`); the limit keeps recursion within a 2 MiB thread stack
 /// (tokio's default) even in debug builds.
 const MAX_DEPTH: usize = 16;

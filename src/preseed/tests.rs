@@ -717,7 +717,7 @@ fn garbage_never_panics() {
         "storage: {local: [{find: '(((((('}]}",
     ]
     .iter()
-    .map(|text| text.to_string())
+    .map(ToString::to_string)
     .collect();
     inputs.push("[".repeat(100_000));
     inputs.push("- ".repeat(10_000));

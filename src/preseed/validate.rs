@@ -48,11 +48,11 @@ impl Preseed {
         hostname: &str,
         local_addresses: &[IpAddr],
     ) -> Result<(), PreseedError> {
+        const UPSTREAM: &str =
+            "Local MicroCloud must be included in the list of systems when initializing";
         if !self.is_bootstrap() || self.system(hostname).is_some() {
             return Ok(());
         }
-        const UPSTREAM: &str =
-            "Local MicroCloud must be included in the list of systems when initializing";
         let same_address = self.systems.iter().enumerate().find(|(_, system)| {
             system
                 .address
@@ -76,8 +76,8 @@ impl Preseed {
             hinted(
                 UPSTREAM,
                 format!(
-                    "add this machine ({hostname:?}) to `systems`, or run `microcloud preseed` \
-                     here only to join an existing cluster"
+                    "add this machine ({hostname:?}) to `systems`, or run this preseed only on \
+                     the listed machines"
                 ),
             ),
         ))
