@@ -129,9 +129,15 @@ mod tests {
             outcome: RunOutcome::InProgress,
         };
         state.write_run(&record).unwrap();
-        let mode = std::fs::metadata(state.run_file()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(state.run_file())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let dir_mode = std::fs::metadata(state.root()).unwrap().permissions().mode();
+        let dir_mode = std::fs::metadata(state.root())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
         let back: RunRecord =
             serde_json::from_slice(&std::fs::read(state.run_file()).unwrap()).unwrap();

@@ -30,7 +30,9 @@ impl Lab {
     fn up(size: usize) -> Lab {
         // A previous failed run may have left a lab behind.
         let _ = lab(&["down"]).output();
-        let out = lab(&["up", &size.to_string()]).output().expect("run scripts/lab up");
+        let out = lab(&["up", &size.to_string()])
+            .output()
+            .expect("run scripts/lab up");
         assert!(out.status.success(), "lab up failed:\n{}", text(&out));
         Lab { size }
     }
@@ -91,12 +93,23 @@ impl Lab {
     /// LXD on machine `i` is as the lab made it: never initialized.
     fn assert_untouched(&self, i: usize) {
         let server = self.lxd_get(i, "/1.0");
-        assert_eq!(server["environment"]["server_clustered"], false, "machine {i} is clustered");
-        for key in ["core.https_address", "cluster.https_address", "user.microcloud"] {
+        assert_eq!(
+            server["environment"]["server_clustered"], false,
+            "machine {i} is clustered"
+        );
+        for key in [
+            "core.https_address",
+            "cluster.https_address",
+            "user.microcloud",
+        ] {
             let value = server["config"][key].as_str().unwrap_or("");
             assert!(value.is_empty(), "machine {i}: {key} is set to {value:?}");
         }
-        assert_eq!(self.lxd_get(i, "/1.0/storage-pools"), serde_json::json!([]), "machine {i} has pools");
+        assert_eq!(
+            self.lxd_get(i, "/1.0/storage-pools"),
+            serde_json::json!([]),
+            "machine {i} has pools"
+        );
         let managed: Vec<Value> = self
             .lxd_get(i, "/1.0/networks?recursion=1")
             .as_array()
@@ -105,9 +118,16 @@ impl Lab {
             .filter(|n| n["managed"] == true)
             .cloned()
             .collect();
-        assert!(managed.is_empty(), "machine {i} has managed networks: {managed:?}");
+        assert!(
+            managed.is_empty(),
+            "machine {i} has managed networks: {managed:?}"
+        );
         let profile = self.lxd_get(i, "/1.0/profiles/default");
-        assert_eq!(profile["devices"], serde_json::json!({}), "machine {i}'s default profile changed");
+        assert_eq!(
+            profile["devices"],
+            serde_json::json!({}),
+            "machine {i}'s default profile changed"
+        );
     }
 }
 
@@ -147,7 +167,10 @@ fn preseed(lab: &Lab, passphrase: &str, unicast: bool, lookup_timeout: u64) -> S
         if unicast {
             yaml.push_str(&format!("  address: 10.229.0.{i}\n"));
         }
-        yaml.push_str(&format!("  storage:\n    local:\n      path: {}\n", lab.storage_dir(i)));
+        yaml.push_str(&format!(
+            "  storage:\n    local:\n      path: {}\n",
+            lab.storage_dir(i)
+        ));
     }
     yaml
 }
@@ -160,7 +183,10 @@ fn wait_all(children: Vec<(usize, Child)>) -> Vec<(usize, Output)> {
 }
 
 fn assert_cluster(lab: &Lab, size: usize) {
-    let out = lab.exec(2.min(size), &["microcloud", "cluster", "list", "--format", "json"]);
+    let out = lab.exec(
+        2.min(size),
+        &["microcloud", "cluster", "list", "--format", "json"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let members: Value = serde_json::from_slice(&out.stdout).unwrap();
     let members = members.as_array().unwrap();
@@ -208,14 +234,16 @@ fn same_preseed_on_three_machines_forms_a_cluster_that_runs_a_container() {
         assert!(out.status.success(), "micro{i}:\n{}", text(out));
     }
     let joiner = String::from_utf8_lossy(&outputs[1].1.stderr);
-    assert!(joiner.contains("Successfully joined the MicroCloud cluster"), "{joiner}");
+    assert!(
+        joiner.contains("Successfully joined the MicroCloud cluster"),
+        "{joiner}"
+    );
     assert_cluster(&lab, 3);
 
     // Progress markers record every phase as done, with durations.
-    let run: Value = serde_json::from_slice(
-        &std::fs::read(lab_dir().join("m1/microcloud/run.json")).unwrap(),
-    )
-    .unwrap();
+    let run: Value =
+        serde_json::from_slice(&std::fs::read(lab_dir().join("m1/microcloud/run.json")).unwrap())
+            .unwrap();
     assert_eq!(run["outcome"]["status"], "succeeded");
     let phase_ms = |name: &str| {
         run["phases"]
@@ -242,14 +270,28 @@ fn same_preseed_on_three_machines_forms_a_cluster_that_runs_a_container() {
     let image = lab_dir().join("busybox.tar.gz");
     let out = lab_image();
     assert!(out.status.success(), "{}", text(&out));
-    let out = lab.exec(1, &["lxc", "image", "import", &image.display().to_string(), "--alias", "busybox"]);
+    let out = lab.exec(
+        1,
+        &[
+            "lxc",
+            "image",
+            "import",
+            &image.display().to_string(),
+            "--alias",
+            "busybox",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let out = lab.exec(1, &["lxc", "launch", "busybox", "c3", "--target", "micro3"]);
     assert!(out.status.success(), "{}", text(&out));
     let ipv4 = wait_for_ipv4(&lab, "c3");
     assert!(ipv4.starts_with("10."), "{ipv4}");
     let out = lab.exec(1, &["lxc", "list", "c3", "--format", "csv", "-c", "nL"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("micro3"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("micro3"),
+        "{}",
+        text(&out)
+    );
 }
 
 fn lab_image() -> Output {
@@ -264,7 +306,11 @@ fn wait_for_ipv4(lab: &Lab, name: &str) -> String {
         if let Some(address) = csv.split_whitespace().next().filter(|a| a.contains('.')) {
             return address.to_string();
         }
-        assert!(Instant::now() < deadline, "{name} got no IPv4 address: {}", text(&out));
+        assert!(
+            Instant::now() < deadline,
+            "{name} got no IPv4 address: {}",
+            text(&out)
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -274,11 +320,15 @@ fn wait_for_ipv4(lab: &Lab, name: &str) -> String {
 fn unicast_mode_forms_four_members_with_joiners_started_first() {
     let lab = Lab::up(4);
     let yaml = preseed(&lab, "unicast pass phrase", true, 60);
-    let mut children: Vec<(usize, Child)> =
-        (2..=4).map(|i| (i, lab.spawn(i, &["preseed"], &yaml))).collect();
+    let mut children: Vec<(usize, Child)> = (2..=4)
+        .map(|i| (i, lab.spawn(i, &["preseed"], &yaml)))
+        .collect();
     // The joiners keep trying until the initiator is up.
     std::thread::sleep(Duration::from_secs(3));
-    children.insert(0, (1, lab.spawn(1, &["init", "--preseed", "/dev/stdin"], &yaml)));
+    children.insert(
+        0,
+        (1, lab.spawn(1, &["init", "--preseed", "/dev/stdin"], &yaml)),
+    );
     for (i, out) in wait_all(children) {
         assert!(out.status.success(), "micro{i}:\n{}", text(&out));
     }
@@ -301,13 +351,25 @@ fn a_wrong_passphrase_fails_clearly_and_leaves_nothing_behind() {
     let outputs = wait_all(children);
     let stderr = |i: usize| String::from_utf8_lossy(&outputs[i - 1].1.stderr).to_string();
     for (i, out) in &outputs {
-        assert!(!out.status.success(), "micro{i} should fail:\n{}", text(out));
+        assert!(
+            !out.status.success(),
+            "micro{i} should fail:\n{}",
+            text(out)
+        );
         assert!(!stderr(*i).contains("panicked"), "{}", stderr(*i));
     }
     assert!(stderr(3).contains("Wrong passphrase"), "{}", stderr(3));
-    assert!(stderr(1).contains("\"micro3\" hasn't reached out"), "{}", stderr(1));
+    assert!(
+        stderr(1).contains("\"micro3\" hasn't reached out"),
+        "{}",
+        stderr(1)
+    );
     assert!(stderr(1).contains("wrong passphrase?"), "{}", stderr(1));
-    assert!(stderr(2).contains("Initiator aborted the setup"), "{}", stderr(2));
+    assert!(
+        stderr(2).contains("Initiator aborted the setup"),
+        "{}",
+        stderr(2)
+    );
     for i in lab.machines() {
         lab.assert_untouched(i);
     }
@@ -329,7 +391,11 @@ fn a_wrong_passphrase_fails_clearly_and_leaves_nothing_behind() {
             haystack.push((log.display().to_string(), bytes));
         }
     }
-    assert!(haystack.len() > 6, "too few places searched: {}", haystack.len());
+    assert!(
+        haystack.len() > 6,
+        "too few places searched: {}",
+        haystack.len()
+    );
     for secret in [good, bad] {
         for (place, bytes) in &haystack {
             assert!(
@@ -341,7 +407,9 @@ fn a_wrong_passphrase_fails_clearly_and_leaves_nothing_behind() {
 }
 
 fn collect_files(dir: &Path, into: &mut Vec<(String, Vec<u8>)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -361,23 +429,39 @@ fn a_failure_after_joins_undoes_the_whole_run() {
     // after bootstrap and both joins, and must undo all of them.
     let inside = format!("{}/m3/lxd/inside", lab_dir().display());
     std::fs::create_dir_all(&inside).unwrap();
-    let yaml = preseed(&lab, "undo everything please", false, 60).replace(&lab.storage_dir(3), &inside);
+    let yaml =
+        preseed(&lab, "undo everything please", false, 60).replace(&lab.storage_dir(3), &inside);
     let (_, outputs) = run_preseed_everywhere(&lab, &yaml);
     for (i, out) in &outputs {
-        assert!(!out.status.success(), "micro{i} should fail:\n{}", text(out));
+        assert!(
+            !out.status.success(),
+            "micro{i} should fail:\n{}",
+            text(out)
+        );
     }
     let initiator = String::from_utf8_lossy(&outputs[0].1.stderr);
-    assert!(initiator.contains("Failed to create the local storage pool"), "{initiator}");
-    assert!(initiator.contains("m3/lxd/inside"), "the error names micro3's path: {initiator}");
-    assert!(initiator.contains("Undone: remove micro3 from the LXD cluster"), "{initiator}");
-    assert!(initiator.contains("Undone: disable clustering on micro1"), "{initiator}");
+    assert!(
+        initiator.contains("Failed to create the local storage pool"),
+        "{initiator}"
+    );
+    assert!(
+        initiator.contains("m3/lxd/inside"),
+        "the error names micro3's path: {initiator}"
+    );
+    assert!(
+        initiator.contains("Undone: remove micro3 from the LXD cluster"),
+        "{initiator}"
+    );
+    assert!(
+        initiator.contains("Undone: disable clustering on micro1"),
+        "{initiator}"
+    );
     for i in lab.machines() {
         lab.assert_untouched(i);
     }
-    let run: Value = serde_json::from_slice(
-        &std::fs::read(lab_dir().join("m1/microcloud/run.json")).unwrap(),
-    )
-    .unwrap();
+    let run: Value =
+        serde_json::from_slice(&std::fs::read(lab_dir().join("m1/microcloud/run.json")).unwrap())
+            .unwrap();
     assert_eq!(run["outcome"]["status"], "failed");
     assert_eq!(run["phases"][2]["status"], "reverted");
     assert_eq!(run["phases"][1]["status"], "undone");
@@ -403,11 +487,24 @@ fn bad_preseeds_fail_without_touching_lxd() {
             .unwrap_or_else(|| panic!("{} has no '# expect:' line", case.display()))
             .trim()
             .to_string();
-        let out = lab.spawn(1, &["preseed"], &yaml).wait_with_output().unwrap();
+        let out = lab
+            .spawn(1, &["preseed"], &yaml)
+            .wait_with_output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{}:\n{}", case.display(), text(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}:\n{}",
+            case.display(),
+            text(&out)
+        );
         assert!(!stderr.contains("panicked"), "{}: {stderr}", case.display());
-        assert!(stderr.contains(&expect), "{}: expected {expect:?} in:\n{stderr}", case.display());
+        assert!(
+            stderr.contains(&expect),
+            "{}: expected {expect:?} in:\n{stderr}",
+            case.display()
+        );
     }
     for i in lab.machines() {
         lab.assert_untouched(i);
@@ -423,12 +520,22 @@ fn an_already_initialized_lxd_is_refused_before_anything_changes() {
     let yaml = preseed(&lab, "already initialized case", false, 5);
     let (_, outputs) = run_preseed_everywhere(&lab, &yaml);
     for (i, out) in &outputs {
-        assert!(!out.status.success(), "micro{i} should fail:\n{}", text(out));
+        assert!(
+            !out.status.success(),
+            "micro{i} should fail:\n{}",
+            text(out)
+        );
     }
     let joiner = String::from_utf8_lossy(&outputs[1].1.stderr);
-    assert!(joiner.contains("LXD is already initialized on \"micro2\""), "{joiner}");
+    assert!(
+        joiner.contains("LXD is already initialized on \"micro2\""),
+        "{joiner}"
+    );
     lab.assert_untouched(1);
     let pools = lab.lxd_get(2, "/1.0/storage-pools");
     assert_eq!(pools, serde_json::json!(["/1.0/storage-pools/mine"]));
-    assert_eq!(lab.lxd_get(2, "/1.0")["environment"]["server_clustered"], false);
+    assert_eq!(
+        lab.lxd_get(2, "/1.0")["environment"]["server_clustered"],
+        false
+    );
 }

@@ -64,10 +64,7 @@ async fn list(format: OutputFormat, global: &GlobalArgs) -> anyhow::Result<()> {
         .await?
         .into_iter()
         .map(|m| MemberRow {
-            address: m
-                .url
-                .trim_start_matches("https://")
-                .to_string(),
+            address: m.url.trim_start_matches("https://").to_string(),
             name: m.server_name,
             roles: m.roles,
             status: m.status,

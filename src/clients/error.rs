@@ -54,9 +54,7 @@ impl ApiError {
     /// The server's own message, when there is one.
     pub fn server_message(&self) -> Option<&str> {
         match self {
-            ApiError::Status { message, .. } | ApiError::Operation { message, .. } => {
-                Some(message)
-            }
+            ApiError::Status { message, .. } | ApiError::Operation { message, .. } => Some(message),
             _ => None,
         }
     }

@@ -46,7 +46,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Transport {
     /// A local unix socket (LXD, Incus, microcluster control sockets).
-    pub fn unix(socket: &Path, target: impl Into<String>) -> Result<Self, crate::trust::TrustError> {
+    pub fn unix(
+        socket: &Path,
+        target: impl Into<String>,
+    ) -> Result<Self, crate::trust::TrustError> {
         // No TLS ever runs over the socket, but reqwest needs a TLS backend with
         // a crypto provider: give it ring's, never a process-wide default.
         let unused_tls = crate::trust::client_config(
@@ -108,7 +111,9 @@ impl Transport {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<(u16, bytes::Bytes), ApiError> {
-        let mut request = self.client.request(method.clone(), format!("{}{path}", self.base));
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

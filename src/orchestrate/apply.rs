@@ -50,7 +50,9 @@ pub async fn apply(
         match result {
             Ok(()) => progress.set(phase, PhaseStatus::Done)?,
             Err(err) => {
-                printer.warn(format!("Phase {phase:?} failed, undoing this run's changes"));
+                printer.warn(format!(
+                    "Phase {phase:?} failed, undoing this run's changes"
+                ));
                 progress.set(phase, PhaseStatus::Reverted)?;
                 let left = reverter.revert(printer).await;
                 progress.undo_completed()?;
@@ -89,11 +91,16 @@ async fn bootstrap(
     reverter: &mut Reverter,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let initiator = plan.member(&plan.initiator).context("the plan has no initiator")?;
+    let initiator = plan
+        .member(&plan.initiator)
+        .context("the plan has no initiator")?;
     let lxd = targets.local.clone();
     let config = BTreeMap::from([
         ("core.https_address".to_string(), format!("[::]:{LXD_PORT}")),
-        ("cluster.https_address".to_string(), lxd_address(initiator.address)),
+        (
+            "cluster.https_address".to_string(),
+            lxd_address(initiator.address),
+        ),
         ("user.microcloud".to_string(), crate::VERSION.to_string()),
     ]);
     let keys: Vec<&str> = config.keys().map(String::as_str).collect();
@@ -169,9 +176,8 @@ async fn join_members(
         if let Err(err) = peer.join_services(&request).await {
             // The token is still valid until revoked: do not leave it behind.
             let _ = lxd.delete_operation(&operation).await;
-            return Err(err).with_context(|| {
-                format!("System {:?} failed to join the cluster", member.name)
-            });
+            return Err(err)
+                .with_context(|| format!("System {:?} failed to join the cluster", member.name));
         }
         let undo_lxd = lxd.clone();
         let name = member.name.clone();
@@ -191,9 +197,9 @@ async fn remove_member(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
     match lxd.delete_cluster_member(name, false).await {
         Ok(()) => Ok(()),
         Err(err) => {
-            lxd.delete_cluster_member(name, true).await.with_context(|| {
-                format!("removal failed ({err}), and so did a forced removal")
-            })?;
+            lxd.delete_cluster_member(name, true)
+                .await
+                .with_context(|| format!("removal failed ({err}), and so did a forced removal"))?;
             anyhow::bail!(
                 "removed only by force ({err}): {name} still believes it is clustered; reinstall LXD there"
             )
@@ -256,7 +262,12 @@ async fn create_local_pool(
         };
         lxd.create_storage_pool(&request, Some(&member.name))
             .await
-            .with_context(|| format!("Failed to define the local storage pool on {:?}", member.name))?;
+            .with_context(|| {
+                format!(
+                    "Failed to define the local storage pool on {:?}",
+                    member.name
+                )
+            })?;
         printer.status(format!(
             "Using {} on {} for local storage pool",
             source.path, member.name
@@ -271,7 +282,10 @@ async fn create_local_pool(
     lxd.create_storage_pool(&request, None)
         .await
         .context("Failed to create the local storage pool")?;
-    printer.success(format!("Storage pool {:?} created on every member", plan::LOCAL_POOL));
+    printer.success(format!(
+        "Storage pool {:?} created on every member",
+        plan::LOCAL_POOL
+    ));
     Ok(())
 }
 
@@ -322,7 +336,10 @@ async fn create_network(
         name: name.into(),
         kind: "bridge".into(),
         description: description.into(),
-        config: config.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        config: config
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
     };
     lxd.create_network(&request, None)
         .await
@@ -370,7 +387,9 @@ async fn update_profile(
     reverter.add(
         "restore the default profile",
         Box::pin(async move {
-            undo_lxd.put_profile(plan::DEFAULT_PROFILE, &previous).await?;
+            undo_lxd
+                .put_profile(plan::DEFAULT_PROFILE, &previous)
+                .await?;
             Ok(())
         }),
     );

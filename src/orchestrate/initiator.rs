@@ -78,7 +78,12 @@ pub async fn run(
         printer.status(format!(
             "Waiting up to {} s for {} to reach out (fingerprint of this system: {}) ...",
             settings.lookup_timeout.as_secs(),
-            settings.expected.iter().cloned().collect::<Vec<_>>().join(", "),
+            settings
+                .expected
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
             machine.identity.fingerprint().short()
         ));
     }
@@ -161,11 +166,21 @@ async fn wait_for_joiners(
                 reason,
             } => {
                 let who = claimed_name.map_or(String::new(), |n| format!(" (claims to be {n:?})"));
-                let hint = if reason == "Invalid HMAC" { ": wrong passphrase?" } else { "" };
-                printer.warn(format!("Refused a join request from {}{who}: {reason}{hint}", remote.ip()));
+                let hint = if reason == "Invalid HMAC" {
+                    ": wrong passphrase?"
+                } else {
+                    ""
+                };
+                printer.warn(format!(
+                    "Refused a join request from {}{who}: {reason}{hint}",
+                    remote.ip()
+                ));
             }
             SessionEvent::TooManyFailures => {
-                return Err((arrived, anyhow::anyhow!("Stopping session after too many failed attempts")));
+                return Err((
+                    arrived,
+                    anyhow::anyhow!("Stopping session after too many failed attempts"),
+                ));
             }
             SessionEvent::Stopped { .. } => {}
         }
@@ -209,10 +224,13 @@ async fn plan_and_apply(
     printer.status("Gathering system information ...");
     let local = gather(&machine.name, machine.address.address, &machine.lxd);
     let remote = peers.values().map(|peer| async move {
-        let address: IpAddr = peer
-            .address()
-            .parse()
-            .with_context(|| format!("Invalid address {:?} for system {:?}", peer.address(), peer.name()))?;
+        let address: IpAddr = peer.address().parse().with_context(|| {
+            format!(
+                "Invalid address {:?} for system {:?}",
+                peer.address(),
+                peer.name()
+            )
+        })?;
         gather(peer.name(), address, &peer.lxd()).await
     });
     let (local, remote) = tokio::try_join!(local, try_join_all(remote))?;
@@ -249,11 +267,21 @@ async fn gather(name: &str, address: IpAddr, lxd: &LxdClient) -> anyhow::Result<
     )
     .with_context(context)?;
     let mut interface_addresses = Vec::new();
-    for network in networks.iter().filter(|n| !n.managed && n.kind != "loopback") {
-        let state = lxd.network_state(&network.name).await.with_context(context)?;
-        interface_addresses.extend(state.addresses.iter().filter(|a| a.scope == "global").filter_map(
-            |a| format!("{}/{}", a.address, a.netmask).parse::<IpNet>().ok(),
-        ));
+    for network in networks
+        .iter()
+        .filter(|n| !n.managed && n.kind != "loopback")
+    {
+        let state = lxd
+            .network_state(&network.name)
+            .await
+            .with_context(context)?;
+        interface_addresses.extend(
+            state
+                .addresses
+                .iter()
+                .filter(|a| a.scope == "global")
+                .filter_map(|a| format!("{}/{}", a.address, a.netmask).parse::<IpNet>().ok()),
+        );
     }
     Ok(SystemFacts {
         name: name.to_string(),
@@ -280,4 +308,3 @@ impl InitiatorSettings {
         names.into_iter().filter(|n| n != me).collect()
     }
 }
-

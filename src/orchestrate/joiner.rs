@@ -130,17 +130,19 @@ async fn contact_initiator(
         None => {
             printer.status("Searching for an eligible system ...");
             let wanted = settings.initiator_name.clone();
-            let found: ServerInfo = discovery::lookup(
-                &machine.address,
-                settings.lookup_timeout,
-                move |info| wanted.as_ref().is_none_or(|w| *w == info.name),
-            )
-            .await
-            .context("Failed to find an eligible system")?;
+            let found: ServerInfo =
+                discovery::lookup(&machine.address, settings.lookup_timeout, move |info| {
+                    wanted.as_ref().is_none_or(|w| *w == info.name)
+                })
+                .await
+                .context("Failed to find an eligible system")?;
             found.address
         }
     };
-    let label = settings.initiator_name.as_deref().unwrap_or("the initiator");
+    let label = settings
+        .initiator_name
+        .as_deref()
+        .unwrap_or("the initiator");
     loop {
         match try_contact(machine, settings, me, server, label, &address, printer).await {
             Ok(initiator) => return Ok(initiator),
@@ -174,9 +176,17 @@ async fn try_contact(
     // over a connection pinned to it: the initiator may confirm at once, and
     // its confirmation is accepted only from that certificate.
     let captured = CapturedCertificate::new();
-    let probe = PeerSession::new(label, address, &machine.identity, ServerPin::Capture(captured.clone()))
-        .map_err(|e| ContactError::Final(e.into()))?;
-    let hello = probe.hello().await.map_err(|e| ContactError::Retry(e.into()))?;
+    let probe = PeerSession::new(
+        label,
+        address,
+        &machine.identity,
+        ServerPin::Capture(captured.clone()),
+    )
+    .map_err(|e| ContactError::Final(e.into()))?;
+    let hello = probe
+        .hello()
+        .await
+        .map_err(|e| ContactError::Retry(e.into()))?;
     let (_, fingerprint) = captured
         .get()
         .ok_or_else(|| ContactError::Final(anyhow::anyhow!("{label} presented no certificate")))?;

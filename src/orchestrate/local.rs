@@ -129,7 +129,10 @@ impl LocalMachine {
 }
 
 fn list(ips: &[IpAddr]) -> String {
-    ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A directory (project extension) must exist; a `/dev/` path must be a block device.

@@ -56,7 +56,11 @@ mod tests {
                 format!("step {i}"),
                 Box::pin(async move {
                     order.lock().unwrap().push(i);
-                    if i == 1 { anyhow::bail!("boom") } else { Ok(()) }
+                    if i == 1 {
+                        anyhow::bail!("boom")
+                    } else {
+                        Ok(())
+                    }
                 }),
             );
         }

@@ -6,11 +6,11 @@ use std::net::Ipv4Addr;
 use ipnet::{IpNet, Ipv4Net};
 
 use super::request::{DiskChoice, PlanRequest};
-use crate::clients::lxd::{Network, Server, StoragePool};
 use super::{
     BRIDGE_NETWORK, FAN_NETWORK, InitPlan, LocalPoolPlan, LocalSource, MemberPlan, NetworkPlan,
     ProfilePlan, SystemFacts,
 };
+use crate::clients::lxd::{Network, Server, StoragePool};
 
 /// Every problem found, so a person can fix them all in one go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,11 @@ impl std::fmt::Display for Problems {
         match self.0.as_slice() {
             [one] => write!(f, "{one}"),
             many => {
-                write!(f, "{} problems must be fixed before anything is changed:", many.len())?;
+                write!(
+                    f,
+                    "{} problems must be fixed before anything is changed:",
+                    many.len()
+                )?;
                 for problem in many {
                     write!(f, "\n  - {problem}")?;
                 }
@@ -56,7 +60,9 @@ pub fn build(
     ) {
         match facts.iter().find(|f| f.name == wanted) {
             Some(f) => ordered.push(f),
-            None => problems.push(format!("No information was gathered from system {wanted:?}")),
+            None => problems.push(format!(
+                "No information was gathered from system {wanted:?}"
+            )),
         }
     }
 
@@ -81,7 +87,10 @@ pub fn build(
         .map(|f| MemberPlan {
             name: f.name.clone(),
             address: f.address,
-            local_source: sources.iter().find(|(n, _)| *n == f.name).map(|(_, s)| s.clone()),
+            local_source: sources
+                .iter()
+                .find(|(n, _)| *n == f.name)
+                .map(|(_, s)| s.clone()),
         })
         .collect();
     let profile = ProfilePlan {
@@ -217,14 +226,18 @@ fn explicit_source(
     let Some(disk) = system
         .disks
         .iter()
-        .find(|d| disk_paths(d).iter().any(|p| *p == choice.path))
+        .find(|d| disk_paths(d).contains(&choice.path))
     else {
         let available: Vec<String> = eligible_disks(system).map(disk_path).collect();
         problems.push(format!(
             "Disk {:?} not found on {:?} (available unpartitioned disks: {})",
             choice.path,
             system.name,
-            if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
         ));
         return None;
     };
@@ -283,7 +296,9 @@ fn choose_local_driver(
 ) -> Option<LocalPoolPlan> {
     if sources.is_empty() {
         if !systems.is_empty() {
-            warnings.push("No local storage was requested: the default profile gets no root disk".into());
+            warnings.push(
+                "No local storage was requested: the default profile gets no root disk".into(),
+            );
         }
         return None;
     }
@@ -297,7 +312,9 @@ fn choose_local_driver(
         return None;
     }
     if block.is_empty() {
-        return Some(LocalPoolPlan { driver: "dir".into() });
+        return Some(LocalPoolPlan {
+            driver: "dir".into(),
+        });
     }
     let members: Vec<&&SystemFacts> = systems
         .iter()
@@ -328,7 +345,11 @@ fn choose_local_driver(
 }
 
 fn names(sources: &[&(String, LocalSource)]) -> String {
-    sources.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+    sources
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The fan where it works (as upstream), otherwise a bridge per member on a
@@ -373,19 +394,25 @@ fn plan_network(
 /// Upstream keeps /16 and /24 underlays and widens anything else to /16.
 fn fan_underlay(net: Ipv4Net) -> Ipv4Net {
     let prefix = if net.prefix_len() == 24 { 24 } else { 16 };
-    Ipv4Net::new(net.addr(), prefix).expect("16 and 24 are valid prefixes").trunc()
+    Ipv4Net::new(net.addr(), prefix)
+        .expect("16 and 24 are valid prefixes")
+        .trunc()
 }
 
 /// The first `10.X.Y.1/24` (X from 100) overlapping no subnet in `used`.
 fn free_bridge_subnet(used: &BTreeSet<IpNet>) -> Option<IpNet> {
-    (100u8..=254).flat_map(|x| (0u8..=255).map(move |y| (x, y))).find_map(|(x, y)| {
-        let candidate = Ipv4Net::new(Ipv4Addr::new(10, x, y, 0), 24).expect("valid prefix");
-        let clashes = used.iter().any(|net| match net {
-            IpNet::V4(net) => net.contains(&candidate.network()) || candidate.contains(&net.network()),
-            IpNet::V6(_) => false,
-        });
-        (!clashes).then(|| {
-            IpNet::V4(Ipv4Net::new(Ipv4Addr::new(10, x, y, 1), 24).expect("valid prefix"))
+    (100u8..=254)
+        .flat_map(|x| (0u8..=255).map(move |y| (x, y)))
+        .find_map(|(x, y)| {
+            let candidate = Ipv4Net::new(Ipv4Addr::new(10, x, y, 0), 24).expect("valid prefix");
+            let clashes = used.iter().any(|net| match net {
+                IpNet::V4(net) => {
+                    net.contains(&candidate.network()) || candidate.contains(&net.network())
+                }
+                IpNet::V6(_) => false,
+            });
+            (!clashes).then(|| {
+                IpNet::V4(Ipv4Net::new(Ipv4Addr::new(10, x, y, 1), 24).expect("valid prefix"))
+            })
         })
-    })
 }

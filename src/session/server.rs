@@ -149,7 +149,9 @@ impl SessionServer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionServerError {
-    #[error("failed to listen on {0} for the MicroCloud session (is another `microcloud` running?)")]
+    #[error(
+        "failed to listen on {0} for the MicroCloud session (is another `microcloud` running?)"
+    )]
     Bind(SocketAddr, #[source] std::io::Error),
     #[error("failed to set up TLS for the session API")]
     Tls(#[source] trust::TrustError),
@@ -165,7 +167,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/1.0/services", put(services_put))
         .route("/1.0/session/stop", put(session_stop))
         .route("/1.0/services/lxd/{*path}", any(lxd_proxy))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), require_trusted));
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_trusted,
+        ));
     Router::new()
         .route("/1.0", get(hello))
         .route("/1.0/session/join", post(session_join))
@@ -235,7 +240,10 @@ async fn session_join(
         error(status, reason)
     };
     if shared.failed_attempts.load(Ordering::SeqCst) >= MAX_FAILED_ATTEMPTS {
-        return error(StatusCode::FORBIDDEN, "Session stopped after too many failed attempts");
+        return error(
+            StatusCode::FORBIDDEN,
+            "Session stopped after too many failed attempts",
+        );
     }
     let Some(authorization) = headers
         .get(header::AUTHORIZATION)
@@ -253,19 +261,33 @@ async fn session_join(
             return reject(StatusCode::FORBIDDEN, "Invalid HMAC".into());
         }
         Err(trust::HmacError::Malformed(why)) => {
-            return reject(StatusCode::BAD_REQUEST, format!("Malformed authorization: {why}"));
+            return reject(
+                StatusCode::BAD_REQUEST,
+                format!("Malformed authorization: {why}"),
+            );
         }
         Err(other) => {
             tracing::error!(error = %other, "failed to check a join request's HMAC");
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to check the join request");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Failed to check the join request",
+            );
         }
     }
     let intent: JoinIntent = match serde_json::from_slice(&body) {
         Ok(intent) => intent,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, format!("Invalid join request: {e}")),
+        Err(e) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid join request: {e}"),
+            );
+        }
     };
     let Ok((_, fingerprint)) = trust::certificate_from_pem(&intent.certificate) else {
-        return reject(StatusCode::BAD_REQUEST, "Invalid certificate in join request".into());
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "Invalid certificate in join request".into(),
+        );
     };
     let presented = peer.and_then(|axum::Extension(peer)| peer.0);
     if presented.as_ref() != Some(&fingerprint) {
@@ -316,7 +338,10 @@ async fn session_join(
                 let reason = if *known == fingerprint {
                     "Fingerprint already exists".to_string()
                 } else {
-                    format!("System {:?} already joined this session with another certificate", intent.name)
+                    format!(
+                        "System {:?} already joined this session with another certificate",
+                        intent.name
+                    )
                 };
                 drop(seen);
                 return reject(StatusCode::BAD_REQUEST, reason);
@@ -334,7 +359,10 @@ async fn session_join(
             if initiator.as_ref().is_some_and(|name| *name != intent.name) {
                 return reject(
                     StatusCode::FORBIDDEN,
-                    format!("Expected the initiator {initiator:?}, not {:?}", intent.name),
+                    format!(
+                        "Expected the initiator {initiator:?}, not {:?}",
+                        intent.name
+                    ),
                 );
             }
             lock(&shared.trusted).insert(fingerprint.clone(), intent.name.clone());
@@ -352,11 +380,19 @@ async fn session_join(
 
 async fn services_put(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let Some(handler) = shared.config.join_handler.clone() else {
-        return error(StatusCode::BAD_REQUEST, "This system is not joining a cluster");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "This system is not joining a cluster",
+        );
     };
     let request: ServicesPut = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("Invalid services request: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid services request: {e}"),
+            );
+        }
     };
     match handler.join(request).await {
         Ok(()) => sync(serde_json::Value::Null),
@@ -372,7 +408,10 @@ async fn session_stop(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
             });
             sync(serde_json::Value::Null)
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, format!("Invalid stop request: {e}")),
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid stop request: {e}"),
+        ),
     }
 }
 
@@ -391,7 +430,12 @@ async fn lxd_proxy(
         target.push_str(query);
     }
     let body = (!body.is_empty()).then(|| body.to_vec());
-    match shared.config.local_lxd.raw(method, &target, &[], body).await {
+    match shared
+        .config
+        .local_lxd
+        .raw(method, &target, &[], body)
+        .await
+    {
         Ok((status, bytes)) => (
             StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
             [(header::CONTENT_TYPE, "application/json")],

@@ -101,7 +101,10 @@ mod tests {
             let out = render(&rows(), format).unwrap();
             assert!(out.contains("NAME") && out.contains("micro1"), "{out}");
         }
-        assert_eq!(render(&rows(), OutputFormat::Csv).unwrap(), "micro1,database\n");
+        assert_eq!(
+            render(&rows(), OutputFormat::Csv).unwrap(),
+            "micro1,database\n"
+        );
         let yaml = render(&rows(), OutputFormat::Yaml).unwrap();
         assert!(yaml.contains("name: micro1"), "{yaml}");
     }

@@ -17,9 +17,8 @@ const RESET: &str = "\x1b[0m";
 impl Printer {
     /// `no_color` is the `--no-color` flag; `NO_COLOR` (any value) also disables colour.
     pub fn new(no_color: bool) -> Self {
-        let color = !no_color
-            && std::env::var_os("NO_COLOR").is_none()
-            && std::io::stderr().is_terminal();
+        let color =
+            !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
         Printer { color }
     }
 

@@ -65,10 +65,7 @@ impl LxdClient {
             Some((path, query)) => (path, format!("{query}&")),
             None => (url, String::new()),
         };
-        let wait = format!(
-            "{path}/wait?{query}timeout={}",
-            OPERATION_TIMEOUT.as_secs()
-        );
+        let wait = format!("{path}/wait?{query}timeout={}", OPERATION_TIMEOUT.as_secs());
         let operation: Operation = self.get(&wait).await?;
         match operation.status.as_str() {
             "Success" => Ok(operation),
@@ -127,14 +124,13 @@ impl LxdClient {
         let operation_url = envelope.operation.clone();
         // Token operations stay running until used: read them, never wait on them.
         let operation: Operation = self.transport.metadata(&Method::POST, path, envelope)?;
-        let token: JoinTokenOperation = serde_json::from_value(operation.metadata).map_err(
-            |source| ApiError::Decode {
+        let token: JoinTokenOperation =
+            serde_json::from_value(operation.metadata).map_err(|source| ApiError::Decode {
                 target: self.target().to_string(),
                 method: "POST".into(),
                 path: path.into(),
                 source,
-            },
-        )?;
+            })?;
         Ok((token.into(), operation_url))
     }
 
@@ -155,7 +151,11 @@ impl LxdClient {
         self.get("/1.0/storage-pools?recursion=1").await
     }
 
-    pub async fn storage_pool(&self, name: &str, target: Option<&str>) -> Result<StoragePool, ApiError> {
+    pub async fn storage_pool(
+        &self,
+        name: &str,
+        target: Option<&str>,
+    ) -> Result<StoragePool, ApiError> {
         self.get(&with_target(&format!("/1.0/storage-pools/{name}"), target))
             .await
     }

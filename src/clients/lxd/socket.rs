@@ -26,7 +26,10 @@ const INCUS_SOCKET: &str = "/var/lib/incus/unix.socket";
 /// does not exist is an error rather than a silent fall-through, so a typo in
 /// `LXD_DIR` cannot make us drive the wrong daemon.
 pub fn find_local_socket() -> Result<LocalSocket, SocketError> {
-    find_with(|name| std::env::var_os(name).map(PathBuf::from), |p| p.exists())
+    find_with(
+        |name| std::env::var_os(name).map(PathBuf::from),
+        |p| p.exists(),
+    )
 }
 
 fn find_with(
@@ -108,9 +111,15 @@ mod tests {
 
     #[test]
     fn defaults_in_order() {
-        let found = find_with(env_of(&[]), |p| p == Path::new(LXD_DEB_SOCKET) || p == Path::new(INCUS_SOCKET)).unwrap();
+        let found = find_with(env_of(&[]), |p| {
+            p == Path::new(LXD_DEB_SOCKET) || p == Path::new(INCUS_SOCKET)
+        })
+        .unwrap();
         assert_eq!(found.path, PathBuf::from(LXD_DEB_SOCKET));
         let err = find_with(env_of(&[]), |_| false).unwrap_err();
-        assert!(err.to_string().starts_with("Unix socket not found. Check if LXD is installed"));
+        assert!(
+            err.to_string()
+                .starts_with("Unix socket not found. Check if LXD is installed")
+        );
     }
 }
