@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(!cli.global.no_color && std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(microcloud::ui::printer::stderr_color(cli.global.no_color))
         .init();
     let printer = cli.global.printer();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The binary under test, never whatever `microcloud` is first on the lab's PATH.
+const MICROCLOUD: &str = env!("CARGO_BIN_EXE_microcloud");
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -51,7 +54,7 @@ impl Lab {
 
     /// `microcloud ARGS` as machine `i`, with `stdin` piped in, not waited for.
     fn spawn(&self, i: usize, args: &[&str], stdin: &str) -> Child {
-        let mut command = lab(&["exec", &i.to_string(), "timeout", "300", "microcloud"]);
+        let mut command = lab(&["exec", &i.to_string(), "timeout", "300", MICROCLOUD]);
         command.args(args);
         let mut child = command
             .stdin(Stdio::piped())
@@ -185,7 +188,7 @@ fn wait_all(children: Vec<(usize, Child)>) -> Vec<(usize, Output)> {
 fn assert_cluster(lab: &Lab, size: usize) {
     let out = lab.exec(
         2.min(size),
-        &["microcloud", "cluster", "list", "--format", "json"],
+        &[MICROCLOUD, "cluster", "list", "--format", "json"],
     );
     assert!(out.status.success(), "{}", text(&out));
     let members: Value = serde_json::from_slice(&out.stdout).unwrap();

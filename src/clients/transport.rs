@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use crate::trust::{Identity, ServerPin};
 
-/// Upper bound for one request; long waits use LXD's own `/wait?timeout=`.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// Upper bound for an ordinary request, so a daemon that accepts connections
+/// but never answers cannot hang a command. Long waits set their own bound.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where a service's REST API is reached, and how.
 #[derive(Clone)]
@@ -24,6 +25,7 @@ pub struct Transport {
     base: String,
     /// Human description used in errors, e.g. `LXD on micro2`.
     target: String,
+    timeout: Duration,
 }
 
 /// The LXD response envelope (`sync`, `async` or `error`).
@@ -59,7 +61,6 @@ impl Transport {
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(unused_tls)
             .unix_socket(socket)
-            .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(crate::trust::TrustError::HttpClient)?;
@@ -67,6 +68,7 @@ impl Transport {
             client,
             base: "http://lxd".into(),
             target: target.into(),
+            timeout: REQUEST_TIMEOUT,
         })
     }
 
@@ -85,6 +87,7 @@ impl Transport {
             client,
             base: format!("https://{authority}{prefix}"),
             target: target.into(),
+            timeout: REQUEST_TIMEOUT,
         })
     }
 
@@ -95,6 +98,16 @@ impl Transport {
             client: self.client.clone(),
             base: format!("{}{prefix}", self.base),
             target: target.into(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// The same transport for requests that legitimately take long (waiting
+    /// on an operation, a peer's cluster join).
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Transport {
+            timeout,
+            ..self.clone()
         }
     }
 
@@ -113,7 +126,8 @@ impl Transport {
     ) -> Result<(u16, bytes::Bytes), ApiError> {
         let mut request = self
             .client
-            .request(method.clone(), format!("{}{path}", self.base));
+            .request(method.clone(), format!("{}{path}", self.base))
+            .timeout(self.timeout);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

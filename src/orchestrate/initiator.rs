@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use futures_util::future::try_join_all;
 use ipnet::IpNet;
 use tokio::time::Instant;
@@ -67,11 +68,18 @@ pub async fn run(
         let info = ServerInfo::new(machine.name.clone(), machine.address.address.to_string());
         let iface = machine.address.clone();
         let stop = stop_responder.clone();
-        let responder = tokio::spawn(async move { discovery::respond(&iface, info, stop).await });
-        // Binding errors surface at once; a healthy responder keeps running.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if responder.is_finished() {
-            responder.await.context("multicast responder crashed")??;
+        let mut responder = Box::pin(async move { discovery::respond(&iface, info, stop).await });
+        // The responder binds and joins the group on its first poll: a failure
+        // there is reported now, before anyone waits on this machine.
+        match (&mut responder).now_or_never() {
+            Some(result) => result?,
+            None => {
+                tokio::spawn(async move {
+                    if let Err(err) = responder.await {
+                        tracing::warn!("multicast responder stopped: {err}");
+                    }
+                });
+            }
         }
     }
     if !settings.expected.is_empty() {

@@ -1,5 +1,7 @@
 //! Calls to a peer's session API.
 
+use std::time::Duration;
+
 use reqwest::Method;
 
 use super::types::{
@@ -8,6 +10,9 @@ use super::types::{
 use crate::clients::lxd::LxdClient;
 use crate::clients::{ApiError, Transport};
 use crate::trust::{self, Identity, Secret, ServerPin};
+
+/// How long a peer may take to join its services.
+const SERVICES_JOIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A peer's session API, reached over TLS with this machine's certificate.
 #[derive(Clone)]
@@ -84,7 +89,9 @@ impl PeerSession {
     /// Asks the peer to join the services named in `request`.
     pub async fn join_services(&self, request: &ServicesPut) -> Result<(), ApiError> {
         let body = serde_json::to_value(request).expect("service requests always serialize");
+        // The peer answers once its joins are done, which can take minutes.
         self.transport
+            .with_timeout(SERVICES_JOIN_TIMEOUT)
             .request(Method::PUT, "/1.0/services", Some(&body))
             .await
             .map(drop)
@@ -104,10 +111,10 @@ impl PeerSession {
 
     /// The peer's LXD, through its session proxy.
     pub fn lxd(&self) -> LxdClient {
-        LxdClient::new(
-            self.transport
-                .with_prefix("/1.0/services/lxd", format!("LXD on {}", self.name)),
-        )
+        LxdClient::new(self.transport.with_prefix(
+            super::server::LXD_PROXY_PREFIX,
+            format!("LXD on {}", self.name),
+        ))
     }
 }
 

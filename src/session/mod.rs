@@ -22,3 +22,6 @@ pub mod types;
 pub use client::PeerSession;
 pub use server::{JoinHandler, SessionConfig, SessionEvent, SessionRole, SessionServer};
 pub use types::*;
+
+#[cfg(test)]
+mod tests;

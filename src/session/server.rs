@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use super::types::{IntentAccepted, JoinIntent, ServicesPut, SessionInfo, SessionStop};
 use crate::clients::Transport;
 use crate::trust::{self, Fingerprint, PeerCertificate, Secret};
+
+/// Where a trusted peer reaches this machine's LXD.
+pub const LXD_PROXY_PREFIX: &str = "/1.0/services/lxd";
 
 /// After this many requests with a wrong passphrase the session stops, as upstream.
 pub const MAX_FAILED_ATTEMPTS: u32 = 50;
@@ -166,7 +169,7 @@ fn router(shared: Arc<Shared>) -> Router {
     let trusted_only = Router::new()
         .route("/1.0/services", put(services_put))
         .route("/1.0/session/stop", put(session_stop))
-        .route("/1.0/services/lxd/{*path}", any(lxd_proxy))
+        .route(&format!("{LXD_PROXY_PREFIX}/{{*path}}"), any(lxd_proxy))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
             require_trusted,
@@ -419,12 +422,17 @@ async fn session_stop(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
 /// `/1.0/services/lxd/…` proxy: the initiator reads joiners' LXD this way.
 async fn lxd_proxy(
     State(shared): State<Arc<Shared>>,
-    Path(path): Path<String>,
     method: Method,
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
-    let mut target = format!("/{path}");
+    // Forward the path exactly as sent: decoding it would turn an escaped
+    // `%2F` or `%3F` in a name into a separator or a query.
+    let mut target = uri
+        .path()
+        .strip_prefix(LXD_PROXY_PREFIX)
+        .unwrap_or("/")
+        .to_string();
     if let Some(query) = uri.query() {
         target.push('?');
         target.push_str(query);

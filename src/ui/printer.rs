@@ -9,6 +9,13 @@ pub struct Printer {
     color: bool,
 }
 
+/// Whether stderr gets colour: a terminal, no `--no-color`, and `NO_COLOR`
+/// unset or empty (no-color.org). Log lines follow the same rule.
+pub fn stderr_color(no_color: bool) -> bool {
+    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && !no_color_env && std::io::stderr().is_terminal()
+}
+
 const YELLOW: &str = "\x1b[33m";
 const GREEN: &str = "\x1b[32m";
 const RED: &str = "\x1b[31m";
@@ -17,9 +24,9 @@ const RESET: &str = "\x1b[0m";
 impl Printer {
     /// `no_color` is the `--no-color` flag; `NO_COLOR` (any value) also disables colour.
     pub fn new(no_color: bool) -> Self {
-        let color =
-            !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
-        Printer { color }
+        Printer {
+            color: stderr_color(no_color),
+        }
     }
 
     fn paint(&self, color: &str, text: &str) -> String {

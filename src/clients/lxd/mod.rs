@@ -66,7 +66,12 @@ impl LxdClient {
             None => (url, String::new()),
         };
         let wait = format!("{path}/wait?{query}timeout={}", OPERATION_TIMEOUT.as_secs());
-        let operation: Operation = self.get(&wait).await?;
+        // LXD answers when the operation ends or its own timeout passes.
+        let waiting = self
+            .transport
+            .with_timeout(OPERATION_TIMEOUT + Duration::from_secs(30));
+        let envelope = waiting.request(Method::GET, &wait, None).await?;
+        let operation: Operation = waiting.metadata(&Method::GET, &wait, envelope)?;
         match operation.status.as_str() {
             "Success" => Ok(operation),
             _ => Err(ApiError::Operation {

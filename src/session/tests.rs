@@ -1,0 +1,529 @@
+//! The session protocol end to end on 127.0.0.1, with real TLS and real Argon2.
+//!
+//! [`PeerSession`] always dials port 9443 (see [`client::authority`]), which a
+//! test cannot own, so these tests reach the server through
+//! [`Transport::https`] on an ephemeral port and send intents the way
+//! [`PeerSession::send_intent`] does: the exact body bytes, signed with
+//! [`trust::hmac`], in `Authorization`.
+//!
+//! Argon2 costs a noticeable time per signature and per check, so every test
+//! signs each body once, signs its bodies concurrently, and replays a signed
+//! body where the point is what the server does with it (the HMAC covers the
+//! body only, not the TLS client). Eight signed requests in all.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{Method as HttpMethod, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use reqwest::Method;
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use super::client::{self, SendIntentError};
+use super::server::SessionServerError;
+use super::*;
+use crate::clients::lxd::LxdClient;
+use crate::clients::{ApiError, Transport};
+use crate::trust::{self, Identity, Secret, ServerPin};
+
+const PASSPHRASE: &str = "hundred pebble toast lantern";
+const MTLS_REFUSED: &str = "Failed to authenticate using mTLS";
+
+fn identity(name: &str) -> Identity {
+    let dir = tempfile::tempdir().unwrap();
+    Identity::load_or_create(dir.path(), name).unwrap()
+}
+
+/// The intent `identity` sends: this version, LXD, its own certificate.
+fn intent(identity: &Identity) -> JoinIntent {
+    JoinIntent {
+        name: identity.name().to_string(),
+        version: crate::VERSION.to_string(),
+        address: "127.0.0.1".into(),
+        certificate: identity.cert_pem().to_string(),
+        services: BTreeMap::from([("LXD".to_string(), "5.21.3".to_string())]),
+    }
+}
+
+fn initiator(expected: &[&str]) -> SessionRole {
+    SessionRole::Initiator {
+        expected: expected.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A local LXD that is not there: for tests that do not use the proxy.
+fn no_lxd() -> Transport {
+    Transport::unix(Path::new("/nonexistent/microcloud/lxd.socket"), "LXD").unwrap()
+}
+
+/// A running session server and what it reports.
+struct Session {
+    server: SessionServer,
+    events: UnboundedReceiver<SessionEvent>,
+    identity: Identity,
+    address: SocketAddr,
+}
+
+impl Session {
+    async fn start(identity: Identity, role: SessionRole, local_lxd: Transport) -> Session {
+        // The server does not say which port it bound: find a free one, and
+        // try again should another process take it in between.
+        for _ in 0..5 {
+            let address = {
+                let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+                probe.local_addr().unwrap()
+            };
+            let config = SessionConfig {
+                role: role.clone(),
+                passphrase: Secret::new(PASSPHRASE.to_string()),
+                me: intent(&identity),
+                local_lxd: local_lxd.clone(),
+                join_handler: None,
+            };
+            match SessionServer::start(address, &identity, config).await {
+                Ok((server, events)) => {
+                    return Session {
+                        server,
+                        events,
+                        identity,
+                        address,
+                    };
+                }
+                Err(SessionServerError::Bind(..)) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free port on 127.0.0.1");
+    }
+
+    /// A client of this session presenting `identity` (or no certificate).
+    fn client(&self, identity: Option<&Identity>) -> Transport {
+        client_of(self.address, &self.identity, identity)
+    }
+
+    /// The event the last request caused: handlers report before they answer.
+    fn event(&mut self) -> SessionEvent {
+        self.events.try_recv().expect("the request was reported")
+    }
+
+    fn assert_no_event(&mut self) {
+        match self.events.try_recv() {
+            Err(TryRecvError::Empty) => {}
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+
+    /// The request failed with `status` and `message` and was reported as a
+    /// rejection of `claimed` from loopback.
+    fn assert_rejected(&mut self, err: &ApiError, status: u16, message: &str, claimed: &str) {
+        assert_status(err, status, message);
+        match self.event() {
+            SessionEvent::Rejected {
+                remote,
+                claimed_name,
+                reason,
+            } => {
+                assert!(remote.ip().is_loopback(), "{remote}");
+                assert_eq!(claimed_name.as_deref(), Some(claimed));
+                assert_eq!(reason, message);
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        self.assert_no_event();
+    }
+
+    /// The intent was reported as accepted, from `identity` over loopback.
+    fn assert_accepted(&mut self, identity: &Identity) {
+        match self.event() {
+            SessionEvent::Intent {
+                intent: received,
+                fingerprint,
+                remote,
+            } => {
+                assert_eq!(received, intent(identity));
+                assert_eq!(&fingerprint, identity.fingerprint());
+                assert!(remote.ip().is_loopback(), "{remote}");
+            }
+            other => panic!("expected an intent, got {other:?}"),
+        }
+        self.assert_no_event();
+    }
+}
+
+/// A client of the session at `address` served by `server`, presenting
+/// `identity` (or no certificate), pinned to the server's certificate.
+fn client_of(address: SocketAddr, server: &Identity, identity: Option<&Identity>) -> Transport {
+    let pin = ServerPin::Fingerprint(server.fingerprint().clone());
+    let target = format!("the session on {}", server.name());
+    Transport::https(&address.to_string(), "", identity, pin, target).unwrap()
+}
+
+fn assert_status(err: &ApiError, status: u16, message: &str) {
+    assert_eq!(err.status(), Some(status), "{err}");
+    assert_eq!(err.server_message(), Some(message), "{err}");
+}
+
+fn assert_refused<T: std::fmt::Debug>(result: Result<T, ApiError>, status: u16, message: &str) {
+    assert_status(
+        &result.expect_err("the request must be refused"),
+        status,
+        message,
+    );
+}
+
+/// A request body and its `Authorization` header.
+struct Signed {
+    body: Vec<u8>,
+    authorization: String,
+}
+
+/// `identity`'s intent, signed with `passphrase`.
+async fn sign(identity: &Identity, passphrase: &str) -> Signed {
+    let body = serde_json::to_vec(&intent(identity)).unwrap();
+    let authorization = trust::hmac::sign_async(&Secret::new(passphrase.to_string()), &body)
+        .await
+        .unwrap();
+    Signed {
+        body,
+        authorization,
+    }
+}
+
+/// `POST /1.0/session/join`, as [`PeerSession::send_intent`] sends it.
+async fn send(client: &Transport, signed: &Signed) -> Result<IntentAccepted, ApiError> {
+    post_join(
+        client,
+        &[("Authorization", &signed.authorization)],
+        &signed.body,
+    )
+    .await
+}
+
+async fn post_join(
+    client: &Transport,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<IntentAccepted, ApiError> {
+    let path = "/1.0/session/join";
+    let envelope = client
+        .request_bytes(Method::POST, path, headers, Some(body.to_vec()))
+        .await?;
+    client.metadata(&Method::POST, path, envelope)
+}
+
+async fn stop(client: &Transport, reason: &str) -> Result<(), ApiError> {
+    let body = json!({ "reason": reason });
+    client
+        .request(Method::PUT, "/1.0/session/stop", Some(&body))
+        .await
+        .map(drop)
+}
+
+/// The peer's LXD through the session proxy, as [`PeerSession::lxd`] builds it.
+fn proxied_lxd(client: &Transport) -> LxdClient {
+    LxdClient::new(client.with_prefix("/1.0/services/lxd", "LXD on micro2"))
+}
+
+#[test]
+fn peer_sessions_always_dial_the_session_port() {
+    assert_eq!(client::authority("192.0.2.7"), "192.0.2.7:9443");
+    assert_eq!(client::authority("2001:db8::7"), "[2001:db8::7]:9443");
+}
+
+#[tokio::test]
+async fn initiator_accepts_an_expected_signed_intent_once_per_name() {
+    let micro2 = identity("micro2");
+    // Another machine calling itself micro2.
+    let squatter = identity("micro2");
+    let mut session = Session::start(
+        identity("micro1"),
+        initiator(&["micro2", "micro3"]),
+        no_lxd(),
+    )
+    .await;
+    let (signed, squatter_signed) =
+        tokio::join!(sign(&micro2, PASSPHRASE), sign(&squatter, PASSPHRASE));
+    let client = session.client(Some(&micro2));
+
+    let accepted = send(&client, &signed).await.unwrap();
+    assert_eq!(accepted.name, "micro1");
+    session.assert_accepted(&micro2);
+
+    let again = send(&client, &signed).await.unwrap_err();
+    session.assert_rejected(&again, 400, "Fingerprint already exists", "micro2");
+
+    let squatted = send(&session.client(Some(&squatter)), &squatter_signed)
+        .await
+        .unwrap_err();
+    session.assert_rejected(
+        &squatted,
+        400,
+        r#"System "micro2" already joined this session with another certificate"#,
+        "micro2",
+    );
+}
+
+#[tokio::test]
+async fn initiator_refuses_a_wrong_passphrase_a_borrowed_certificate_and_strangers() {
+    let (micro2, micro3, micro9) = (identity("micro2"), identity("micro3"), identity("micro9"));
+    let mut session = Session::start(
+        identity("micro1"),
+        initiator(&["micro2", "micro3"]),
+        no_lxd(),
+    )
+    .await;
+    let (wrong, micro2_signed, micro9_signed) = tokio::join!(
+        sign(&micro2, "not the passphrase"),
+        sign(&micro2, PASSPHRASE),
+        sign(&micro9, PASSPHRASE)
+    );
+
+    let wrong = send(&session.client(Some(&micro2)), &wrong)
+        .await
+        .unwrap_err();
+    session.assert_rejected(&wrong, 403, "Invalid HMAC", "micro2");
+    // What makes the joiner stop with "Wrong passphrase" instead of retrying.
+    assert!(SendIntentError::Api(wrong).is_wrong_passphrase());
+
+    // micro2's signed intent, replayed by micro3 over its own TLS connection.
+    let borrowed = send(&session.client(Some(&micro3)), &micro2_signed)
+        .await
+        .unwrap_err();
+    session.assert_rejected(
+        &borrowed,
+        403,
+        "The TLS client certificate does not match the certificate in the join request",
+        "micro2",
+    );
+
+    let stranger = send(&session.client(Some(&micro9)), &micro9_signed)
+        .await
+        .unwrap_err();
+    session.assert_rejected(
+        &stranger,
+        403,
+        r#"System "micro9" is not one of the systems "micro1" expects"#,
+        "micro9",
+    );
+}
+
+#[tokio::test]
+async fn join_requests_without_a_valid_authorization_are_refused_before_argon2() {
+    let micro2 = identity("micro2");
+    let mut session = Session::start(identity("micro1"), initiator(&["micro2"]), no_lxd()).await;
+    let client = session.client(Some(&micro2));
+    let body = serde_json::to_vec(&intent(&micro2)).unwrap();
+
+    let missing = post_join(&client, &[], &body).await.unwrap_err();
+    session.assert_rejected(&missing, 401, "Missing authorization", "micro2");
+
+    let malformed = post_join(&client, &[("Authorization", "MicroCloud-1.0 zz:00")], &body)
+        .await
+        .unwrap_err();
+    session.assert_rejected(
+        &malformed,
+        400,
+        "Malformed authorization: salt is not hexadecimal",
+        "micro2",
+    );
+}
+
+#[tokio::test]
+async fn joiner_accepts_the_confirmation_only_from_the_initiator_it_contacted() {
+    let micro1 = identity("micro1");
+    // Knows the passphrase and the initiator's name, not its key.
+    let impostor = identity("micro1");
+    let mut session = Session::start(
+        identity("micro2"),
+        SessionRole::Joiner {
+            initiator: Some("micro1".into()),
+        },
+        no_lxd(),
+    )
+    .await;
+    session
+        .server
+        .expect_initiator(micro1.fingerprint().clone());
+    let (confirmation, forged) =
+        tokio::join!(sign(&micro1, PASSPHRASE), sign(&impostor, PASSPHRASE));
+    let (initiator, impostor) = (
+        session.client(Some(&micro1)),
+        session.client(Some(&impostor)),
+    );
+
+    let forged = send(&impostor, &forged).await.unwrap_err();
+    session.assert_rejected(
+        &forged,
+        403,
+        "Confirmation does not come from the initiator this system contacted",
+        "micro1",
+    );
+    assert_refused(stop(&impostor, "").await, 403, MTLS_REFUSED);
+
+    let accepted = send(&initiator, &confirmation).await.unwrap();
+    assert_eq!(accepted.name, "micro2");
+    session.assert_accepted(&micro1);
+
+    // The confirmation made the initiator trusted, and only the initiator.
+    assert_refused(stop(&impostor, "").await, 403, MTLS_REFUSED);
+    session.assert_no_event();
+    stop(&initiator, "").await.unwrap();
+    match session.event() {
+        SessionEvent::Stopped { reason } => assert_eq!(reason, ""),
+        other => panic!("expected the session to stop, got {other:?}"),
+    }
+}
+
+/// A tiny LXD on a unix socket: `GET /1.0` answers, anything else is a 404
+/// naming the method, path, query and body it received.
+async fn fake_lxd(dir: &Path) -> Transport {
+    async fn server() -> Response {
+        axum::Json(json!({
+            "type": "sync", "status": "Success", "status_code": 200, "metadata": {
+                "api_extensions": ["storage_pool_source_wipe"],
+                "environment": {"server": "lxd", "server_name": "micro2", "server_clustered": false},
+            },
+        }))
+        .into_response()
+    }
+    async fn not_found(method: HttpMethod, uri: Uri, body: String) -> Response {
+        let message = format!("no {method} {uri} {body}");
+        let envelope = json!({"type": "error", "error_code": 404, "error": message});
+        (StatusCode::NOT_FOUND, axum::Json(envelope)).into_response()
+    }
+    let socket = dir.join("lxd.socket");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let router = Router::new().route("/1.0", get(server)).fallback(not_found);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Transport::unix(&socket, "LXD").unwrap()
+}
+
+#[tokio::test]
+async fn stop_and_the_lxd_proxy_need_a_trusted_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (micro1, stranger) = (identity("micro1"), identity("stranger"));
+    let mut session = Session::start(
+        identity("micro2"),
+        SessionRole::Joiner { initiator: None },
+        fake_lxd(dir.path()).await,
+    )
+    .await;
+    let anonymous = session.client(None);
+    let (initiator, stranger) = (
+        session.client(Some(&micro1)),
+        session.client(Some(&stranger)),
+    );
+
+    // Who serves the session is public.
+    let envelope = anonymous.request(Method::GET, "/1.0", None).await.unwrap();
+    let info: SessionInfo = anonymous.metadata(&Method::GET, "/1.0", envelope).unwrap();
+    assert_eq!(
+        (info.name.as_str(), info.version.as_str()),
+        ("micro2", crate::VERSION)
+    );
+
+    for client in [&anonymous, &stranger, &initiator] {
+        assert_refused(stop(client, "").await, 403, MTLS_REFUSED);
+        assert_refused(proxied_lxd(client).server().await, 403, MTLS_REFUSED);
+    }
+    session.assert_no_event();
+
+    session.server.trust(micro1.fingerprint().clone(), "micro1");
+
+    assert_refused(stop(&stranger, "").await, 403, MTLS_REFUSED);
+    assert_refused(proxied_lxd(&stranger).server().await, 403, MTLS_REFUSED);
+    let lxd = proxied_lxd(&initiator).server().await.unwrap();
+    assert_eq!(lxd.environment.server_name, "micro2");
+    assert!(lxd.has_extension("storage_pool_source_wipe"));
+    // Method, path, query and body reach LXD; its status and error come back.
+    let proxied = initiator
+        .request(
+            Method::POST,
+            "/1.0/services/lxd/1.0/instances?project=demo",
+            Some(&json!({"name": "c1"})),
+        )
+        .await;
+    assert_refused(
+        proxied,
+        404,
+        r#"no POST /1.0/instances?project=demo {"name":"c1"}"#,
+    );
+    // This session does not join anything itself.
+    let services = initiator
+        .request(Method::PUT, "/1.0/services", Some(&json!({"lxd": null})))
+        .await;
+    assert_refused(services, 400, "This system is not joining a cluster");
+    session.assert_no_event();
+
+    stop(&initiator, "Aborted by the test").await.unwrap();
+    match session.event() {
+        SessionEvent::Stopped { reason } => assert_eq!(reason, "Aborted by the test"),
+        other => panic!("expected the session to stop, got {other:?}"),
+    }
+    session.assert_no_event();
+}
+
+#[tokio::test]
+async fn the_lxd_proxy_reports_an_unreachable_lxd() {
+    let micro1 = identity("micro1");
+    let session = Session::start(
+        identity("micro2"),
+        SessionRole::Joiner { initiator: None },
+        no_lxd(),
+    )
+    .await;
+    session.server.trust(micro1.fingerprint().clone(), "micro1");
+    let err = proxied_lxd(&session.client(Some(&micro1)))
+        .server()
+        .await
+        .expect_err("LXD is not running");
+    assert_eq!(err.status(), Some(502), "{err}");
+    assert_eq!(
+        err.server_message(),
+        Some("GET /1.0 on LXD: request failed"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_session() {
+    let session = Session::start(identity("micro1"), initiator(&[]), no_lxd()).await;
+    let client = session.client(None);
+    client.request(Method::GET, "/1.0", None).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), session.server.shutdown())
+        .await
+        .expect("shutdown finishes");
+    let late = client_of(session.address, &session.identity, None)
+        .request(Method::GET, "/1.0", None)
+        .await;
+    assert!(late.is_err(), "the listener is closed");
+}
+
+#[tokio::test]
+async fn the_lxd_proxy_forwards_the_path_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let micro1 = identity("micro1");
+    let session = Session::start(
+        identity("micro2"),
+        SessionRole::Joiner { initiator: None },
+        fake_lxd(dir.path()).await,
+    )
+    .await;
+    session.server.trust(micro1.fingerprint().clone(), "micro1");
+    // LXD clients escape `/` in names, image aliases such as `ubuntu/24.04` for one.
+    let alias = session
+        .client(Some(&micro1))
+        .request(
+            Method::GET,
+            "/1.0/services/lxd/1.0/images/aliases/ubuntu%2F24.04",
+            None,
+        )
+        .await;
+    assert_refused(alias, 404, "no GET /1.0/images/aliases/ubuntu%2F24.04 ");
+}

@@ -1,0 +1,621 @@
+//! The real `microcloud` binary, driven from its command line: help and version,
+//! `preseed validate` on every fixture, how failures are reported (exit code,
+//! `Error:` on stderr, nothing on stdout, no panic, no colour when asked, no
+//! passphrase), and that local checks fail before anything is created.
+//!
+//! Nothing here needs root, LXD or a network: every run gets its own temporary
+//! state directory and an environment without LXD/Incus variables, and runs
+//! that could reach for LXD get `LXD_SOCKET` pointing at a path that does not
+//! exist.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_microcloud");
+
+/// Variables of the developer's shell that would change what the binary does.
+const SCRUBBED_ENV: &[&str] = &[
+    "LXD_DIR",
+    "LXD_SOCKET",
+    "INCUS_DIR",
+    "INCUS_SOCKET",
+    "MICROCLOUD_STATE_DIR",
+    "NO_COLOR",
+    "RUST_LOG",
+];
+
+/// A passphrase that must never be echoed back.
+const PASSPHRASE: &str = "Pw-cli-test-SECRET-5c1d";
+
+/// A temporary directory for one test: the state directory lives inside it (and
+/// is not created up front, so a test can tell whether the binary created it).
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("create a temporary directory"),
+        }
+    }
+
+    /// `MICROCLOUD_STATE_DIR` of every command built by [`Sandbox::microcloud`].
+    fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `microcloud` with a clean environment and this sandbox's state directory.
+    fn microcloud(&self) -> Command {
+        self.command(BIN)
+    }
+
+    /// `program` with the environment of [`Sandbox::microcloud`], for wrappers
+    /// that run the binary themselves.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        for var in SCRUBBED_ENV {
+            command.env_remove(var);
+        }
+        command
+            .env("MICROCLOUD_STATE_DIR", self.state_dir())
+            .timeout(Duration::from_secs(30));
+        command
+    }
+
+    /// Names in the sandbox, to check that a run created nothing.
+    fn entries(&self) -> BTreeSet<String> {
+        fs::read_dir(self.dir.path())
+            .expect("list the sandbox")
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/preseed")
+        .join(kind);
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn fixture(kind: &str, prefix: &str) -> PathBuf {
+    fixtures(kind)
+        .into_iter()
+        .find(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(prefix)
+        })
+        .unwrap_or_else(|| panic!("no {kind} fixture starting with {prefix}"))
+}
+
+/// The value of a `# <key>: ...` header line of a fixture.
+fn header(text: &str, key: &str) -> Option<String> {
+    let prefix = format!("# {key}:");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map(|value| value.trim().to_owned())
+}
+
+/// Bad fixtures that fail without a lab, with the text their error must contain.
+fn offline_bad_fixtures() -> Vec<(PathBuf, String)> {
+    fixtures("bad")
+        .into_iter()
+        .filter_map(|path| {
+            let text = fs::read_to_string(&path).unwrap();
+            if header(&text, "needs").as_deref() == Some("lab") {
+                return None;
+            }
+            let expect = header(&text, "expect")
+                .unwrap_or_else(|| panic!("{} has no `# expect:` line", path.display()));
+            Some((path, expect))
+        })
+        .collect()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// What is wrong with `output` as a reported failure: exit code 1, stderr
+/// starting with `Error:` and containing `expected`, no panic, empty stdout.
+fn failure_problems(output: &Output, expected: &str) -> Vec<String> {
+    let (out, err) = (stdout(output), stderr(output));
+    let mut problems = Vec::new();
+    if output.status.code() != Some(1) {
+        problems.push(format!("exit status {:?}, expected 1", output.status));
+    }
+    if !err.starts_with("Error:") {
+        problems.push("stderr does not start with `Error:`".into());
+    }
+    if !err.contains(expected) {
+        problems.push(format!("stderr does not contain {expected:?}"));
+    }
+    if err.contains("panicked") || out.contains("panicked") {
+        problems.push("the binary panicked".into());
+    }
+    if !out.is_empty() {
+        problems.push("stdout is not empty".into());
+    }
+    if problems.is_empty() {
+        return problems;
+    }
+    problems.push(format!("stdout: {out:?}\nstderr: {err:?}"));
+    problems
+}
+
+/// Asserts `output` is a reported failure (see [`failure_problems`]); returns stderr.
+fn assert_failure(output: &Output, expected: &str) -> String {
+    let problems = failure_problems(output, expected);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    stderr(output)
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .expect("read the hostname")
+        .into_string()
+        .expect("UTF-8 hostname")
+}
+
+/// Two system names that are certainly not this machine's hostname.
+fn other_systems() -> [&'static str; 2] {
+    let names = ["mc-cli-test-a", "mc-cli-test-b"];
+    assert!(!names.contains(&hostname().as_str()));
+    names
+}
+
+// --- Help and version -------------------------------------------------------
+
+#[test]
+fn help_lists_the_commands_and_global_options() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.microcloud().arg("--help").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let help = stdout(&output);
+    let commands: BTreeSet<&str> = help
+        .lines()
+        .skip_while(|line| *line != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        commands,
+        BTreeSet::from(["init", "preseed", "cluster", "help"]),
+        "{help}"
+    );
+    for option in ["--state-dir", "--verbose", "--debug", "--no-color"] {
+        assert!(help.contains(option), "--help lacks {option}:\n{help}");
+    }
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let expected = format!("microcloud {}\n", env!("CARGO_PKG_VERSION"));
+    let sandbox = Sandbox::new();
+    sandbox
+        .microcloud()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(expected.clone());
+    // `propagate_version`: subcommands answer too.
+    sandbox
+        .microcloud()
+        .args(["preseed", "--version"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
+}
+
+// --- preseed validate -------------------------------------------------------
+
+#[test]
+fn validate_accepts_every_good_fixture() {
+    let sandbox = Sandbox::new();
+    let good = fixtures("good");
+    assert!(!good.is_empty());
+    for path in good {
+        let expected = format!("{} is valid", path.display());
+        sandbox
+            .microcloud()
+            .args(["preseed", "validate"])
+            .arg(&path)
+            .assert()
+            .success()
+            .stdout(contains(expected))
+            .stderr("");
+    }
+    assert!(
+        !sandbox.state_dir().exists(),
+        "validate created the state directory"
+    );
+}
+
+#[test]
+fn validate_rejects_every_offline_bad_fixture() {
+    let sandbox = Sandbox::new();
+    let bad = offline_bad_fixtures();
+    assert!(bad.len() >= 25, "only {} offline bad fixtures", bad.len());
+    let mut failures = Vec::new();
+    for (path, expect) in &bad {
+        let output = sandbox
+            .microcloud()
+            .args(["preseed", "validate"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let mut problems = failure_problems(&output, expect);
+        // Every preseed error names the file it comes from.
+        let origin = format!("Error: {}", path.display());
+        if !stderr(&output).starts_with(&origin) {
+            problems.push(format!("stderr does not start with {origin:?}"));
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}:\n  {}", path.display(), problems.join("\n  ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        !sandbox.state_dir().exists(),
+        "validate created the state directory"
+    );
+}
+
+#[test]
+fn parse_errors_carry_file_and_line() {
+    // (fixture, the line the error is on)
+    let cases = [
+        ("03-yaml-syntax", 3),
+        ("04-unknown-key", 5),
+        ("05-unknown-system-key", 6),
+        ("06-wrong-type", 5),
+        ("21-duplicate-system", 8),
+        ("37-duplicate-key", 5),
+    ];
+    let sandbox = Sandbox::new();
+    for (name, line) in cases {
+        let path = fixture("bad", name);
+        let output = sandbox
+            .microcloud()
+            .args(["preseed", "validate"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let located = format!("Error: {}:{line}:", path.display());
+        let err = stderr(&output);
+        assert!(
+            err.starts_with(&located),
+            "{name}: want {located:?}, got {err:?}"
+        );
+    }
+}
+
+#[test]
+fn validate_of_a_missing_file_names_it() {
+    let sandbox = Sandbox::new();
+    let missing = sandbox.path("no-such-preseed.yaml");
+    let output = sandbox
+        .microcloud()
+        .args(["preseed", "validate"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let err = assert_failure(&output, &missing.display().to_string());
+    assert!(err.contains("No such file"), "{err}");
+}
+
+// --- init -------------------------------------------------------------------
+
+#[test]
+fn init_requires_preseed() {
+    let sandbox = Sandbox::new();
+    sandbox
+        .microcloud()
+        .arg("init")
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(contains("--preseed"));
+}
+
+#[test]
+fn init_reports_the_same_errors_as_validate() {
+    let sandbox = Sandbox::new();
+    let path = fixture("bad", "04-unknown-key");
+    let output = sandbox
+        .microcloud()
+        .arg("init")
+        .arg("--preseed")
+        .arg(&path)
+        .env("LXD_SOCKET", sandbox.path("lxd.socket"))
+        .output()
+        .unwrap();
+    assert_failure(&output, &format!("{}:5:", path.display()));
+
+    let missing = sandbox.path("missing.yaml");
+    let output = sandbox
+        .microcloud()
+        .arg("init")
+        .arg("--preseed")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_failure(&output, &missing.display().to_string());
+    assert!(!sandbox.state_dir().exists());
+}
+
+// --- preseed from standard input ---------------------------------------------
+
+#[test]
+fn preseed_on_stdin_reports_errors_without_the_passphrase() {
+    let head = "initiator: micro01\nlookup_subnet: 10.0.0.0/24\n";
+    let cases = [
+        (
+            format!("{head}session_passphrase: {PASSPHRASE}\nsytems: [{{name: micro01}}]\n"),
+            "<stdin>:4:1: unknown field `sytems`",
+        ),
+        (
+            format!("{head}session_passphrase: [{PASSPHRASE}]\nsystems: [{{name: micro01}}]\n"),
+            "<stdin>:3:21: session_passphrase:",
+        ),
+        (
+            format!("{head}session_passphrase: \"{PASSPHRASE}\nsystems: [{{name: micro01}}]\n"),
+            "<stdin>:3:",
+        ),
+        (
+            format!("{head}session_passphrase: {PASSPHRASE}\nsystems: [{{name: micro01}}\n"),
+            "<stdin>:4:",
+        ),
+        (
+            format!("{head}session_passphrase: {PASSPHRASE}\nsession_passphrase: x\nsystems: []\n"),
+            "duplicate mapping key `session_passphrase`",
+        ),
+        (
+            format!(
+                "{head}session_passphrase: {PASSPHRASE}\nsession_timeout: 7200\nsystems: [{{name: micro01}}]\n"
+            ),
+            "Session timeout cannot exceed 60 minutes",
+        ),
+    ];
+    let sandbox = Sandbox::new();
+    for (input, expected) in cases {
+        let output = sandbox
+            .microcloud()
+            .arg("preseed")
+            .env("LXD_SOCKET", sandbox.path("lxd.socket"))
+            .write_stdin(input.as_str())
+            .output()
+            .unwrap();
+        let err = assert_failure(&output, expected);
+        assert!(!err.contains(PASSPHRASE), "passphrase leaked:\n{err}");
+    }
+    assert!(!sandbox.state_dir().exists());
+}
+
+/// A valid preseed that does not list this machine must fail on local checks,
+/// before anything is contacted or created: no state directory, no identity.
+#[test]
+fn preseed_not_listing_this_machine_fails_before_creating_anything() {
+    let [a, b] = other_systems();
+    let host = hostname();
+    let cases = [
+        // This machine would take part in a new cluster it is not part of.
+        (
+            format!(
+                "initiator: {a}\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: {PASSPHRASE}\nsystems:\n  - name: {a}\n  - name: {b}\n"
+            ),
+            "Local MicroCloud must be included in the list of systems when initializing",
+        ),
+        // Growing a cluster (its initiator is not listed) without this machine.
+        (
+            format!(
+                "initiator: mc-cli-test-initiator\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: {PASSPHRASE}\nsystems:\n  - name: {a}\n  - name: {b}\n"
+            ),
+            "is not listed in the preseed's systems",
+        ),
+    ];
+    for (input, expected) in cases {
+        let sandbox = Sandbox::new();
+        let before = sandbox.entries();
+        let flag_state = sandbox.path("flag-state");
+        let output = sandbox
+            .microcloud()
+            .arg("--state-dir")
+            .arg(&flag_state)
+            .arg("preseed")
+            .env("LXD_SOCKET", sandbox.path("lxd.socket"))
+            .write_stdin(input.as_str())
+            .output()
+            .unwrap();
+        let err = assert_failure(&output, expected);
+        assert!(
+            err.contains(&format!("{host:?}")),
+            "the error does not name {host:?}:\n{err}"
+        );
+        assert!(!err.contains(PASSPHRASE), "passphrase leaked:\n{err}");
+        assert_eq!(sandbox.entries(), before, "the run created files");
+    }
+}
+
+/// With this machine listed at one of its own addresses, every local check
+/// passes up to finding LXD; that fails, and the identity is still not created.
+#[test]
+fn preseed_without_lxd_fails_before_creating_the_identity() {
+    let Some(address) = microcloud::discovery::local_addresses()
+        .expect("list local addresses")
+        .into_iter()
+        .map(|a| a.address)
+        .find(|ip| ip.is_ipv4())
+    else {
+        eprintln!("skipped: this machine has no global IPv4 address that is up");
+        return;
+    };
+    let [other, _] = other_systems();
+    let sandbox = Sandbox::new();
+    let input = format!(
+        "initiator_address: {address}\nsession_passphrase: {PASSPHRASE}\nsystems:\n  - name: {host}\n    address: {address}\n  - name: {other}\n    address: 203.0.113.254\n",
+        host = hostname()
+    );
+    let socket = sandbox.path("lxd.socket");
+    let before = sandbox.entries();
+    let output = sandbox
+        .microcloud()
+        .args(["--debug", "preseed"])
+        .env("LXD_SOCKET", &socket)
+        .env("RUST_LOG", "trace")
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    let err = assert_failure(&output, &socket.display().to_string());
+    assert!(!err.contains(PASSPHRASE), "passphrase leaked:\n{err}");
+    assert_eq!(sandbox.entries(), before, "the run created files");
+}
+
+// --- Colour -----------------------------------------------------------------
+
+const ESC: char = '\x1b';
+
+fn failing_validate(sandbox: &Sandbox) -> Command {
+    let mut command = sandbox.microcloud();
+    command
+        .args(["preseed", "validate"])
+        .arg(fixture("bad", "04-unknown-key"));
+    command
+}
+
+#[test]
+fn no_colour_on_a_pipe_with_no_color_or_flag() {
+    let sandbox = Sandbox::new();
+    let with_env = failing_validate(&sandbox)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let with_flag = failing_validate(&sandbox)
+        .arg("--no-color")
+        .output()
+        .unwrap();
+    let plain = failing_validate(&sandbox).output().unwrap();
+    for output in [with_env, with_flag, plain] {
+        let err = assert_failure(&output, "unknown field");
+        assert!(!err.contains(ESC), "ANSI escape in {err:?}");
+    }
+}
+
+/// On a pipe the binary never colours, so the test above cannot tell whether
+/// `NO_COLOR` is honoured. Under `script(1)` stderr is a terminal: colour must
+/// appear by default (proving the check can see it) and not with either switch.
+#[test]
+fn no_colour_on_a_terminal_with_no_color_or_flag() {
+    let probe = std::process::Command::new("script")
+        .arg("--version")
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: script(1) from util-linux is not available");
+        return;
+    }
+    let sandbox = Sandbox::new();
+    let fixture = fixture("bad", "04-unknown-key");
+    let on_terminal = |extra_env: Option<(&str, &str)>, flag: &str| {
+        let line = format!("'{BIN}' {flag} preseed validate '{}'", fixture.display());
+        let mut script = sandbox.command("script");
+        script.args(["-q", "-e", "-c", &line, "/dev/null"]);
+        if let Some((key, value)) = extra_env {
+            script.env(key, value);
+        }
+        let output = script.output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        // stdout and stderr share the terminal.
+        let text = stdout(&output);
+        assert!(text.contains("unknown field"), "{text:?}");
+        text
+    };
+    let coloured = on_terminal(None, "");
+    assert!(
+        coloured.contains(ESC),
+        "no colour on a terminal: {coloured:?}"
+    );
+    for text in [
+        on_terminal(Some(("NO_COLOR", "1")), ""),
+        on_terminal(None, "--no-color"),
+    ] {
+        assert!(!text.contains(ESC), "ANSI escape in {text:?}");
+        assert!(text.trim_start().starts_with("Error:"), "{text:?}");
+    }
+}
+
+// --- cluster list -----------------------------------------------------------
+
+#[test]
+fn cluster_list_names_a_missing_socket() {
+    let sandbox = Sandbox::new();
+    let socket = sandbox.path("nonexistent/unix.socket");
+    let output = sandbox
+        .microcloud()
+        .args(["cluster", "list"])
+        .env("LXD_SOCKET", &socket)
+        .output()
+        .unwrap();
+    let err = assert_failure(&output, &socket.display().to_string());
+    assert!(err.contains("LXD_SOCKET"), "{err}");
+}
+
+#[test]
+fn cluster_list_names_a_socket_nobody_listens_on() {
+    let sandbox = Sandbox::new();
+    let socket = sandbox.path("stale.socket");
+    // Bound then closed: the file stays, connections are refused.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let output = sandbox
+        .microcloud()
+        .args(["cluster", "list"])
+        .env("LXD_SOCKET", &socket)
+        .output()
+        .unwrap();
+    let err = assert_failure(
+        &output,
+        &format!("Failed to reach LXD at {}", socket.display()),
+    );
+    assert!(err.contains("Connection refused"), "{err}");
+}
+
+#[test]
+fn cluster_list_rejects_an_unknown_format() {
+    let sandbox = Sandbox::new();
+    let assert = sandbox
+        .microcloud()
+        .args(["cluster", "list", "--format", "bogus"])
+        .env("LXD_SOCKET", sandbox.path("lxd.socket"))
+        .assert()
+        .code(2)
+        .stdout("");
+    let err = stderr(assert.get_output());
+    for format in ["table", "json", "yaml", "csv", "compact"] {
+        assert!(err.contains(format), "{format} not listed:\n{err}");
+    }
+}
