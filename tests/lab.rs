@@ -217,6 +217,19 @@ fn assert_cluster(lab: &Lab, size: usize) {
     }
 }
 
+/// Every machine's run failed, and none of them panicked.
+fn assert_all_failed(outputs: &[(usize, Output)]) {
+    for (i, out) in outputs {
+        assert!(
+            !out.status.success(),
+            "micro{i} should fail:\n{}",
+            text(out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "micro{i}: {stderr}");
+    }
+}
+
 fn run_preseed_everywhere(lab: &Lab, yaml: &str) -> (Duration, Vec<(usize, Output)>) {
     let start = Instant::now();
     let children = lab
@@ -353,14 +366,7 @@ fn a_wrong_passphrase_fails_clearly_and_leaves_nothing_behind() {
     ];
     let outputs = wait_all(children);
     let stderr = |i: usize| String::from_utf8_lossy(&outputs[i - 1].1.stderr).to_string();
-    for (i, out) in &outputs {
-        assert!(
-            !out.status.success(),
-            "micro{i} should fail:\n{}",
-            text(out)
-        );
-        assert!(!stderr(*i).contains("panicked"), "{}", stderr(*i));
-    }
+    assert_all_failed(&outputs);
     assert!(stderr(3).contains("Wrong passphrase"), "{}", stderr(3));
     assert!(
         stderr(1).contains("\"micro3\" hasn't reached out"),
@@ -435,13 +441,7 @@ fn a_failure_after_joins_undoes_the_whole_run() {
     let yaml =
         preseed(&lab, "undo everything please", false, 60).replace(&lab.storage_dir(3), &inside);
     let (_, outputs) = run_preseed_everywhere(&lab, &yaml);
-    for (i, out) in &outputs {
-        assert!(
-            !out.status.success(),
-            "micro{i} should fail:\n{}",
-            text(out)
-        );
-    }
+    assert_all_failed(&outputs);
     let initiator = String::from_utf8_lossy(&outputs[0].1.stderr);
     assert!(
         initiator.contains("Failed to create the local storage pool"),
@@ -522,13 +522,7 @@ fn an_already_initialized_lxd_is_refused_before_anything_changes() {
     assert!(out.status.success(), "{}", text(&out));
     let yaml = preseed(&lab, "already initialized case", false, 5);
     let (_, outputs) = run_preseed_everywhere(&lab, &yaml);
-    for (i, out) in &outputs {
-        assert!(
-            !out.status.success(),
-            "micro{i} should fail:\n{}",
-            text(out)
-        );
-    }
+    assert_all_failed(&outputs);
     let joiner = String::from_utf8_lossy(&outputs[1].1.stderr);
     assert!(
         joiner.contains("LXD is already initialized on \"micro2\""),

@@ -83,6 +83,10 @@ impl PreseedError {
         let mut message = UserMessageFormatter.format_message(error).into_owned();
         let schema_path = path.schema_path();
         if let Some(expected) = expected_value(&schema_path) {
+            // serde names Rust types ("invalid i64"); a person needs the field's own terms.
+            if names_a_rust_type(&message) {
+                message = "invalid value".to_owned();
+            }
             message = format!("{message}; `{schema_path}` takes {expected}");
         }
         PreseedError::new(origin, position, &path, message)
@@ -137,6 +141,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
         previous = current;
     }
     previous[b.len()]
+}
+
+fn names_a_rust_type(message: &str) -> bool {
+    const RUST_TYPES: &[&str] = &[
+        "i64", "u64", "i32", "u32", "u16", "u8", "f64", "bool", "usize",
+    ];
+    message
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|word| RUST_TYPES.contains(&word))
 }
 
 /// What each schema field takes, for "wrong type" errors (see `docs/preseed.md`).
