@@ -536,3 +536,44 @@ fn an_already_initialized_lxd_is_refused_before_anything_changes() {
         false
     );
 }
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn dry_run_prints_the_plan_and_changes_nothing() {
+    let lab = Lab::up(3);
+    let yaml = preseed(&lab, "only looking today", false, 60);
+    let children = vec![
+        (
+            1,
+            lab.spawn(1, &["init", "--preseed", "/dev/stdin", "--dry-run"], &yaml),
+        ),
+        (2, lab.spawn(2, &["preseed", "--dry-run"], &yaml)),
+        (3, lab.spawn(3, &["preseed", "--dry-run"], &yaml)),
+    ];
+    let outputs = wait_all(children);
+    for (i, out) in &outputs {
+        assert!(out.status.success(), "micro{i}:\n{}", text(out));
+    }
+    // The plan is data: on the initiator's stdout, per machine.
+    let plan = String::from_utf8_lossy(&outputs[0].1.stdout);
+    for i in lab.machines() {
+        assert!(plan.contains(&format!("micro{i} (10.229.0.{i})")), "{plan}");
+        assert!(
+            plan.contains(&format!(
+                "storage pool \"local\" (dir) on {}",
+                lab.storage_dir(i)
+            )),
+            "{plan}"
+        );
+    }
+    assert!(plan.contains("network \"lxdbr0\": bridge with"), "{plan}");
+    let joiner = String::from_utf8_lossy(&outputs[2].1.stderr);
+    assert!(joiner.contains("nothing was changed"), "{joiner}");
+    for i in lab.machines() {
+        lab.assert_untouched(i);
+    }
+    assert!(
+        !lab_dir().join("m1/microcloud/run.json").exists(),
+        "a dry run records no run"
+    );
+}

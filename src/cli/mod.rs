@@ -67,13 +67,16 @@ pub struct InitArgs {
     /// The preseed file (the same file on every machine)
     #[arg(long, value_name = "FILE", required = true)]
     pub preseed: PathBuf,
+    /// Show what would be done on every machine, and change nothing (use it on every machine)
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
-        Command::Init(args) => preseed::run_file(&args.preseed, global).await,
+        Command::Init(args) => preseed::run_file(&args.preseed, args.dry_run, global).await,
         Command::Preseed(args) => preseed::run(args, global).await,
         Command::Cluster { command } => cluster::run(command, global).await,
     }

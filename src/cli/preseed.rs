@@ -19,6 +19,9 @@ use crate::trust::Secret;
 pub struct PreseedArgs {
     #[command(subcommand)]
     pub command: Option<PreseedCommand>,
+    /// Show what would be done on every machine, and change nothing (use it on every machine)
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,14 +41,14 @@ pub async fn run(args: PreseedArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("Failed to read the preseed from standard input")?;
-            apply(&text, "<stdin>", global).await
+            apply(&text, "<stdin>", args.dry_run, global).await
         }
     }
 }
 
-pub async fn run_file(path: &Path, global: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn run_file(path: &Path, dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
     let text = read(path)?;
-    apply(&text, &path.display().to_string(), global).await
+    apply(&text, &path.display().to_string(), dry_run, global).await
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -69,7 +72,7 @@ fn validate(path: &Path, global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn apply(text: &str, origin: &str, global: &GlobalArgs) -> anyhow::Result<()> {
+async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
     let preseed = parse(text, origin)?;
     let printer = global.printer();
     let state = global.state();
@@ -88,12 +91,18 @@ async fn apply(text: &str, origin: &str, global: &GlobalArgs) -> anyhow::Result<
                     .collect(),
                 multicast: preseed.lookup_subnet.is_some(),
                 lookup_timeout: preseed.lookup_timeout(),
+                dry_run,
             };
             let build = Box::new(|addresses: &_| {
                 PlanRequest::from_preseed(&preseed, &name, addresses).map_err(Into::into)
             });
-            initiator::run(machine, settings, build, state, &printer).await?;
-            printer.success("MicroCloud is ready");
+            let plan = initiator::run(machine, settings, build, state, &printer).await?;
+            if dry_run {
+                printer.data(&plan.to_string());
+                printer.success("Dry run: nothing was changed on any machine");
+            } else {
+                printer.success("MicroCloud is ready");
+            }
         }
         Role::Joiner => {
             let settings = JoinerSettings {
@@ -102,6 +111,7 @@ async fn apply(text: &str, origin: &str, global: &GlobalArgs) -> anyhow::Result<
                 initiator_address: preseed.initiator_address.map(|a| a.to_string()),
                 lookup_timeout: preseed.lookup_timeout(),
                 session_timeout: preseed.session_timeout(),
+                dry_run,
             };
             joiner::run(machine, settings, &printer).await?;
         }

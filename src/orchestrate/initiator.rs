@@ -22,6 +22,7 @@ use crate::discovery::{self, ServerInfo};
 use crate::plan::{self, InitPlan, PlanRequest, SystemFacts};
 use crate::session::{
     JoinIntent, PeerSession, SESSION_PORT, SessionConfig, SessionEvent, SessionRole, SessionServer,
+    StopOutcome,
 };
 use crate::state::{RunOutcome, StateDir};
 use crate::trust::{Fingerprint, Secret, ServerPin};
@@ -34,6 +35,8 @@ pub struct InitiatorSettings {
     /// Answer multicast lookups (lookup_subnet mode); otherwise joiners know our address.
     pub multicast: bool,
     pub lookup_timeout: Duration,
+    /// Gather and plan, then stop: change nothing on any machine.
+    pub dry_run: bool,
 }
 
 /// Builds the request once every system's address is known.
@@ -47,7 +50,7 @@ pub async fn run(
     state: StateDir,
     printer: &Printer,
 ) -> anyhow::Result<InitPlan> {
-    let me = machine.intent();
+    let me = machine.intent(settings.dry_run);
     let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
     let (server, mut events) = SessionServer::start(
         listen,
@@ -103,11 +106,20 @@ pub async fn run(
     };
     // Confirm everyone who reached out, even when aborting, so they can be told why.
     let peers = confirm(&machine, &settings, &me, &arrived, printer).await;
+    let waiting_error = waiting_error.or_else(|| dry_run_mismatch(&arrived, settings.dry_run));
     let result = match (waiting_error, peers) {
         (Some(err), Ok(peers)) => Err((err, peers)),
         (Some(err), Err(_)) | (None, Err(err)) => Err((err, BTreeMap::new())),
         (None, Ok(peers)) => {
-            match plan_and_apply(&machine, &peers, build_request, state, printer).await {
+            let run = plan_and_apply(
+                &machine,
+                &peers,
+                build_request,
+                state,
+                settings.dry_run,
+                printer,
+            );
+            match run.await {
                 Ok(plan) => Ok((plan, peers)),
                 Err(err) => Err((err, peers)),
             }
@@ -115,11 +127,16 @@ pub async fn run(
     };
     let outcome = match result {
         Ok((plan, peers)) => {
-            tell_peers(&peers, "", printer).await;
+            let outcome = if settings.dry_run {
+                StopOutcome::DryRun
+            } else {
+                StopOutcome::Succeeded
+            };
+            tell_peers(&peers, &outcome, printer).await;
             Ok(plan)
         }
         Err((err, peers)) => {
-            tell_peers(&peers, &format!("{err:#}"), printer).await;
+            tell_peers(&peers, &StopOutcome::Aborted(format!("{err:#}")), printer).await;
             Err(err)
         }
     };
@@ -128,6 +145,22 @@ pub async fn run(
 }
 
 type Arrived = BTreeMap<String, (JoinIntent, Fingerprint)>;
+
+/// All machines must agree on `--dry-run`, or a joiner could be changed by a
+/// run it meant only to preview (or the reverse).
+fn dry_run_mismatch(arrived: &Arrived, dry_run: bool) -> Option<anyhow::Error> {
+    let (name, _) = arrived
+        .iter()
+        .find(|(_, (intent, _))| intent.dry_run != dry_run)?;
+    let (with, without) = if dry_run {
+        ("this system", name.as_str())
+    } else {
+        (name.as_str(), "this system")
+    };
+    Some(anyhow::anyhow!(
+        "{with} runs with --dry-run but {without} does not: run `microcloud preseed` with the same options everywhere"
+    ))
+}
 
 async fn wait_for_joiners(
     settings: &InitiatorSettings,
@@ -227,6 +260,7 @@ async fn plan_and_apply(
     peers: &BTreeMap<String, PeerSession>,
     build_request: RequestBuilder<'_>,
     state: StateDir,
+    dry_run: bool,
     printer: &Printer,
 ) -> anyhow::Result<InitPlan> {
     printer.status("Gathering system information ...");
@@ -246,6 +280,9 @@ async fn plan_and_apply(
     let addresses = facts.iter().map(|f| (f.name.clone(), f.address)).collect();
     let request = build_request(&addresses)?;
     let plan = plan::build(&request, &facts, crate::sys::fan_supported())?;
+    if dry_run {
+        return Ok(plan);
+    }
     printer.status(plan.to_string().trim_end());
     let mut progress = Progress::start(state, "preseed", "initiator", apply::PHASES)?;
     let targets = Targets {
@@ -302,10 +339,14 @@ async fn gather(name: &str, address: IpAddr, lxd: &LxdClient) -> anyhow::Result<
     })
 }
 
-/// Ends every joiner's session: an empty reason is success.
-async fn tell_peers(peers: &BTreeMap<String, PeerSession>, reason: &str, printer: &Printer) {
+/// Ends every joiner's session, telling it how the run ended.
+async fn tell_peers(
+    peers: &BTreeMap<String, PeerSession>,
+    outcome: &StopOutcome,
+    printer: &Printer,
+) {
     for (name, peer) in peers {
-        if let Err(err) = peer.stop(reason).await {
+        if let Err(err) = peer.stop(outcome).await {
             printer.warn(format!("Could not tell {name} the outcome: {err}"));
         }
     }

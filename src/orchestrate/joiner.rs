@@ -16,7 +16,7 @@ use crate::clients::lxd::{ClusterPut, JoinToken, JoinTokenField, LxdClient};
 use crate::discovery::{self, ServerInfo};
 use crate::session::{
     JoinHandler, JoinIntent, PeerSession, SESSION_PORT, ServicesPut, SessionConfig, SessionEvent,
-    SessionRole, SessionServer,
+    SessionRole, SessionServer, StopOutcome,
 };
 use crate::trust::{self, CapturedCertificate, Identity, Secret, ServerPin};
 use crate::ui::Printer;
@@ -30,6 +30,8 @@ pub struct JoinerSettings {
     pub initiator_address: Option<String>,
     pub lookup_timeout: Duration,
     pub session_timeout: Duration,
+    /// Let the initiator read this machine, and refuse any change.
+    pub dry_run: bool,
 }
 
 /// How long to wait before contacting an initiator again that is not up yet.
@@ -42,7 +44,7 @@ pub async fn run(
     settings: JoinerSettings,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let me = machine.intent();
+    let me = machine.intent(settings.dry_run);
     let joined = Arc::new(Mutex::new(None));
     let handler = Arc::new(LxdJoiner {
         lxd: machine.lxd.clone(),
@@ -51,6 +53,7 @@ pub async fn run(
         identity: machine.identity.clone(),
         joined: joined.clone(),
         printer: *printer,
+        dry_run: settings.dry_run,
     });
     let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
     let (server, mut events) = SessionServer::start(
@@ -97,21 +100,29 @@ pub async fn run(
                     printer.warn(format!("Refused a request from {remote}: {reason}"))
                 }
                 SessionEvent::TooManyFailures => {}
-                SessionEvent::Stopped { reason } if reason.is_empty() => return Ok(()),
-                SessionEvent::Stopped { reason } => {
+                SessionEvent::Stopped(StopOutcome::Aborted(reason)) => {
                     bail!("Initiator aborted the setup: {reason}")
                 }
+                SessionEvent::Stopped(outcome) => return Ok(outcome),
             }
         }
     }
     .await;
     server.shutdown().await;
-    if outcome.is_err() {
-        undo_join(&machine.lxd, &joined, printer).await;
-    } else {
-        printer.success("Successfully joined the MicroCloud cluster and closing the session.");
+    match outcome {
+        Ok(StopOutcome::DryRun) => {
+            printer.success("Dry run: the initiator showed its plan; nothing was changed");
+            Ok(())
+        }
+        Ok(_) => {
+            printer.success("Successfully joined the MicroCloud cluster and closing the session.");
+            Ok(())
+        }
+        Err(err) => {
+            undo_join(&machine.lxd, &joined, printer).await;
+            Err(err)
+        }
     }
-    outcome
 }
 
 /// Finds the initiator and gets this machine's intent accepted. The initiator
@@ -241,6 +252,7 @@ struct LxdJoiner {
     identity: Arc<Identity>,
     joined: Arc<Mutex<Option<Joined>>>,
     printer: Printer,
+    dry_run: bool,
 }
 
 impl JoinHandler for LxdJoiner {
@@ -251,7 +263,11 @@ impl JoinHandler for LxdJoiner {
         let identity = self.identity.clone();
         let joined = self.joined.clone();
         let printer = self.printer;
+        let dry_run = self.dry_run;
         Box::pin(async move {
+            if dry_run {
+                return Err("This system runs with --dry-run: it does not join".into());
+            }
             let Some(join) = request.lxd else {
                 return Ok(());
             };

@@ -114,7 +114,7 @@ impl LocalMachine {
 
 impl LocalMachine {
     /// This machine's join intent (name, version, address, certificate, services).
-    pub fn intent(&self) -> JoinIntent {
+    pub fn intent(&self, dry_run: bool) -> JoinIntent {
         JoinIntent {
             name: self.name.clone(),
             version: crate::VERSION.to_string(),
@@ -124,6 +124,7 @@ impl LocalMachine {
                 "LXD".to_string(),
                 self.server.environment.server_version.clone(),
             )]),
+            dry_run,
         }
     }
 }

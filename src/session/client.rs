@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::Method;
 
 use super::types::{
-    IntentAccepted, JoinIntent, SESSION_PORT, ServicesPut, SessionInfo, SessionStop,
+    IntentAccepted, JoinIntent, SESSION_PORT, ServicesPut, SessionInfo, SessionStop, StopOutcome,
 };
 use crate::clients::lxd::LxdClient;
 use crate::clients::{ApiError, Transport};
@@ -97,12 +97,10 @@ impl PeerSession {
             .map(drop)
     }
 
-    /// Ends the peer's session; an empty reason means success.
-    pub async fn stop(&self, reason: &str) -> Result<(), ApiError> {
-        let body = serde_json::to_value(SessionStop {
-            reason: reason.to_string(),
-        })
-        .expect("stop requests always serialize");
+    /// Ends the peer's session, telling it how the run ended.
+    pub async fn stop(&self, outcome: &StopOutcome) -> Result<(), ApiError> {
+        let body = serde_json::to_value(SessionStop::from(outcome))
+            .expect("stop requests always serialize");
         self.transport
             .request(Method::PUT, "/1.0/session/stop", Some(&body))
             .await

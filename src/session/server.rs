@@ -18,7 +18,9 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::types::{IntentAccepted, JoinIntent, ServicesPut, SessionInfo, SessionStop};
+use super::types::{
+    IntentAccepted, JoinIntent, ServicesPut, SessionInfo, SessionStop, StopOutcome,
+};
 use crate::clients::Transport;
 use crate::trust::{self, Fingerprint, PeerCertificate, Secret};
 
@@ -57,7 +59,7 @@ pub enum SessionEvent {
     /// Too many requests with a wrong passphrase: the session is over.
     TooManyFailures,
     /// The initiator ended this machine's session.
-    Stopped { reason: String },
+    Stopped(StopOutcome),
 }
 
 /// Performs the service joins a joiner is asked for (`PUT /1.0/services`).
@@ -406,9 +408,7 @@ async fn services_put(State(shared): State<Arc<Shared>>, body: Bytes) -> Respons
 async fn session_stop(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     match serde_json::from_slice::<SessionStop>(&body) {
         Ok(stop) => {
-            let _ = shared.events.send(SessionEvent::Stopped {
-                reason: stop.reason,
-            });
+            let _ = shared.events.send(SessionEvent::Stopped(stop.into()));
             sync(serde_json::Value::Null)
         }
         Err(e) => error(

@@ -48,6 +48,7 @@ fn intent(identity: &Identity) -> JoinIntent {
         address: "127.0.0.1".into(),
         certificate: identity.cert_pem().to_string(),
         services: BTreeMap::from([("LXD".to_string(), "5.21.3".to_string())]),
+        dry_run: false,
     }
 }
 
@@ -375,7 +376,7 @@ async fn joiner_accepts_the_confirmation_only_from_the_initiator_it_contacted() 
     session.assert_no_event();
     stop(&initiator, "").await.unwrap();
     match session.event() {
-        SessionEvent::Stopped { reason } => assert_eq!(reason, ""),
+        SessionEvent::Stopped(outcome) => assert_eq!(outcome, StopOutcome::Succeeded),
         other => panic!("expected the session to stop, got {other:?}"),
     }
 }
@@ -463,7 +464,9 @@ async fn stop_and_the_lxd_proxy_need_a_trusted_client_certificate() {
 
     stop(&initiator, "Aborted by the test").await.unwrap();
     match session.event() {
-        SessionEvent::Stopped { reason } => assert_eq!(reason, "Aborted by the test"),
+        SessionEvent::Stopped(outcome) => {
+            assert_eq!(outcome, StopOutcome::Aborted("Aborted by the test".into()))
+        }
         other => panic!("expected the session to stop, got {other:?}"),
     }
     session.assert_no_event();

@@ -24,6 +24,9 @@ pub struct JoinIntent {
     /// Service type → version, e.g. `{"LXD": "5.0.2"}`.
     #[serde(default)]
     pub services: BTreeMap<String, String>,
+    /// The sender runs with `--dry-run`: it must only be read, never changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// `GET /1.0`: who serves this session (public, before any trust).
@@ -58,10 +61,51 @@ pub struct LxdJoin {
 }
 
 /// `PUT /1.0/session/stop`: ends the peer's session. An empty reason means the
-/// run succeeded; anything else is why the initiator aborted.
+/// run succeeded (or, with `dry_run`, that the plan was only shown); anything
+/// else is why the initiator aborted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionStop {
     pub reason: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// How a run ended, as the initiator tells each joiner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopOutcome {
+    Succeeded,
+    /// The plan was shown and nothing was changed.
+    DryRun,
+    Aborted(String),
+}
+
+impl From<SessionStop> for StopOutcome {
+    fn from(stop: SessionStop) -> Self {
+        match (stop.reason.is_empty(), stop.dry_run) {
+            (false, _) => StopOutcome::Aborted(stop.reason),
+            (true, true) => StopOutcome::DryRun,
+            (true, false) => StopOutcome::Succeeded,
+        }
+    }
+}
+
+impl From<&StopOutcome> for SessionStop {
+    fn from(outcome: &StopOutcome) -> Self {
+        match outcome {
+            StopOutcome::Succeeded => SessionStop {
+                reason: String::new(),
+                dry_run: false,
+            },
+            StopOutcome::DryRun => SessionStop {
+                reason: String::new(),
+                dry_run: true,
+            },
+            StopOutcome::Aborted(reason) => SessionStop {
+                reason: reason.clone(),
+                dry_run: false,
+            },
+        }
+    }
 }
 
 // Secrets travel inside mutual-TLS requests; they are (de)serialized only here,
