@@ -8,10 +8,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use crate::orchestrate::initiator::{self, InitiatorSettings};
+use crate::orchestrate::initiator::{self, Admission, Answers, InitiatorSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
 use crate::orchestrate::{LocalMachine, Role};
-use crate::plan::PlanRequest;
+use crate::plan::{InitPlan, PlanRequest, SystemFacts};
 use crate::preseed::Preseed;
 use crate::trust::Secret;
 
@@ -83,20 +83,23 @@ async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> 
             let name = machine.name.clone();
             let settings = InitiatorSettings {
                 passphrase,
-                expected: preseed
-                    .systems
-                    .iter()
-                    .map(|s| s.name.clone())
-                    .filter(|n| *n != name)
-                    .collect(),
+                admission: Admission::Listed {
+                    expected: preseed
+                        .systems
+                        .iter()
+                        .map(|s| s.name.clone())
+                        .filter(|n| *n != name)
+                        .collect(),
+                    lookup_timeout: preseed.lookup_timeout(),
+                },
                 multicast: preseed.lookup_subnet.is_some(),
-                lookup_timeout: preseed.lookup_timeout(),
                 dry_run,
             };
-            let build = Box::new(|addresses: &_| {
-                PlanRequest::from_preseed(&preseed, &name, addresses).map_err(Into::into)
-            });
-            let plan = initiator::run(machine, settings, build, state, &printer).await?;
+            let mut answers = PreseedAnswers {
+                preseed: &preseed,
+                initiator: name,
+            };
+            let plan = initiator::run(machine, settings, &mut answers, state, &printer).await?;
             if dry_run {
                 printer.data(&plan.to_string());
                 printer.success("Dry run: nothing was changed on any machine");
@@ -117,4 +120,32 @@ async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> 
         }
     }
     Ok(())
+}
+
+/// A preseed answers every question from the file.
+struct PreseedAnswers<'a> {
+    preseed: &'a Preseed,
+    initiator: String,
+}
+
+impl Answers for PreseedAnswers<'_> {
+    fn choose_systems(
+        &mut self,
+        _: std::sync::mpsc::Receiver<Vec<String>>,
+    ) -> anyhow::Result<Vec<usize>> {
+        anyhow::bail!("a preseed lists its systems: there is nothing to choose")
+    }
+
+    fn request(&mut self, facts: &[SystemFacts]) -> anyhow::Result<PlanRequest> {
+        let addresses = facts.iter().map(|f| (f.name.clone(), f.address)).collect();
+        Ok(PlanRequest::from_preseed(
+            self.preseed,
+            &self.initiator,
+            &addresses,
+        )?)
+    }
+
+    fn approve(&mut self, _: &InitPlan) -> anyhow::Result<bool> {
+        Ok(true)
+    }
 }

@@ -5,12 +5,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::FutureExt;
 use futures_util::future::try_join_all;
 use ipnet::IpNet;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -30,23 +33,40 @@ use crate::ui::Printer;
 
 pub struct InitiatorSettings {
     pub passphrase: Secret<String>,
-    /// The other systems that must reach out.
-    pub expected: BTreeSet<String>,
+    pub admission: Admission,
     /// Answer multicast lookups (lookup_subnet mode); otherwise joiners know our address.
     pub multicast: bool,
-    pub lookup_timeout: Duration,
     /// Gather and plan, then stop: change nothing on any machine.
     pub dry_run: bool,
 }
 
-/// Builds the request once every system's address is known.
-pub type RequestBuilder<'a> =
-    Box<dyn FnOnce(&BTreeMap<String, IpAddr>) -> anyhow::Result<PlanRequest> + 'a>;
+/// Which systems take part.
+pub enum Admission {
+    /// Exactly these systems (a preseed), each within the lookup timeout.
+    Listed {
+        expected: BTreeSet<String>,
+        lookup_timeout: Duration,
+    },
+    /// Whoever proves the passphrase is shown; the person chooses (interactive).
+    Chosen,
+}
+
+/// What the person wants, asked at the points where the run needs it: a
+/// preseed answers from the file, an interactive run asks.
+pub trait Answers {
+    /// Picks the joiners among the systems that reach out; one row
+    /// (name, address, fingerprint) arrives per system while choosing.
+    fn choose_systems(&mut self, incoming: Receiver<Vec<String>>) -> anyhow::Result<Vec<usize>>;
+    /// The request, once every machine's facts are known.
+    fn request(&mut self, facts: &[SystemFacts]) -> anyhow::Result<PlanRequest>;
+    /// Whether to apply `plan` (after it was shown).
+    fn approve(&mut self, plan: &InitPlan) -> anyhow::Result<bool>;
+}
 
 pub async fn run(
     machine: LocalMachine,
     settings: InitiatorSettings,
-    build_request: RequestBuilder<'_>,
+    answers: &mut dyn Answers,
     state: StateDir,
     printer: &Printer,
 ) -> anyhow::Result<InitPlan> {
@@ -57,7 +77,10 @@ pub async fn run(
         &machine.identity,
         SessionConfig {
             role: SessionRole::Initiator {
-                expected: settings.expected.clone(),
+                expected: match &settings.admission {
+                    Admission::Listed { expected, .. } => Some(expected.clone()),
+                    Admission::Chosen => None,
+                },
             },
             passphrase: settings.passphrase.clone(),
             me: me.clone(),
@@ -67,7 +90,9 @@ pub async fn run(
     )
     .await?;
     let stop_responder = CancellationToken::new();
-    if settings.multicast && !settings.expected.is_empty() {
+    let nobody_expected =
+        matches!(&settings.admission, Admission::Listed { expected, .. } if expected.is_empty());
+    if settings.multicast && !nobody_expected {
         let info = ServerInfo::new(machine.name.clone(), machine.address.address.to_string());
         let iface = machine.address.clone();
         let stop = stop_responder.clone();
@@ -85,40 +110,52 @@ pub async fn run(
             }
         }
     }
-    if !settings.expected.is_empty() {
-        printer.status(format!(
-            "Waiting up to {} s for {} to reach out (fingerprint of this system: {}) ...",
-            settings.lookup_timeout.as_secs(),
-            settings
-                .expected
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", "),
-            machine.identity.fingerprint().short()
-        ));
-    }
-    let arrival = wait_for_joiners(&settings, &mut events, printer).await;
-    stop_responder.cancel();
-    let (arrived, waiting_error) = match arrival {
-        Ok(arrived) => (arrived, None),
-        Err((arrived, err)) => (arrived, Some(err)),
+    let arrival = match &settings.admission {
+        Admission::Listed {
+            expected,
+            lookup_timeout,
+        } => {
+            if !expected.is_empty() {
+                let names: Vec<&str> = expected.iter().map(String::as_str).collect();
+                printer.status(format!(
+                    "Waiting up to {} s for {} to reach out (fingerprint of this system: {}) ...",
+                    lookup_timeout.as_secs(),
+                    names.join(", "),
+                    machine.identity.fingerprint().short()
+                ));
+            }
+            wait_for_listed(expected, *lookup_timeout, &mut events, printer).await
+        }
+        Admission::Chosen => choose(answers, events, printer).await,
     };
-    // Confirm everyone who reached out, even when aborting, so they can be told why.
-    let peers = confirm(&machine, &settings, &me, &arrived, printer).await;
+    stop_responder.cancel();
+    let (arrived, left_out, waiting_error) = match arrival {
+        Ok((arrived, left_out)) => (arrived, left_out, None),
+        Err((arrived, err)) => (arrived, Arrived::new(), Some(err)),
+    };
+    // Confirm everyone who reached out, even when aborting or leaving them
+    // out, so each can be told the outcome instead of waiting.
+    let (left_out, _) = confirm(&machine, &settings, &me, &left_out, printer).await;
+    tell_peers(
+        &left_out,
+        &StopOutcome::Aborted(format!("{} did not select this system", machine.name)),
+        printer,
+    )
+    .await;
+    let (peers, confirm_error) = confirm(&machine, &settings, &me, &arrived, printer).await;
+    let peers = match confirm_error {
+        None => Ok(peers),
+        Some(err) => {
+            tell_peers(&peers, &StopOutcome::Aborted(format!("{err:#}")), printer).await;
+            Err(err)
+        }
+    };
     let waiting_error = waiting_error.or_else(|| dry_run_mismatch(&arrived, settings.dry_run));
     let result = match (waiting_error, peers) {
         (Some(err), Ok(peers)) => Err((err, peers)),
         (Some(err), Err(_)) | (None, Err(err)) => Err((err, BTreeMap::new())),
         (None, Ok(peers)) => {
-            let run = plan_and_apply(
-                &machine,
-                &peers,
-                build_request,
-                state,
-                settings.dry_run,
-                printer,
-            );
+            let run = plan_and_apply(&machine, &peers, answers, state, settings.dry_run, printer);
             match run.await {
                 Ok(plan) => Ok((plan, peers)),
                 Err(err) => Err((err, peers)),
@@ -162,103 +199,189 @@ fn dry_run_mismatch(arrived: &Arrived, dry_run: bool) -> Option<anyhow::Error> {
     ))
 }
 
-async fn wait_for_joiners(
-    settings: &InitiatorSettings,
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<SessionEvent>,
+/// The systems that take part, and those that reached out but were left out.
+type Admitted = Result<(Arrived, Arrived), (Arrived, anyhow::Error)>;
+
+async fn wait_for_listed(
+    expected: &BTreeSet<String>,
+    lookup_timeout: Duration,
+    events: &mut UnboundedReceiver<SessionEvent>,
     printer: &Printer,
-) -> Result<Arrived, (Arrived, anyhow::Error)> {
-    let deadline = Instant::now() + settings.lookup_timeout;
+) -> Admitted {
+    let deadline = Instant::now() + lookup_timeout;
     let mut arrived = Arrived::new();
-    while arrived.len() < settings.expected.len() {
+    while arrived.len() < expected.len() {
         let event = match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(event)) => event,
             Ok(None) => return Err((arrived, anyhow::anyhow!("The session ended unexpectedly"))),
             Err(_) => {
-                let missing: Vec<&String> = settings
-                    .expected
+                let missing: Vec<&String> = expected
                     .iter()
                     .filter(|name| !arrived.contains_key(*name))
                     .collect();
                 let err = anyhow::anyhow!(
                     "System {:?} hasn't reached out within the lookup timeout ({} s). Check that `microcloud preseed` runs there with the same file and passphrase",
                     missing[0],
-                    settings.lookup_timeout.as_secs()
+                    lookup_timeout.as_secs()
                 );
                 return Err((arrived, err));
             }
         };
-        match event {
-            SessionEvent::Intent {
-                intent,
-                fingerprint,
-                remote,
-            } => {
+        match admit(event, printer) {
+            Ok(Some((intent, fingerprint))) => {
                 printer.status(format!(
                     "System {} ({}) reached out with fingerprint {}",
                     intent.name,
-                    remote.ip(),
+                    intent.address,
                     fingerprint.short()
                 ));
                 arrived.insert(intent.name.clone(), (intent, fingerprint));
             }
-            SessionEvent::Rejected {
-                remote,
-                claimed_name,
-                reason,
-            } => {
-                let who = claimed_name.map_or(String::new(), |n| format!(" (claims to be {n:?})"));
-                let hint = if reason == "Invalid HMAC" {
-                    ": wrong passphrase?"
-                } else {
-                    ""
-                };
-                printer.warn(format!(
-                    "Refused a join request from {}{who}: {reason}{hint}",
-                    remote.ip()
-                ));
-            }
-            SessionEvent::TooManyFailures => {
-                return Err((
-                    arrived,
-                    anyhow::anyhow!("Stopping session after too many failed attempts"),
-                ));
-            }
-            SessionEvent::Stopped { .. } => {}
+            Ok(None) => {}
+            Err(err) => return Err((arrived, err)),
         }
     }
-    Ok(arrived)
+    Ok((arrived, Arrived::new()))
+}
+
+/// An accepted intent, or nothing (a refusal is reported), or the end of the session.
+fn admit(
+    event: SessionEvent,
+    printer: &Printer,
+) -> anyhow::Result<Option<(JoinIntent, Fingerprint)>> {
+    match event {
+        SessionEvent::Intent {
+            intent,
+            fingerprint,
+            ..
+        } => Ok(Some((intent, fingerprint))),
+        SessionEvent::Rejected {
+            remote,
+            claimed_name,
+            reason,
+        } => {
+            let who = claimed_name.map_or(String::new(), |n| format!(" (claims to be {n:?})"));
+            let hint = if reason == "Invalid HMAC" {
+                ": wrong passphrase?"
+            } else {
+                ""
+            };
+            printer.warn(format!(
+                "Refused a join request from {}{who}: {reason}{hint}",
+                remote.ip()
+            ));
+            Ok(None)
+        }
+        SessionEvent::TooManyFailures => {
+            anyhow::bail!("Stopping session after too many failed attempts")
+        }
+        SessionEvent::Stopped(_) => Ok(None),
+    }
+}
+
+/// Shows every system that reaches out as a row while the person chooses.
+async fn choose(
+    answers: &mut dyn Answers,
+    mut events: UnboundedReceiver<SessionEvent>,
+    printer: &Printer,
+) -> Admitted {
+    let (rows, incoming) = std::sync::mpsc::channel();
+    let arrived = Arc::new(Mutex::new(Vec::<(JoinIntent, Fingerprint)>::new()));
+    let collector = {
+        let arrived = arrived.clone();
+        let printer = *printer;
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match admit(event, &printer) {
+                    Ok(Some((intent, fingerprint))) => {
+                        let row = vec![
+                            intent.name.clone(),
+                            intent.address.clone(),
+                            fingerprint.short().to_string(),
+                        ];
+                        arrived
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((intent, fingerprint));
+                        if rows.send(row).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(())
+        })
+    };
+    // The table blocks this thread while rows keep arriving from the collector.
+    let chosen = tokio::task::block_in_place(|| answers.choose_systems(incoming));
+    collector.abort();
+    let all = std::mem::take(&mut *arrived.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut selected = Arrived::new();
+    let mut left_out = Arrived::new();
+    let chosen = match chosen {
+        Ok(chosen) => chosen,
+        Err(err) => {
+            let everyone = all
+                .into_iter()
+                .map(|(i, f)| (i.name.clone(), (i, f)))
+                .collect();
+            return Err((everyone, err));
+        }
+    };
+    for (index, (intent, fingerprint)) in all.into_iter().enumerate() {
+        let entry = (intent.name.clone(), (intent, fingerprint));
+        if chosen.contains(&index) {
+            selected.insert(entry.0, entry.1);
+        } else {
+            left_out.insert(entry.0, entry.1);
+        }
+    }
+    Ok((selected, left_out))
 }
 
 /// Sends this machine's signed intent to each joiner, over TLS pinned to the
 /// certificate it presented: from then on the two trust each other.
+/// Returns the confirmed peers, and the first failure if any system could
+/// not be confirmed (the others are still confirmed, so they can be told).
 async fn confirm(
     machine: &LocalMachine,
     settings: &InitiatorSettings,
     me: &JoinIntent,
     arrived: &Arrived,
     printer: &Printer,
-) -> anyhow::Result<BTreeMap<String, PeerSession>> {
+) -> (BTreeMap<String, PeerSession>, Option<anyhow::Error>) {
     let mut peers = BTreeMap::new();
+    let mut failure = None;
     for (name, (intent, fingerprint)) in arrived {
-        let peer = PeerSession::new(
-            name,
-            &intent.address,
-            &machine.identity,
-            ServerPin::Fingerprint(fingerprint.clone()),
-        )?;
-        peer.send_intent(&settings.passphrase, me)
-            .await
-            .with_context(|| format!("Failed to confirm system {name:?}"))?;
-        printer.status(format!("Selected {name} at {}", intent.address));
-        peers.insert(name.clone(), peer);
+        let confirmed = async {
+            let peer = PeerSession::new(
+                name,
+                &intent.address,
+                &machine.identity,
+                ServerPin::Fingerprint(fingerprint.clone()),
+            )?;
+            peer.send_intent(&settings.passphrase, me).await?;
+            anyhow::Ok(peer)
+        };
+        match confirmed.await {
+            Ok(peer) => {
+                printer.status(format!("Selected {name} at {}", intent.address));
+                peers.insert(name.clone(), peer);
+            }
+            Err(err) => {
+                failure.get_or_insert(err.context(format!("Failed to confirm system {name:?}")));
+            }
+        }
     }
-    Ok(peers)
+    (peers, failure)
 }
 
 async fn plan_and_apply(
     machine: &LocalMachine,
     peers: &BTreeMap<String, PeerSession>,
-    build_request: RequestBuilder<'_>,
+    answers: &mut dyn Answers,
     state: StateDir,
     dry_run: bool,
     printer: &Printer,
@@ -277,13 +400,15 @@ async fn plan_and_apply(
     });
     let (local, remote) = tokio::try_join!(local, try_join_all(remote))?;
     let facts: Vec<SystemFacts> = std::iter::once(local).chain(remote).collect();
-    let addresses = facts.iter().map(|f| (f.name.clone(), f.address)).collect();
-    let request = build_request(&addresses)?;
+    let request = tokio::task::block_in_place(|| answers.request(&facts))?;
     let plan = plan::build(&request, &facts, crate::sys::fan_supported())?;
     if dry_run {
         return Ok(plan);
     }
     printer.status(plan.to_string().trim_end());
+    if !tokio::task::block_in_place(|| answers.approve(&plan))? {
+        anyhow::bail!("Cluster setup cancelled: nothing was changed");
+    }
     let mut progress = Progress::start(state, "preseed", "initiator", apply::PHASES)?;
     let targets = Targets {
         local: machine.lxd.clone(),
@@ -304,13 +429,12 @@ async fn plan_and_apply(
 /// What one machine reports before anything changes.
 async fn gather(name: &str, address: IpAddr, lxd: &LxdClient) -> anyhow::Result<SystemFacts> {
     let context = || format!("Failed to gather information from {name:?}");
-    let (server, pools, networks, resources) = tokio::try_join!(
-        lxd.server(),
-        lxd.storage_pools(),
-        lxd.networks(),
-        lxd.resources()
-    )
-    .with_context(context)?;
+    // One request at a time: LXD 5.0 was seen (under load) never answering
+    // one of several concurrent resource and network scans.
+    let server = lxd.server().await.with_context(context)?;
+    let pools = lxd.storage_pools().await.with_context(context)?;
+    let networks = lxd.networks().await.with_context(context)?;
+    let resources = lxd.resources().await.with_context(context)?;
     let mut interface_addresses = Vec::new();
     for network in networks
         .iter()
@@ -349,11 +473,5 @@ async fn tell_peers(
         if let Err(err) = peer.stop(outcome).await {
             printer.warn(format!("Could not tell {name} the outcome: {err}"));
         }
-    }
-}
-
-impl InitiatorSettings {
-    pub fn expected_of(names: impl IntoIterator<Item = String>, me: &str) -> BTreeSet<String> {
-        names.into_iter().filter(|n| n != me).collect()
     }
 }

@@ -35,8 +35,9 @@ const JOIN_ATTEMPT_DELAY: Duration = Duration::from_millis(100);
 /// Which side of the session this machine is on.
 #[derive(Debug, Clone)]
 pub enum SessionRole {
-    /// Accepts intents from the listed machine names only.
-    Initiator { expected: BTreeSet<String> },
+    /// Accepts intents from the listed machine names only, or from anyone
+    /// who proves the passphrase when no list is given (a person chooses).
+    Initiator { expected: Option<BTreeSet<String>> },
     /// Accepts the confirming intent of the initiator it contacted.
     Joiner { initiator: Option<String> },
 }
@@ -313,7 +314,10 @@ async fn session_join(
                     ),
                 );
             }
-            if !expected.contains(&intent.name) {
+            if expected
+                .as_ref()
+                .is_some_and(|names| !names.contains(&intent.name))
+            {
                 return reject(
                     StatusCode::FORBIDDEN,
                     format!(

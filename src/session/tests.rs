@@ -54,7 +54,7 @@ fn intent(identity: &Identity) -> JoinIntent {
 
 fn initiator(expected: &[&str]) -> SessionRole {
     SessionRole::Initiator {
-        expected: expected.iter().map(|s| s.to_string()).collect(),
+        expected: Some(expected.iter().map(|s| s.to_string()).collect()),
     }
 }
 

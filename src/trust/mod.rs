@@ -19,6 +19,7 @@
 
 pub mod hmac;
 pub mod identity;
+pub mod passphrase;
 pub mod secret;
 pub mod serve;
 pub mod tls;
