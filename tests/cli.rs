@@ -500,7 +500,10 @@ fn preseed_without_lxd_fails_before_creating_the_identity() {
         .lines()
         .find(|l| l.starts_with("Error:"))
         .unwrap_or_else(|| panic!("no Error: line in\n{err}"));
-    assert!(error_line.contains(&socket.display().to_string()), "{error_line}");
+    assert!(
+        error_line.contains(&socket.display().to_string()),
+        "{error_line}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert!(!err.contains(PASSPHRASE), "passphrase leaked:\n{err}");
     assert_eq!(sandbox.entries(), before, "the run created files");

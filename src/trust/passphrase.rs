@@ -113,7 +113,10 @@ mod tests {
     fn normalizes_and_validates() {
         assert_eq!(normalize("  one  two   three four "), "one two three four");
         assert_eq!(validate("one  two three   four"), Ok(()));
-        assert_eq!(validate("   "), Err("Passphrase cannot be empty".to_string()));
+        assert_eq!(
+            validate("   "),
+            Err("Passphrase cannot be empty".to_string())
+        );
         assert_eq!(
             validate("one two three"),
             Err("Passphrase has to contain exactly four elements".to_string())

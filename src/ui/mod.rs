@@ -2,6 +2,8 @@
 
 pub mod format;
 pub mod printer;
+pub mod prompt;
+mod select_table;
 
 pub use format::{OutputFormat, Tabular, render};
 pub use printer::Printer;
