@@ -19,6 +19,8 @@
 //!   become an [`plan::InitPlan`]; nothing here performs I/O.
 //! - [`orchestrate`]: applies a plan in phases, records progress markers in the
 //!   state directory, and undoes what the run created when a phase fails.
+//! - [`interactive`]: the question flows of `init` and `join`, through a
+//!   prompter (terminal or scripted), producing the same plan request.
 //! - [`ui`]: the printer (data on stdout, progress on stderr) and output formats.
 //! - [`sys`]: facts about this machine (hostname, interfaces, paths).
 //! - [`state`]: the state directory: identity and run markers, nothing cluster-wide.
@@ -26,6 +28,7 @@
 pub mod cli;
 pub mod clients;
 pub mod discovery;
+pub mod interactive;
 pub mod orchestrate;
 pub mod plan;
 pub mod preseed;

@@ -3,6 +3,7 @@
 //! or a client. Doc comments here are the `--help` text.
 
 pub mod cluster;
+pub mod init;
 pub mod preseed;
 
 use std::path::PathBuf;
@@ -50,9 +51,11 @@ impl GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Initialize a MicroCloud from a preseed file (run it on every machine)
+    /// Initialize a MicroCloud: asks questions, or runs a preseed file with --preseed
     #[command(alias = "bootstrap")]
     Init(InitArgs),
+    /// Join a MicroCloud that `microcloud init` is setting up on another system
+    Join(init::JoinArgs),
     /// Initialize or join a MicroCloud with a preseed read from standard input
     Preseed(preseed::PreseedArgs),
     /// Inspect the cluster
@@ -65,10 +68,10 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The preseed file (the same file on every machine)
-    #[arg(long, value_name = "FILE", required = true)]
-    pub preseed: PathBuf,
-    /// Show what would be done on every machine, and change nothing (use it on every machine)
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
+    pub preseed: Option<PathBuf>,
+    /// With --preseed: show what would be done on every machine, and change nothing (use it on every machine)
+    #[arg(long, requires = "preseed")]
     pub dry_run: bool,
 }
 
@@ -76,7 +79,12 @@ pub struct InitArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
-        Command::Init(args) => preseed::run_file(&args.preseed, args.dry_run, global).await,
+        Command::Init(InitArgs {
+            preseed: Some(file),
+            dry_run,
+        }) => preseed::run_file(&file, dry_run, global).await,
+        Command::Init(InitArgs { preseed: None, .. }) => init::interactive(global).await,
+        Command::Join(args) => init::join(args, global).await,
         Command::Preseed(args) => preseed::run(args, global).await,
         Command::Cluster { command } => cluster::run(command, global).await,
     }

@@ -39,13 +39,20 @@ pub async fn apply(
     let mut reverter = Reverter::new();
     for phase in PHASES {
         progress.set(phase, PhaseStatus::Running)?;
-        let result = match *phase {
-            "bootstrap" => bootstrap(plan, targets, &mut reverter, printer).await,
-            "join" => join_members(plan, targets, &mut reverter, printer).await,
-            "storage" => create_local_pool(plan, targets, &mut reverter, printer).await,
-            "network" => create_network(plan, targets, &mut reverter, printer).await,
-            "profile" => update_profile(plan, targets, &mut reverter, printer).await,
-            other => unreachable!("unknown phase {other}"),
+        let work = async {
+            match *phase {
+                "bootstrap" => bootstrap(plan, targets, &mut reverter, printer).await,
+                "join" => join_members(plan, targets, &mut reverter, printer).await,
+                "storage" => create_local_pool(plan, targets, &mut reverter, printer).await,
+                "network" => create_network(plan, targets, &mut reverter, printer).await,
+                "profile" => update_profile(plan, targets, &mut reverter, printer).await,
+                other => unreachable!("unknown phase {other}"),
+            }
+        };
+        // Ctrl-C stops the phase in flight; what the run created is then undone.
+        let result = tokio::select! {
+            result = work => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("Interrupted by the user")),
         };
         match result {
             Ok(()) => progress.set(phase, PhaseStatus::Done)?,
@@ -247,7 +254,11 @@ async fn create_local_pool(
         let Some(source) = &member.local_source else {
             continue;
         };
-        let mut config = BTreeMap::from([("source".to_string(), source.path.clone())]);
+        let mut config = BTreeMap::new();
+        // No source: LXD keeps the pool in its own storage directory.
+        if !source.path.is_empty() {
+            config.insert("source".to_string(), source.path.clone());
+        }
         if source.wipe {
             config.insert("source.wipe".into(), "true".into());
         }
@@ -270,7 +281,8 @@ async fn create_local_pool(
             })?;
         printer.status(format!(
             "Using {} on {} for local storage pool",
-            source.path, member.name
+            source.describe(),
+            member.name
         ));
     }
     let request = StoragePoolsPost {

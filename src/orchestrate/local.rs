@@ -81,6 +81,17 @@ impl LocalMachine {
         if let Some(local) = system.local_disk() {
             check_storage_path(&name, &local.path)?;
         }
+        Self::open(name, role, address, state).await
+    }
+
+    /// Checks this machine's LXD (reachable, never initialized), then loads or
+    /// creates the machine's identity: the part every kind of run shares.
+    pub async fn open(
+        name: String,
+        role: Role,
+        address: LocalAddress,
+        state: &StateDir,
+    ) -> anyhow::Result<LocalMachine> {
         let socket = socket::find_local_socket()?;
         let transport = Transport::unix(&socket.path, format!("LXD on {name}"))
             .context("Failed to set up the LXD client")?;

@@ -179,12 +179,13 @@ fn plan_local_sources(
             .filter(|s| !sources.iter().any(|(n, _)| *n == s.name))
             .collect();
         for system in still_unassigned {
-            if let Some(disk) = eligible_disks(system).find(|d| filter.filter.matches(d)) {
+            let matching = eligible_disks(system).filter(|d| filter.filter.matches(d));
+            if let Some(path) = matching.filter_map(disk_path).next() {
                 matched += 1;
                 sources.push((
                     system.name.clone(),
                     LocalSource {
-                        path: disk_path(disk),
+                        path,
                         wipe: filter.wipe,
                     },
                 ));
@@ -229,7 +230,7 @@ fn explicit_source(
         .iter()
         .find(|d| disk_paths(d).contains(&choice.path))
     else {
-        let available: Vec<String> = eligible_disks(system).map(disk_path).collect();
+        let available: Vec<String> = eligible_disks(system).filter_map(disk_path).collect();
         problems.push(format!(
             "Disk {:?} not found on {:?} (available unpartitioned disks: {})",
             choice.path,
@@ -263,8 +264,13 @@ fn has_partitions(disk: &serde_json::Value) -> bool {
     disk["partitions"].as_array().is_some_and(|p| !p.is_empty())
 }
 
-fn eligible_disks(system: &SystemFacts) -> impl Iterator<Item = &serde_json::Value> {
-    system.disks.iter().filter(|d| !has_partitions(d))
+/// Whole disks that are not in use: unpartitioned, and not mounted where LXD
+/// says so (LXD 5.0 does not report it for whole disks).
+pub fn eligible_disks(system: &SystemFacts) -> impl Iterator<Item = &serde_json::Value> {
+    system
+        .disks
+        .iter()
+        .filter(|d| !has_partitions(d) && d["mounted"] != true)
 }
 
 /// The stable paths a disk can be named by, most stable first (as upstream).
@@ -283,8 +289,9 @@ fn disk_paths(disk: &serde_json::Value) -> Vec<String> {
     paths
 }
 
-fn disk_path(disk: &serde_json::Value) -> String {
-    disk_paths(disk).into_iter().next().unwrap_or_default()
+/// The path MicroCloud shows and uses for a disk, if LXD reports any.
+pub fn disk_path(disk: &serde_json::Value) -> Option<String> {
+    disk_paths(disk).into_iter().next()
 }
 
 /// One driver for the whole pool: `dir` for directories, otherwise the first

@@ -27,7 +27,7 @@ impl fmt::Display for InitPlan {
                     "    storage pool {:?} ({}) on {}{wipe}",
                     super::LOCAL_POOL,
                     pool.driver,
-                    source.path
+                    source.describe()
                 )?;
             }
             match &self.network {

@@ -7,7 +7,7 @@ mod build;
 mod display;
 pub mod request;
 
-pub use build::{Problems, build, uninitialized_problems};
+pub use build::{Problems, build, disk_path, eligible_disks, uninitialized_problems};
 pub use request::{DiskChoice, LocalStorageRequest, PlanRequest, RequestedSystem};
 
 use std::net::IpAddr;
@@ -68,6 +68,17 @@ pub struct LocalSource {
     pub path: String,
     /// Set `source.wipe` (block devices only).
     pub wipe: bool,
+}
+
+impl LocalSource {
+    /// The path, or where LXD puts a pool given no source.
+    pub fn describe(&self) -> &str {
+        if self.path.is_empty() {
+            "LXD's storage directory"
+        } else {
+            &self.path
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -27,6 +27,7 @@ pub struct LocalStorageRequest {
     pub filters: Vec<LocalFilter>,
 }
 
+/// A disk under `/dev`, a directory, or (empty path) LXD's own storage directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskChoice {
     pub path: String,

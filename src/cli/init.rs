@@ -1,0 +1,112 @@
+//! `microcloud init` (interactive; with `--preseed` it runs a preseed file)
+//! and `microcloud join`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::GlobalArgs;
+use crate::discovery;
+use crate::interactive::{self, InitAnswers};
+use crate::orchestrate::initiator::{self, Admission, InitiatorSettings};
+use crate::orchestrate::joiner::{self, JoinerSettings};
+use crate::orchestrate::{LocalMachine, Role};
+use crate::sys;
+use crate::trust::{Secret, passphrase};
+use crate::ui::prompt::{Prompter, TtyPrompter};
+
+/// Upstream's limit on a trust session.
+const MAX_SESSION_TIMEOUT: u64 = 3600;
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The initiator's address: skip multicast discovery
+    #[arg(long, value_name = "IP")]
+    pub initiator_address: Option<IpAddr>,
+    /// Seconds to look for the initiator
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub lookup_timeout: u64,
+    /// Seconds the trust session may last (at most 3600)
+    #[arg(long, value_name = "SECONDS", default_value_t = MAX_SESSION_TIMEOUT)]
+    pub session_timeout: u64,
+}
+
+fn terminal() -> anyhow::Result<TtyPrompter> {
+    TtyPrompter::new().context(
+        "This command asks questions and needs a terminal. Without one, use `microcloud preseed` with a preseed file",
+    )
+}
+
+/// `microcloud init` at a terminal.
+pub async fn interactive(global: &GlobalArgs) -> anyhow::Result<()> {
+    let mut prompter = terminal()?;
+    let printer = global.printer();
+    let state = global.state();
+    let name = sys::hostname()?;
+    let many = prompter.confirm("Do you want to set up more than one cluster member?", true)?;
+    let address = interactive::choose_address(&mut prompter, discovery::local_addresses()?, None)?;
+    let machine = LocalMachine::open(name.clone(), Role::Initiator, address, &state).await?;
+    let (admission, passphrase) = if many {
+        let passphrase = passphrase::generate();
+        printer.status("Use the following command on systems that you want to join the cluster: microcloud join");
+        printer.status(format!(
+            "When requested, enter the passphrase: {}",
+            passphrase.expose()
+        ));
+        printer.status(format!(
+            "Verify the fingerprint {} is displayed on joining systems.",
+            machine.identity.fingerprint().short()
+        ));
+        (Admission::Chosen, passphrase)
+    } else {
+        let nobody = Admission::Listed {
+            expected: Default::default(),
+            lookup_timeout: Duration::ZERO,
+        };
+        (nobody, Secret::new(String::new()))
+    };
+    let settings = InitiatorSettings {
+        passphrase,
+        admission,
+        multicast: true,
+        dry_run: false,
+    };
+    let mut answers = InitAnswers {
+        prompter: &mut prompter,
+        initiator: name,
+    };
+    initiator::run(machine, settings, &mut answers, state, &printer).await?;
+    printer.success("MicroCloud is ready");
+    Ok(())
+}
+
+/// `microcloud join` at a terminal.
+pub async fn join(args: JoinArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if args.session_timeout > MAX_SESSION_TIMEOUT {
+        anyhow::bail!(
+            "Session timeout cannot exceed 60 minutes (got {} seconds)",
+            args.session_timeout
+        );
+    }
+    let mut prompter = terminal()?;
+    let printer = global.printer();
+    let name = sys::hostname()?;
+    let address = interactive::choose_address(
+        &mut prompter,
+        discovery::local_addresses()?,
+        args.initiator_address,
+    )?;
+    let machine = LocalMachine::open(name, Role::Joiner, address, &global.state()).await?;
+    let words = prompter.passphrase("Specify the passphrase for joining the system")?;
+    let settings = JoinerSettings {
+        passphrase: Secret::new(words),
+        initiator_name: None,
+        initiator_address: args.initiator_address.map(|ip| ip.to_string()),
+        lookup_timeout: Duration::from_secs(args.lookup_timeout),
+        session_timeout: Duration::from_secs(args.session_timeout),
+        dry_run: false,
+    };
+    joiner::run(machine, settings, &printer).await
+}
