@@ -10,9 +10,7 @@ use anyhow::bail;
 
 use crate::discovery::LocalAddress;
 use crate::orchestrate::initiator::Answers;
-use crate::plan::{
-    DiskChoice, InitPlan, LocalStorageRequest, PlanRequest, RequestedSystem, SystemFacts,
-};
+use crate::plan::{DiskChoice, InitPlan, LocalStorageRequest, PlanRequest, SystemFacts};
 use crate::ui::prompt::{Prompter, Selection};
 
 /// Answers for `microcloud init`, asked when the run needs them.
@@ -79,17 +77,11 @@ impl Answers for InitAnswers<'_> {
 
     fn request(&mut self, facts: &[SystemFacts]) -> anyhow::Result<PlanRequest> {
         let local_storage = ask_local_storage(self.prompter, facts)?;
-        Ok(PlanRequest {
-            initiator: self.initiator.clone(),
-            systems: facts
-                .iter()
-                .map(|f| RequestedSystem {
-                    name: f.name.clone(),
-                    address: f.address,
-                })
-                .collect(),
+        Ok(PlanRequest::for_systems(
+            &self.initiator,
+            facts,
             local_storage,
-        })
+        ))
     }
 
     fn approve(&mut self, _plan: &InitPlan) -> anyhow::Result<bool> {

@@ -498,17 +498,7 @@ mod tests {
 
     /// A request for `facts` in their order, initiated by micro1, asking for nothing else.
     fn request(facts: &[SystemFacts]) -> PlanRequest {
-        PlanRequest {
-            initiator: "micro1".into(),
-            systems: facts
-                .iter()
-                .map(|f| RequestedSystem {
-                    name: f.name.clone(),
-                    address: f.address,
-                })
-                .collect(),
-            local_storage: Default::default(),
-        }
+        PlanRequest::for_systems("micro1", facts, Default::default())
     }
 
     fn explicit(request: &mut PlanRequest, name: &str, path: &str, wipe: bool) {

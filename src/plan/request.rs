@@ -44,6 +44,25 @@ pub struct LocalFilter {
 }
 
 impl PlanRequest {
+    /// A request for every system in `facts`, in their order.
+    pub fn for_systems(
+        initiator: &str,
+        facts: &[super::SystemFacts],
+        local_storage: LocalStorageRequest,
+    ) -> PlanRequest {
+        PlanRequest {
+            initiator: initiator.to_string(),
+            systems: facts
+                .iter()
+                .map(|f| RequestedSystem {
+                    name: f.name.clone(),
+                    address: f.address,
+                })
+                .collect(),
+            local_storage,
+        }
+    }
+
     /// The request a preseed file makes, once every system's address is known.
     pub fn from_preseed(
         preseed: &Preseed,
