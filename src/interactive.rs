@@ -221,3 +221,533 @@ fn one_per_system(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::plan::ProfilePlan;
+    use crate::ui::prompt::ScriptedPrompter;
+
+    const GIB: u64 = 1 << 30;
+
+    fn local(interface: &str, address: &str, prefix_len: u8) -> LocalAddress {
+        LocalAddress {
+            interface: interface.into(),
+            index: 2,
+            address: address.parse().unwrap(),
+            prefix_len,
+        }
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// A whole, unused disk as LXD's `/1.0/resources` reports it.
+    fn disk(id: &str, device_id: &str) -> Value {
+        json!({
+            "id": id,
+            "device_id": device_id,
+            "type": "sata",
+            "size": 100 * GIB,
+            "model": "QEMU",
+            "partitions": [],
+        })
+    }
+
+    fn system(name: &str, address: &str, disks: Vec<Value>) -> SystemFacts {
+        SystemFacts {
+            name: name.into(),
+            address: ip(address),
+            server: Default::default(),
+            pools: Vec::new(),
+            networks: Vec::new(),
+            interface_addresses: Vec::new(),
+            disks,
+        }
+    }
+
+    fn choice(path: &str, wipe: bool) -> DiskChoice {
+        DiskChoice {
+            path: path.into(),
+            wipe,
+        }
+    }
+
+    fn by_id(device_id: &str) -> String {
+        format!("/dev/disk/by-id/{device_id}")
+    }
+
+    /// Runs `InitAnswers::request` with `script`; returns the result and the transcript.
+    fn ask_request(script: &str, facts: &[SystemFacts]) -> (anyhow::Result<PlanRequest>, String) {
+        let mut prompter = ScriptedPrompter::new(script);
+        let result = InitAnswers {
+            prompter: &mut prompter,
+            initiator: "micro01".into(),
+        }
+        .request(facts);
+        (result, prompter.transcript().to_string())
+    }
+
+    fn explicit(request: &PlanRequest) -> Vec<(&str, &DiskChoice)> {
+        request
+            .local_storage
+            .explicit
+            .iter()
+            .map(|(name, choice)| (name.as_str(), choice))
+            .collect()
+    }
+
+    /// micro01 has two spare disks, micro02 one.
+    fn two_systems() -> Vec<SystemFacts> {
+        vec![
+            system(
+                "micro01",
+                "10.0.0.1",
+                vec![disk("sdb", "wwn-1"), disk("sdc", "wwn-2")],
+            ),
+            system("micro02", "10.0.0.2", vec![disk("sdb", "wwn-3")]),
+        ]
+    }
+
+    const CONFIRM_LOCAL: &str = "Would you like to set up local storage? (yes/no) [default=yes]: ";
+    const SELECT_DISKS: &str = "Select exactly one disk from each cluster member:";
+    const SELECT_WIPE: &str = "Select which disks to wipe:";
+    const RETRY_DISKS: &str = "Retry selecting disks? (yes/no) [default=yes]: ";
+    const DISK_HEADER: &str = "       LOCATION  MODEL  CAPACITY   TYPE  PATH";
+
+    // ---- choose_address -------------------------------------------------
+
+    #[test]
+    fn one_address_is_used_without_a_question() {
+        let mut p = ScriptedPrompter::new("");
+        let only = local("eth0", "10.0.0.5", 24);
+        assert_eq!(
+            choose_address(&mut p, vec![only.clone()], None).unwrap(),
+            only
+        );
+        assert_eq!(p.transcript(), "! Using address 10.0.0.5 for MicroCloud\n");
+    }
+
+    #[test]
+    fn several_addresses_are_offered_in_a_one_row_table() {
+        let addresses = vec![
+            local("eth0", "10.0.0.5", 24),
+            local("eth1", "192.168.1.5", 24),
+            local("eth2", "fd00::5", 64),
+        ];
+        // Selection::One: selecting a second row unselects the first, and
+        // select-all does nothing.
+        let mut p = ScriptedPrompter::new(
+            "table:expect 3\ntable:select\ntable:down\ntable:select-all\ntable:select\ntable:done\n",
+        );
+        let chosen = choose_address(&mut p, addresses, None).unwrap();
+        assert_eq!(chosen, local("eth1", "192.168.1.5", 24));
+        assert_eq!(
+            p.transcript(),
+            "Select an address for MicroCloud's internal traffic:\n\
+             \x20      ADDRESS      IFACE\n\
+             \x20  [x] 192.168.1.5  eth1\n"
+        );
+    }
+
+    #[test]
+    fn initiator_address_filters_the_addresses() {
+        let addresses = || {
+            vec![
+                local("eth0", "10.0.0.5", 24),
+                local("eth1", "192.168.1.5", 24),
+                local("eth2", "fd00::5", 64),
+                local("eth3", "10.0.7.5", 16),
+            ]
+        };
+        // Only one subnet contains the initiator: no question.
+        let mut p = ScriptedPrompter::new("");
+        let chosen = choose_address(&mut p, addresses(), Some(ip("192.168.1.200"))).unwrap();
+        assert_eq!(chosen.interface, "eth1");
+        assert_eq!(
+            p.transcript(),
+            "! Using address 192.168.1.5 for MicroCloud\n"
+        );
+
+        let mut p = ScriptedPrompter::new("");
+        let chosen = choose_address(&mut p, addresses(), Some(ip("fd00::1"))).unwrap();
+        assert_eq!(chosen.interface, "eth2");
+
+        // 10.0.0.9 is in both 10.0.0.0/24 and 10.0.0.0/16: a table of those two.
+        let mut p = ScriptedPrompter::new("table:expect 2\ntable:down\ntable:select\ntable:done\n");
+        let chosen = choose_address(&mut p, addresses(), Some(ip("10.0.0.9"))).unwrap();
+        assert_eq!(chosen, local("eth3", "10.0.7.5", 16));
+        assert!(
+            !p.transcript().contains("192.168.1.5"),
+            "{}",
+            p.transcript()
+        );
+
+        // No subnet contains it.
+        let mut p = ScriptedPrompter::new("");
+        let err = choose_address(&mut p, addresses(), Some(ip("172.16.0.1"))).unwrap_err();
+        assert_eq!(err.to_string(), "Found no valid network interfaces");
+        assert_eq!(p.transcript(), "");
+    }
+
+    #[test]
+    fn no_address_is_an_error() {
+        let mut p = ScriptedPrompter::new("");
+        let err = choose_address(&mut p, Vec::new(), None).unwrap_err();
+        assert_eq!(err.to_string(), "Found no valid network interfaces");
+        assert_eq!(p.transcript(), "");
+    }
+
+    #[test]
+    fn selecting_no_address_asks_to_retry() {
+        let addresses = || vec![local("eth0", "10.0.0.5", 24), local("eth1", "10.1.0.5", 24)];
+        let mut p = ScriptedPrompter::new(
+            "table:select\ntable:select-none\ntable:done\nyes\ntable:down\ntable:select\ntable:done\n",
+        );
+        let chosen = choose_address(&mut p, addresses(), None).unwrap();
+        assert_eq!(chosen.interface, "eth1");
+        assert_eq!(
+            p.transcript(),
+            "Select an address for MicroCloud's internal traffic:\n\
+             \x20      ADDRESS   IFACE\n\
+             ! You must select exactly one address\n\
+             Retry selecting an address? (yes/no) [default=yes]: yes\n\
+             Select an address for MicroCloud's internal traffic:\n\
+             \x20      ADDRESS   IFACE\n\
+             \x20  [x] 10.1.0.5  eth1\n"
+        );
+
+        let mut p = ScriptedPrompter::new("table:done\nno\n");
+        let err = choose_address(&mut p, addresses(), None).unwrap_err();
+        assert_eq!(err.to_string(), "No address selected for MicroCloud");
+    }
+
+    // ---- choose_systems -------------------------------------------------
+
+    fn system_row(name: &str, address: &str) -> Vec<String> {
+        vec![name.into(), address.into(), "0123456789ab".into()]
+    }
+
+    #[test]
+    fn systems_arrive_while_the_table_waits() {
+        let (sender, receiver) = mpsc::channel();
+        let discovery = thread::spawn(move || {
+            for (name, address) in [("micro02", "10.0.0.2"), ("micro03", "10.0.0.3")] {
+                thread::sleep(Duration::from_millis(20));
+                sender.send(system_row(name, address)).unwrap();
+            }
+            // The sender is dropped here; the rows already sent still count.
+        });
+        let mut p = ScriptedPrompter::new("table:expect 2\ntable:select-all\ntable:done\n");
+        let chosen = InitAnswers {
+            prompter: &mut p,
+            initiator: "micro01".into(),
+        }
+        .choose_systems(receiver)
+        .unwrap();
+        discovery.join().unwrap();
+        assert_eq!(chosen, vec![0, 1]);
+        assert_eq!(
+            p.transcript(),
+            "Systems will appear in the table as they are detected. Select those that should join the cluster:\n\
+             \x20      NAME     ADDRESS   FINGERPRINT\n\
+             \x20  [x] micro02  10.0.0.2  0123456789ab\n\
+             \x20  [x] micro03  10.0.0.3  0123456789ab\n"
+        );
+    }
+
+    #[test]
+    fn selecting_one_of_the_arriving_systems() {
+        let (sender, receiver) = mpsc::channel();
+        let discovery = thread::spawn(move || {
+            sender.send(system_row("micro02", "10.0.0.2")).unwrap();
+            thread::sleep(Duration::from_millis(20));
+            sender.send(system_row("micro03", "10.0.0.3")).unwrap();
+        });
+        let mut p = ScriptedPrompter::new("table:expect 2\ntable:down\ntable:select\ntable:done\n");
+        let chosen = InitAnswers {
+            prompter: &mut p,
+            initiator: "micro01".into(),
+        }
+        .choose_systems(receiver)
+        .unwrap();
+        discovery.join().unwrap();
+        assert_eq!(chosen, vec![1]);
+    }
+
+    #[test]
+    fn selecting_no_system_is_an_error() {
+        let (sender, receiver) = mpsc::channel();
+        sender.send(system_row("micro02", "10.0.0.2")).unwrap();
+        drop(sender);
+        let mut p = ScriptedPrompter::new("table:expect 1\ntable:done\n");
+        let err = InitAnswers {
+            prompter: &mut p,
+            initiator: "micro01".into(),
+        }
+        .choose_systems(receiver)
+        .unwrap_err();
+        assert_eq!(err.to_string(), "No system selected");
+    }
+
+    // ---- request: local storage -----------------------------------------
+
+    #[test]
+    fn one_disk_per_system_and_only_the_chosen_one_is_wiped() {
+        let facts = two_systems();
+        // Rows: micro01 wwn-1, micro01 wwn-2, micro02 wwn-3. Take wwn-2 and wwn-3,
+        // then wipe only micro02's (the second row of the wipe table).
+        let script = "\n\
+                      table:expect 3\ntable:down\ntable:select\ntable:down\ntable:select\ntable:done\n\
+                      table:expect 2\ntable:down\ntable:select\ntable:done\n";
+        let (result, transcript) = ask_request(script, &facts);
+        let request = result.unwrap();
+        assert_eq!(request.initiator, "micro01");
+        let systems: Vec<(&str, IpAddr)> = request
+            .systems
+            .iter()
+            .map(|s| (s.name.as_str(), s.address))
+            .collect();
+        assert_eq!(
+            systems,
+            vec![("micro01", ip("10.0.0.1")), ("micro02", ip("10.0.0.2"))]
+        );
+        assert_eq!(
+            explicit(&request),
+            vec![
+                ("micro01", &choice(&by_id("wwn-2"), false)),
+                ("micro02", &choice(&by_id("wwn-3"), true)),
+            ]
+        );
+        assert!(request.local_storage.filters.is_empty());
+        assert!(
+            !transcript.contains('!'),
+            "no warning expected:\n{transcript}"
+        );
+    }
+
+    #[test]
+    fn wiping_every_chosen_disk() {
+        let (result, _) = ask_request(
+            "yes\ntable:select\ntable:down\ntable:down\ntable:select\ntable:done\ntable:select-all\ntable:done\n",
+            &two_systems(),
+        );
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &choice(&by_id("wwn-1"), true)),
+                ("micro02", &choice(&by_id("wwn-3"), true)),
+            ]
+        );
+    }
+
+    #[test]
+    fn two_disks_on_one_system_asks_to_retry() {
+        let script = "\n\
+                      table:select\ntable:down\ntable:select\ntable:done\n\
+                      yes\n\
+                      table:down\ntable:select\ntable:down\ntable:select\ntable:done\n\
+                      table:done\n";
+        let (result, transcript) = ask_request(script, &two_systems());
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &choice(&by_id("wwn-2"), false)),
+                ("micro02", &choice(&by_id("wwn-3"), false)),
+            ]
+        );
+        let warning = "! Failed to add local storage pool: Selected more than one disk for target peer \"micro01\"\n";
+        let retry = format!("{RETRY_DISKS}yes\n");
+        let warned = transcript.find(warning).expect(&transcript);
+        let retried = transcript.find(&retry).expect(&transcript);
+        assert!(warned < retried, "{transcript}");
+        // The table is asked again after the retry, then the wipe table.
+        assert_eq!(transcript.matches(SELECT_DISKS).count(), 2, "{transcript}");
+        assert!(transcript[retried..].contains(SELECT_DISKS), "{transcript}");
+        assert_eq!(transcript.matches(SELECT_WIPE).count(), 1, "{transcript}");
+    }
+
+    #[test]
+    fn other_disk_selection_errors_and_declining_the_retry() {
+        // No disk at all, then a disk for micro01 only, then give up.
+        let script = "\ntable:done\n\ntable:select\ntable:done\nno\n";
+        let (result, transcript) = ask_request(script, &two_systems());
+        let request = result.unwrap();
+        assert!(request.local_storage.explicit.is_empty());
+        assert!(request.local_storage.filters.is_empty());
+        assert_eq!(request.systems.len(), 2);
+        assert!(
+            transcript.contains("! Failed to add local storage pool: No disks selected\n"),
+            "{transcript}"
+        );
+        assert!(
+            transcript.contains(
+                "! Failed to add local storage pool: Some peers don't have an available disk\n"
+            ),
+            "{transcript}"
+        );
+        assert!(
+            transcript.ends_with(&format!("{RETRY_DISKS}no\n")),
+            "{transcript}"
+        );
+        assert!(!transcript.contains(SELECT_WIPE), "{transcript}");
+    }
+
+    #[test]
+    fn declining_local_storage_requests_none() {
+        let (result, transcript) = ask_request("no\n", &two_systems());
+        let request = result.unwrap();
+        assert!(request.local_storage.explicit.is_empty());
+        assert!(request.local_storage.filters.is_empty());
+        assert_eq!(request.systems.len(), 2);
+        assert_eq!(transcript, format!("{CONFIRM_LOCAL}no\n"));
+    }
+
+    /// Disks MicroCloud must never offer.
+    fn unusable_disks() -> Vec<Value> {
+        let mut partitioned = disk("sdc", "wwn-partitioned");
+        partitioned["partitions"] = json!([{"id": "sdc1", "partition": 1}]);
+        let mut mounted = disk("sdd", "wwn-mounted");
+        mounted["mounted"] = json!(true);
+        let mut cdrom = disk("sr0", "wwn-cdrom");
+        cdrom["type"] = json!("cdrom");
+        vec![partitioned, mounted, cdrom]
+    }
+
+    #[test]
+    fn partitioned_mounted_and_optical_disks_are_not_offered() {
+        let mut micro01 = unusable_disks();
+        micro01.push(disk("sdb", "wwn-1"));
+        let facts = vec![
+            system("micro01", "10.0.0.1", micro01),
+            system("micro02", "10.0.0.2", vec![disk("sdb", "wwn-3")]),
+        ];
+        // `table:expect 2` fails if the table has more than two rows.
+        let (result, transcript) = ask_request(
+            "\ntable:expect 2\ntable:select-all\ntable:done\ntable:done\n",
+            &facts,
+        );
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &choice(&by_id("wwn-1"), false)),
+                ("micro02", &choice(&by_id("wwn-3"), false)),
+            ]
+        );
+        for hidden in ["partitioned", "mounted", "cdrom"] {
+            assert!(!transcript.contains(hidden), "{transcript}");
+        }
+    }
+
+    #[test]
+    fn a_system_without_a_disk_is_offered_the_storage_directory() {
+        let facts = vec![
+            system("micro01", "10.0.0.1", vec![disk("sdb", "wwn-1")]),
+            system("micro02", "10.0.0.2", unusable_disks()),
+            system("micro03", "10.0.0.3", Vec::new()),
+        ];
+        let question = "Would you like to set up local storage in LXD's storage directory on every system instead? (yes/no) [default=yes]: ";
+        let (result, transcript) = ask_request("\n", &facts);
+        let request = result.unwrap();
+        assert_eq!(
+            explicit(&request),
+            vec![
+                ("micro01", &choice("", false)),
+                ("micro02", &choice("", false)),
+                ("micro03", &choice("", false)),
+            ]
+        );
+        assert_eq!(
+            transcript,
+            format!("! No disks available for local storage on micro02, micro03\n{question}\n")
+        );
+
+        let (result, transcript) = ask_request("no\n", &facts);
+        assert!(result.unwrap().local_storage.explicit.is_empty());
+        assert_eq!(
+            transcript,
+            format!("! No disks available for local storage on micro02, micro03\n{question}no\n")
+        );
+    }
+
+    #[test]
+    fn a_full_request_asks_upstreams_questions_in_order() {
+        let facts = vec![
+            system("micro01", "10.0.0.1", vec![disk("sdb", "wwn-1")]),
+            system("micro02", "10.0.0.2", vec![disk("sdb", "wwn-2")]),
+        ];
+        let script = "\ntable:select-all\ntable:done\ntable:down\ntable:select\ntable:done\n";
+        let (result, transcript) = ask_request(script, &facts);
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &choice(&by_id("wwn-1"), false)),
+                ("micro02", &choice(&by_id("wwn-2"), true)),
+            ]
+        );
+        let micro01 = "   [x] micro01   QEMU   100.00GiB  sata  /dev/disk/by-id/wwn-1";
+        let micro02 = "   [x] micro02   QEMU   100.00GiB  sata  /dev/disk/by-id/wwn-2";
+        assert_eq!(
+            transcript,
+            [
+                CONFIRM_LOCAL,
+                SELECT_DISKS,
+                DISK_HEADER,
+                micro01,
+                micro02,
+                SELECT_WIPE,
+                DISK_HEADER,
+                micro02,
+                "",
+            ]
+            .join("\n")
+        );
+    }
+
+    #[test]
+    fn a_script_that_ends_early_is_an_error() {
+        let (result, _) = ask_request("\ntable:select-all\n", &two_systems());
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("script ended"), "{err:#}");
+    }
+
+    // ---- approve --------------------------------------------------------
+
+    #[test]
+    fn approve_asks_to_proceed() {
+        let plan = InitPlan {
+            initiator: "micro01".into(),
+            members: Vec::new(),
+            local_pool: None,
+            network: None,
+            profile: ProfilePlan {
+                root_pool: None,
+                network: None,
+            },
+            warnings: Vec::new(),
+        };
+        let mut p = ScriptedPrompter::new("\nno\ny\n");
+        let mut answers = InitAnswers {
+            prompter: &mut p,
+            initiator: "micro01".into(),
+        };
+        assert!(answers.approve(&plan).unwrap());
+        assert!(!answers.approve(&plan).unwrap());
+        assert!(answers.approve(&plan).unwrap());
+        assert!(answers.approve(&plan).is_err());
+        assert_eq!(
+            p.transcript(),
+            "Proceed with this plan? (yes/no) [default=yes]: \n\
+             Proceed with this plan? (yes/no) [default=yes]: no\n\
+             Proceed with this plan? (yes/no) [default=yes]: y\n"
+        );
+    }
+}
