@@ -4,163 +4,24 @@
 //! They need root, Debian's `lxd` package and a few seconds per cluster, so
 //! they are ignored by plain `cargo test`. Run them with `scripts/test-lab`
 //! (or `cargo test --test lab -- --ignored --test-threads=1` as root after
-//! `scripts/lab install`). They share the lab's fixed names, hence one thread.
+//! `scripts/lab install`). They share the lab's fixed names, hence one thread;
+//! `LAB_DIR`, `LAB_SUBNET` and `LAB_PREFIX` move the lab (see `scripts/lab`).
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
+use common::{Lab, lab, lab_dir, lab_subnet, root, text};
 use serde_json::Value;
-
-/// The binary under test, never whatever `microcloud` is first on the lab's PATH.
-const MICROCLOUD: &str = env!("CARGO_BIN_EXE_microcloud");
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn lab_dir() -> PathBuf {
-    PathBuf::from(std::env::var("LAB_DIR").unwrap_or_else(|_| "/tmp/mclab".into()))
-}
-
-/// A running lab; `down` when dropped, even when the test fails.
-struct Lab {
-    size: usize,
-}
-
-impl Lab {
-    fn up(size: usize) -> Lab {
-        // A previous failed run may have left a lab behind.
-        let _ = lab(&["down"]).output();
-        let out = lab(&["up", &size.to_string()])
-            .output()
-            .expect("run scripts/lab up");
-        assert!(out.status.success(), "lab up failed:\n{}", text(&out));
-        Lab { size }
-    }
-
-    fn machines(&self) -> impl Iterator<Item = usize> {
-        1..=self.size
-    }
-
-    fn storage_dir(&self, i: usize) -> String {
-        format!("{}/m{i}/pool", lab_dir().display())
-    }
-
-    fn socket(&self, i: usize) -> PathBuf {
-        lab_dir().join(format!("m{i}/lxd/unix.socket"))
-    }
-
-    /// `microcloud ARGS` as machine `i`, with `stdin` piped in, not waited for.
-    fn spawn(&self, i: usize, args: &[&str], stdin: &str) -> Child {
-        let mut command = lab(&["exec", &i.to_string(), "timeout", "300", MICROCLOUD]);
-        command.args(args);
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn microcloud in the lab");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child
-    }
-
-    /// Runs a command as machine `i` and returns its output.
-    fn exec(&self, i: usize, args: &[&str]) -> Output {
-        let mut all = vec!["exec".to_string(), i.to_string()];
-        all.extend(args.iter().map(|a| a.to_string()));
-        lab(&all.iter().map(String::as_str).collect::<Vec<_>>())
-            .output()
-            .expect("run scripts/lab exec")
-    }
-
-    /// `GET path` on machine `i`'s LXD, over its unix socket.
-    fn lxd_get(&self, i: usize, path: &str) -> Value {
-        let out = Command::new("curl")
-            .args(["-sS", "--unix-socket"])
-            .arg(self.socket(i))
-            .arg(format!("http://lxd{path}"))
-            .output()
-            .expect("curl");
-        let value: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("LXD answer to {path} on machine {i}: {e}"));
-        value["metadata"].clone()
-    }
-
-    /// LXD on machine `i` is as the lab made it: never initialized.
-    fn assert_untouched(&self, i: usize) {
-        let server = self.lxd_get(i, "/1.0");
-        assert_eq!(
-            server["environment"]["server_clustered"], false,
-            "machine {i} is clustered"
-        );
-        for key in [
-            "core.https_address",
-            "cluster.https_address",
-            "user.microcloud",
-        ] {
-            let value = server["config"][key].as_str().unwrap_or("");
-            assert!(value.is_empty(), "machine {i}: {key} is set to {value:?}");
-        }
-        assert_eq!(
-            self.lxd_get(i, "/1.0/storage-pools"),
-            serde_json::json!([]),
-            "machine {i} has pools"
-        );
-        let managed: Vec<Value> = self
-            .lxd_get(i, "/1.0/networks?recursion=1")
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["managed"] == true)
-            .cloned()
-            .collect();
-        assert!(
-            managed.is_empty(),
-            "machine {i} has managed networks: {managed:?}"
-        );
-        let profile = self.lxd_get(i, "/1.0/profiles/default");
-        assert_eq!(
-            profile["devices"],
-            serde_json::json!({}),
-            "machine {i}'s default profile changed"
-        );
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = lab(&["down"]).output();
-    }
-}
-
-fn lab(args: &[&str]) -> Command {
-    let mut command = Command::new(root().join("scripts/lab"));
-    command.args(args);
-    command
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit: {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// A preseed for the lab: multicast by default, or unicast with every address.
 fn preseed(lab: &Lab, passphrase: &str, unicast: bool, lookup_timeout: u64) -> String {
     let mut yaml = if unicast {
-        "initiator_address: 10.229.0.1\n".to_string()
+        format!("initiator_address: {}\n", lab.address(1))
     } else {
-        "initiator: micro1\nlookup_subnet: 10.229.0.0/24\n".to_string()
+        format!("initiator: micro1\nlookup_subnet: {}.0/24\n", lab_subnet())
     };
     yaml.push_str(&format!(
         "lookup_timeout: {lookup_timeout}\nsession_passphrase: {passphrase}\nsystems:\n"
@@ -168,7 +29,7 @@ fn preseed(lab: &Lab, passphrase: &str, unicast: bool, lookup_timeout: u64) -> S
     for i in lab.machines() {
         yaml.push_str(&format!("- name: micro{i}\n"));
         if unicast {
-            yaml.push_str(&format!("  address: 10.229.0.{i}\n"));
+            yaml.push_str(&format!("  address: {}\n", lab.address(i)));
         }
         yaml.push_str(&format!(
             "  storage:\n    local:\n      path: {}\n",
@@ -183,38 +44,6 @@ fn wait_all(children: Vec<(usize, Child)>) -> Vec<(usize, Output)> {
         .into_iter()
         .map(|(i, child)| (i, child.wait_with_output().expect("wait for microcloud")))
         .collect()
-}
-
-fn assert_cluster(lab: &Lab, size: usize) {
-    let out = lab.exec(
-        2.min(size),
-        &[MICROCLOUD, "cluster", "list", "--format", "json"],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let members: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let members = members.as_array().unwrap();
-    assert_eq!(members.len(), size, "{members:?}");
-    for (i, member) in (1..=size).zip(members) {
-        assert_eq!(member["name"], format!("micro{i}"));
-        assert_eq!(member["status"], "Online");
-        assert_eq!(member["address"], format!("10.229.0.{i}:8443"));
-    }
-    // The real lxc client agrees.
-    let out = lab.exec(1, &["lxc", "cluster", "list", "--format", "csv"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let csv = String::from_utf8_lossy(&out.stdout);
-    for i in 1..=size {
-        let line = csv
-            .lines()
-            .find(|l| l.starts_with(&format!("micro{i},")))
-            .unwrap_or_else(|| panic!("micro{i} missing from lxc cluster list:\n{csv}"));
-        assert!(line.contains("ONLINE"), "{line}");
-    }
-    for i in 1..=size {
-        let pool = lab.lxd_get(1, &format!("/1.0/storage-pools/local?target=micro{i}"));
-        assert_eq!(pool["status"], "Created", "local pool on micro{i}: {pool}");
-        assert_eq!(pool["config"]["source"], lab.storage_dir(i));
-    }
 }
 
 /// Every machine's run failed, and none of them panicked.
@@ -254,7 +83,7 @@ fn same_preseed_on_three_machines_forms_a_cluster_that_runs_a_container() {
         joiner.contains("Successfully joined the MicroCloud cluster"),
         "{joiner}"
     );
-    assert_cluster(&lab, 3);
+    lab.assert_cluster(3, |i| lab.storage_dir(i));
 
     // Progress markers record every phase as done, with durations.
     let run: Value =
@@ -348,7 +177,7 @@ fn unicast_mode_forms_four_members_with_joiners_started_first() {
     for (i, out) in wait_all(children) {
         assert!(out.status.success(), "micro{i}:\n{}", text(&out));
     }
-    assert_cluster(&lab, 4);
+    lab.assert_cluster(4, |i| lab.storage_dir(i));
 }
 
 #[test]
@@ -470,6 +299,14 @@ fn a_failure_after_joins_undoes_the_whole_run() {
     assert_eq!(run["phases"][1]["status"], "undone");
 }
 
+/// A fixture written for the default lab (10.229.0.0/24 in /tmp/mclab),
+/// moved to this one.
+fn for_this_lab(fixture: &str) -> String {
+    fixture
+        .replace("10.229.0.", &format!("{}.", lab_subnet()))
+        .replace("/tmp/mclab/", &format!("{}/", lab_dir().display()))
+}
+
 #[test]
 #[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
 fn bad_preseeds_fail_without_touching_lxd() {
@@ -483,7 +320,7 @@ fn bad_preseeds_fail_without_touching_lxd() {
     cases.sort();
     assert!(cases.len() >= 25, "only {} bad cases", cases.len());
     for case in &cases {
-        let yaml = std::fs::read_to_string(case).unwrap();
+        let yaml = for_this_lab(&std::fs::read_to_string(case).unwrap());
         let expect = yaml
             .lines()
             .find_map(|l| l.strip_prefix("# expect: "))
@@ -557,7 +394,10 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     // The plan is data: on the initiator's stdout, per machine.
     let plan = String::from_utf8_lossy(&outputs[0].1.stdout);
     for i in lab.machines() {
-        assert!(plan.contains(&format!("micro{i} (10.229.0.{i})")), "{plan}");
+        assert!(
+            plan.contains(&format!("micro{i} ({})", lab.address(i))),
+            "{plan}"
+        );
         assert!(
             plan.contains(&format!(
                 "storage pool \"local\" (dir) on {}",

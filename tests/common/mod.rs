@@ -1,0 +1,207 @@
+//! What the lab test files share: the lab guard, commands run as a machine,
+//! and checks of each machine's LXD over its unix socket.
+//!
+//! The lab follows the environment of `scripts/lab`: `LAB_DIR` (default
+//! /tmp/mclab) and `LAB_SUBNET` (default 10.229.0); `LAB_PREFIX` only matters
+//! to the script. Export all three to run next to another lab.
+
+// Each test file uses only part of this module.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The binary under test, never whatever `microcloud` is first on the lab's PATH.
+pub const MICROCLOUD: &str = env!("CARGO_BIN_EXE_microcloud");
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn lab_dir() -> PathBuf {
+    PathBuf::from(std::env::var("LAB_DIR").unwrap_or_else(|_| "/tmp/mclab".into()))
+}
+
+/// The lab's /24 as its first three octets: machine `i` is `{subnet}.{i}`.
+pub fn lab_subnet() -> String {
+    std::env::var("LAB_SUBNET").unwrap_or_else(|_| "10.229.0".into())
+}
+
+/// A running lab; `down` when dropped, even when the test fails.
+pub struct Lab {
+    size: usize,
+}
+
+impl Lab {
+    pub fn up(size: usize) -> Lab {
+        // A previous failed run may have left a lab behind.
+        let _ = lab(&["down"]).output();
+        let out = lab(&["up", &size.to_string()])
+            .output()
+            .expect("run scripts/lab up");
+        assert!(out.status.success(), "lab up failed:\n{}", text(&out));
+        Lab { size }
+    }
+
+    pub fn machines(&self) -> impl Iterator<Item = usize> {
+        1..=self.size
+    }
+
+    /// Machine `i`'s address on the lab network.
+    pub fn address(&self, i: usize) -> String {
+        format!("{}.{i}", lab_subnet())
+    }
+
+    pub fn storage_dir(&self, i: usize) -> String {
+        format!("{}/m{i}/pool", lab_dir().display())
+    }
+
+    pub fn socket(&self, i: usize) -> PathBuf {
+        lab_dir().join(format!("m{i}/lxd/unix.socket"))
+    }
+
+    /// `microcloud ARGS` as machine `i`, with `stdin` piped in, not waited for.
+    pub fn spawn(&self, i: usize, args: &[&str], stdin: &str) -> Child {
+        let mut command = lab(&["exec", &i.to_string(), "timeout", "300", MICROCLOUD]);
+        command.args(args);
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn microcloud in the lab");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child
+    }
+
+    /// Runs a command as machine `i` and returns its output.
+    pub fn exec(&self, i: usize, args: &[&str]) -> Output {
+        let mut all = vec!["exec".to_string(), i.to_string()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        lab(&all.iter().map(String::as_str).collect::<Vec<_>>())
+            .output()
+            .expect("run scripts/lab exec")
+    }
+
+    /// `GET path` on machine `i`'s LXD, over its unix socket.
+    pub fn lxd_get(&self, i: usize, path: &str) -> Value {
+        let out = Command::new("curl")
+            .args(["-sS", "--unix-socket"])
+            .arg(self.socket(i))
+            .arg(format!("http://lxd{path}"))
+            .output()
+            .expect("curl");
+        let value: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("LXD answer to {path} on machine {i}: {e}"));
+        value["metadata"].clone()
+    }
+
+    /// LXD on machine `i` is as the lab made it: never initialized.
+    pub fn assert_untouched(&self, i: usize) {
+        let server = self.lxd_get(i, "/1.0");
+        assert_eq!(
+            server["environment"]["server_clustered"], false,
+            "machine {i} is clustered"
+        );
+        for key in [
+            "core.https_address",
+            "cluster.https_address",
+            "user.microcloud",
+        ] {
+            let value = server["config"][key].as_str().unwrap_or("");
+            assert!(value.is_empty(), "machine {i}: {key} is set to {value:?}");
+        }
+        assert_eq!(
+            self.lxd_get(i, "/1.0/storage-pools"),
+            serde_json::json!([]),
+            "machine {i} has pools"
+        );
+        let managed: Vec<Value> = self
+            .lxd_get(i, "/1.0/networks?recursion=1")
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["managed"] == true)
+            .cloned()
+            .collect();
+        assert!(
+            managed.is_empty(),
+            "machine {i} has managed networks: {managed:?}"
+        );
+        let profile = self.lxd_get(i, "/1.0/profiles/default");
+        assert_eq!(
+            profile["devices"],
+            serde_json::json!({}),
+            "machine {i}'s default profile changed"
+        );
+    }
+
+    /// Machines 1..=`size` form one cluster, seen by `microcloud cluster list`
+    /// and by the real `lxc`, and each has a created `local` pool whose
+    /// source is `pool_source(i)`.
+    pub fn assert_cluster(&self, size: usize, pool_source: impl Fn(usize) -> String) {
+        let out = self.exec(
+            2.min(size),
+            &[MICROCLOUD, "cluster", "list", "--format", "json"],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let members: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let members = members.as_array().unwrap();
+        assert_eq!(members.len(), size, "{members:?}");
+        for (i, member) in (1..=size).zip(members) {
+            assert_eq!(member["name"], format!("micro{i}"));
+            assert_eq!(member["status"], "Online");
+            assert_eq!(member["address"], format!("{}:8443", self.address(i)));
+        }
+        // The real lxc client agrees.
+        let out = self.exec(1, &["lxc", "cluster", "list", "--format", "csv"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let csv = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(csv.lines().count(), size, "lxc cluster list:\n{csv}");
+        for i in 1..=size {
+            let line = csv
+                .lines()
+                .find(|l| l.starts_with(&format!("micro{i},")))
+                .unwrap_or_else(|| panic!("micro{i} missing from lxc cluster list:\n{csv}"));
+            assert!(line.contains("ONLINE"), "{line}");
+        }
+        for i in 1..=size {
+            let pool = self.lxd_get(1, &format!("/1.0/storage-pools/local?target=micro{i}"));
+            assert_eq!(pool["status"], "Created", "local pool on micro{i}: {pool}");
+            assert_eq!(pool["config"]["source"], pool_source(i));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os("TMP_DEBUG_KEEP").is_some() {
+            return;
+        }
+        let _ = lab(&["down"]).output();
+    }
+}
+
+/// `scripts/lab ARGS`, with the lab settings of this environment.
+pub fn lab(args: &[&str]) -> Command {
+    let mut command = Command::new(root().join("scripts/lab"));
+    command.args(args);
+    command
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -1,0 +1,443 @@
+//! Acceptance tests of the interactive `microcloud init` and `microcloud join`:
+//! each runs as a lab machine (`scripts/lab exec I ...`) on its own real
+//! pseudo-terminal, and the test reads the screens and types the keys a person
+//! would: the passphrase shown on the initiator, typed (or completed with Tab)
+//! on the joiners, the fingerprints compared across screens, the systems
+//! chosen in the live table, the defaults accepted.
+//!
+//! Lab tests: they need root and LXD and are ignored by plain `cargo test`;
+//! run them with `scripts/test-lab` (or `cargo test --test lab_interactive --
+//! --ignored --test-threads=1` as root after `scripts/lab install`). The lab
+//! machines have no disks, so local storage goes to LXD's storage directory.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Lab, MICROCLOUD, lab, lab_dir};
+use expectrl::process::unix::WaitStatus;
+use expectrl::session::OsSession;
+use expectrl::{Expect, Needle, Regex, Session};
+
+/// How long any one screen may take to show what a test waits for.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a screen is read while waiting.
+const POLL: Duration = Duration::from_millis(25);
+
+const ENTER: &str = "\r";
+const TAB: &str = "\t";
+const SPACE: &str = " ";
+const DOWN: &str = "\x1b[B";
+const CTRL_C: &str = "\x03";
+
+const JOINERS: [usize; 2] = [2, 3];
+
+/// `microcloud ARGS` as one lab machine, on its own pseudo-terminal.
+struct Screen {
+    name: String,
+    session: OsSession,
+    /// Everything read so far, without escape sequences, for failure messages.
+    seen: String,
+}
+
+impl Screen {
+    fn spawn(i: usize, args: &[&str]) -> Screen {
+        let mut command = lab(&["exec", &i.to_string(), MICROCLOUD]);
+        command.args(args);
+        let name = format!("micro{i} `microcloud {}`", args.join(" "));
+        let session = Session::spawn(command)
+            .unwrap_or_else(|e| panic!("{name}: cannot start on a pseudo-terminal: {e}"));
+        Screen {
+            name,
+            session,
+            seen: String::new(),
+        }
+    }
+
+    /// Waits until `text` appears after what earlier waits read; returns
+    /// what this wait read, up to the end of the first `text`, as plain text.
+    fn expect(&mut self, text: &str) -> String {
+        self.wait(&format!("{text:?}"), &text)
+    }
+
+    /// Waits until `pattern` matches; returns what this wait read, up to the
+    /// end of the last match, as plain text.
+    fn expect_re(&mut self, pattern: &str) -> String {
+        self.wait(&format!("/{pattern}/"), &Regex(pattern))
+    }
+
+    fn wait<N: Needle>(&mut self, what: &str, needle: &N) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            match self.session.check(needle) {
+                Ok(found) if !found.is_empty() => {
+                    let text = plain(found.as_bytes());
+                    self.seen.push_str(&text);
+                    return text;
+                }
+                Ok(_) => {}
+                Err(err) if is_end(&err) => {
+                    self.read_rest();
+                    panic!(
+                        "{} ended before {what} appeared; its screen:\n{}",
+                        self.name,
+                        self.tail()
+                    );
+                }
+                Err(err) => panic!("{}: reading the terminal: {err}", self.name),
+            }
+            if Instant::now() >= deadline {
+                self.read_rest();
+                panic!(
+                    "{}: {what} did not appear within {} s; its screen:\n{}",
+                    self.name,
+                    TIMEOUT.as_secs(),
+                    self.tail()
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Types `keys`.
+    fn send(&mut self, keys: &str) {
+        self.session
+            .send(keys)
+            .unwrap_or_else(|e| panic!("{}: typing {keys:?}: {e}", self.name));
+    }
+
+    /// Reads whatever has arrived; true once the program closed the terminal.
+    fn read_rest(&mut self) -> bool {
+        self.read_rest_quietly()
+            .unwrap_or_else(|err| panic!("{}: reading the terminal: {err}", self.name))
+    }
+
+    fn read_rest_quietly(&mut self) -> Result<bool, expectrl::Error> {
+        match self.session.check(Regex("(?s).+")) {
+            Ok(found) => {
+                self.seen.push_str(&plain(found.as_bytes()));
+                Ok(false)
+            }
+            Err(err) if is_end(&err) => Ok(true),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Reads the screen to the end and returns the exit code and everything
+    /// shown since the last wait.
+    fn finish(mut self) -> (i32, String) {
+        let before = self.seen.len();
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.read_rest() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {} s; its screen:\n{}",
+                self.name,
+                TIMEOUT.as_secs(),
+                self.tail()
+            );
+            thread::sleep(POLL);
+        }
+        let status = self
+            .session
+            .get_process()
+            .wait()
+            .unwrap_or_else(|e| panic!("{}: waiting for it: {e}", self.name));
+        let WaitStatus::Exited(_, code) = status else {
+            panic!("{} did not exit normally: {status:?}", self.name);
+        };
+        let rest = self.seen[before..].to_string();
+        assert!(
+            !rest.contains("panicked"),
+            "{} panicked:\n{}",
+            self.name,
+            self.tail()
+        );
+        (code, rest)
+    }
+
+    /// The end of the screen, for failure messages.
+    fn tail(&self) -> String {
+        let chars: Vec<char> = self.seen.chars().collect();
+        let start = chars.len().saturating_sub(4000);
+        chars[start..].iter().collect()
+    }
+}
+
+impl Drop for Screen {
+    /// A failing test shows every machine's screen, not only the one it waited on.
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let _ = self.read_rest_quietly();
+            eprintln!("--- screen of {}:\n{}\n---", self.name, self.tail());
+        }
+    }
+}
+
+/// EOF, or EIO: what reading a pseudo-terminal gives once its program is gone.
+fn is_end(err: &expectrl::Error) -> bool {
+    match err {
+        expectrl::Error::Eof => true,
+        expectrl::Error::IO(io) => io.raw_os_error() == Some(nix::errno::Errno::EIO as i32),
+        _ => false,
+    }
+}
+
+/// Terminal output as text: escape sequences removed, `\r\n` as `\n`.
+fn plain(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        // CSI: ESC [ parameters, then one final byte in @..~.
+        if chars.next_if_eq(&'[').is_some() {
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out.replace("\r\n", "\n")
+}
+
+/// The rest of the last line of `text` that contains `prefix`, after it.
+fn after<'t>(text: &'t str, prefix: &str) -> &'t str {
+    let line = text
+        .lines()
+        .rfind(|line| line.contains(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} in:\n{text}"));
+    line.split_once(prefix).unwrap().1.trim_end()
+}
+
+/// The first word after `prefix` on the last line that contains it.
+fn word_after<'t>(text: &'t str, prefix: &str) -> &'t str {
+    after(text, prefix).split(' ').next().unwrap_or_default()
+}
+
+/// `microcloud init` on machine 1 up to the system table.
+struct Initiator {
+    screen: Screen,
+    passphrase: String,
+    fingerprint: String,
+}
+
+fn start_init() -> Initiator {
+    let mut screen = Screen::spawn(1, &["init"]);
+    screen.expect("Do you want to set up more than one cluster member? (yes/no) [default=yes]: ");
+    screen.send(ENTER);
+    let shown = screen.expect_re(r"When requested, enter the passphrase: [a-z -]+\r?\n");
+    let passphrase = after(&shown, "When requested, enter the passphrase: ").to_string();
+    assert_eq!(passphrase.split(' ').count(), 4, "{passphrase:?}");
+    let shown = screen.expect(" is displayed on joining systems.");
+    let fingerprint = word_after(&shown, "Verify the fingerprint ").to_string();
+    screen.expect("Select those that should join the cluster:");
+    screen.expect("(no rows yet)");
+    Initiator {
+        screen,
+        passphrase,
+        fingerprint,
+    }
+}
+
+/// How a joiner enters the passphrase.
+enum Typing<'a> {
+    /// Every letter.
+    Full(&'a str),
+    /// Three letters and Tab per word.
+    Completed(&'a str),
+}
+
+/// `microcloud join` on machine `i`, typing the passphrase.
+fn start_join(i: usize, typing: Typing) -> Screen {
+    let mut screen = Screen::spawn(i, &["join"]);
+    screen.expect("Specify the passphrase for joining the system: ");
+    match typing {
+        Typing::Full(passphrase) => screen.send(passphrase),
+        Typing::Completed(passphrase) => {
+            let mut completed = String::new();
+            for word in passphrase.split(' ') {
+                screen.send(&word[..3]);
+                screen.send(TAB);
+                // Tab completed the word and moved on to the next one.
+                completed.push_str(word);
+                completed.push(' ');
+                screen.expect(&format!("system: {completed}"));
+            }
+        }
+    }
+    screen.send(ENTER);
+    screen
+}
+
+/// A joiner that was accepted: it shows the initiator's fingerprint, which
+/// must be the one the initiator shows, and its own; returns its own.
+fn joined_screen(screen: &mut Screen, initiator: &Initiator, lab: &Lab) -> String {
+    let shown = screen.expect_re(r"Found system micro1 at \S+ using fingerprint [0-9a-f]{12}");
+    assert_eq!(
+        after(&shown, "Found system micro1 at "),
+        format!(
+            "{} using fingerprint {}",
+            lab.address(1),
+            initiator.fingerprint
+        ),
+        "{} does not see micro1 as micro1 shows itself",
+        screen.name
+    );
+    let shown = screen.expect(" is displayed on system micro1.");
+    word_after(&shown, "Verify the fingerprint ").to_string()
+}
+
+/// Waits until the initiator's table shows every joiner; returns each row's
+/// address and fingerprint by name.
+fn wait_for_rows(initiator: &mut Initiator) -> BTreeMap<String, (String, String)> {
+    let mut rows = BTreeMap::new();
+    while rows.len() < JOINERS.len() {
+        // Each drawing of the table ends with its filter line.
+        let drawn = initiator.screen.expect(" Filter | ");
+        for line in drawn.lines() {
+            let Some((_, row)) = line.split_once("] ") else {
+                continue;
+            };
+            if let [name, address, fingerprint] = row.split_whitespace().collect::<Vec<_>>()[..] {
+                rows.insert(
+                    name.to_string(),
+                    (address.to_string(), fingerprint.to_string()),
+                );
+            }
+        }
+    }
+    rows
+}
+
+/// Checks that the table shows each joiner with the address and fingerprint
+/// the joiner itself shows.
+fn assert_rows_match(
+    rows: &BTreeMap<String, (String, String)>,
+    fingerprints: &BTreeMap<usize, String>,
+    lab: &Lab,
+) {
+    for (i, fingerprint) in fingerprints {
+        let name = format!("micro{i}");
+        let (address, shown) = rows
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} is not in the table: {rows:?}"));
+        assert_eq!(*address, lab.address(*i), "{name}'s address in the table");
+        assert_eq!(
+            shown, fingerprint,
+            "the table shows another fingerprint for {name} than {name} shows"
+        );
+    }
+}
+
+/// After the systems are chosen: every default, then the outcome everywhere.
+fn accept_defaults_and_finish(mut initiator: Initiator, mut joiners: Vec<Screen>, lab: &Lab) {
+    let m1 = &mut initiator.screen;
+    for i in JOINERS {
+        m1.expect(&format!("Selected micro{i} at {}", lab.address(i)));
+    }
+    for joiner in &mut joiners {
+        joiner.expect("Received confirmation from system micro1");
+    }
+    m1.expect("! No disks available for local storage on micro1, micro2, micro3");
+    m1.expect("Would you like to set up local storage in LXD's storage directory on every system instead? (yes/no) [default=yes]: ");
+    m1.send(ENTER);
+    m1.expect("MicroCloud will form an LXD cluster of 3 member(s), initiated by micro1:");
+    m1.expect("storage pool \"local\" (dir) on LXD's storage directory");
+    m1.expect("Proceed with this plan? (yes/no) [default=yes]: ");
+    let applying = Instant::now();
+    m1.send(ENTER);
+    m1.expect("MicroCloud is ready");
+    eprintln!(
+        "TIMING interactive init: plan approved to \"MicroCloud is ready\": {:.2} s",
+        applying.elapsed().as_secs_f64()
+    );
+    for joiner in &mut joiners {
+        joiner.expect("Successfully joined the MicroCloud cluster");
+    }
+    let name = initiator.screen.name.clone();
+    let (code, rest) = initiator.screen.finish();
+    assert_eq!(code, 0, "{name}:\n{rest}");
+    for joiner in joiners {
+        let name = joiner.name.clone();
+        let (code, rest) = joiner.finish();
+        assert_eq!(code, 0, "{name}:\n{rest}");
+    }
+    lab.assert_cluster(3, |i| {
+        format!("{}/m{i}/lxd/storage-pools/local", lab_dir().display())
+    });
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn init_and_two_joins_at_terminals_form_a_cluster() {
+    let lab = Lab::up(3);
+    let start = Instant::now();
+    let mut initiator = start_init();
+    let passphrase = initiator.passphrase.clone();
+    let mut joiners = vec![
+        start_join(2, Typing::Full(&passphrase)),
+        start_join(3, Typing::Completed(&passphrase)),
+    ];
+    let fingerprints: BTreeMap<usize, String> = JOINERS
+        .into_iter()
+        .zip(&mut joiners)
+        .map(|(i, joiner)| (i, joined_screen(joiner, &initiator, &lab)))
+        .collect();
+    let rows = wait_for_rows(&mut initiator);
+    assert_rows_match(&rows, &fingerprints, &lab);
+
+    // Space, Down, Space: both rows selected, the cursor on the second.
+    let m1 = &mut initiator.screen;
+    m1.send(SPACE);
+    m1.expect_re(r"> \[x\] micro\d");
+    m1.send(DOWN);
+    m1.expect_re(r"   \[x\] micro\d[^\r\n]*\r?\n > \[ \] micro\d");
+    m1.send(SPACE);
+    m1.expect_re(r"   \[x\] micro\d[^\r\n]*\r?\n > \[x\] micro\d");
+    m1.send(ENTER);
+    accept_defaults_and_finish(initiator, joiners, &lab);
+    eprintln!(
+        "TIMING interactive init and two joins, first key to cluster checked: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn ctrl_c_at_the_system_table_aborts_everywhere_and_changes_nothing() {
+    let lab = Lab::up(3);
+    let mut initiator = start_init();
+    let passphrase = initiator.passphrase.clone();
+    let mut joiners: Vec<Screen> = JOINERS
+        .into_iter()
+        .map(|i| start_join(i, Typing::Full(&passphrase)))
+        .collect();
+    for joiner in &mut joiners {
+        joined_screen(joiner, &initiator, &lab);
+    }
+    wait_for_rows(&mut initiator);
+
+    initiator.screen.send(CTRL_C);
+    let name = initiator.screen.name.clone();
+    let (code, rest) = initiator.screen.finish();
+    assert_ne!(code, 0, "{name} exits with an error after Ctrl-C:\n{rest}");
+    assert!(rest.contains("Interrupted by the user"), "{name}:\n{rest}");
+    for mut joiner in joiners {
+        joiner.expect("Initiator aborted the setup");
+        let name = joiner.name.clone();
+        let (code, rest) = joiner.finish();
+        assert_ne!(code, 0, "{name}:\n{rest}");
+    }
+    for i in lab.machines() {
+        lab.assert_untouched(i);
+    }
+}
