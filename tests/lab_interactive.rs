@@ -30,6 +30,7 @@ const ENTER: &str = "\r";
 const TAB: &str = "\t";
 const SPACE: &str = " ";
 const DOWN: &str = "\x1b[B";
+const RIGHT: &str = "\x1b[C";
 const CTRL_C: &str = "\x03";
 
 const JOINERS: [usize; 2] = [2, 3];
@@ -409,6 +410,42 @@ fn init_and_two_joins_at_terminals_form_a_cluster() {
         "TIMING interactive init and two joins, first key to cluster checked: {:.2} s",
         start.elapsed().as_secs_f64()
     );
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn a_wrong_passphrase_at_a_terminal_fails_and_joining_again_works() {
+    let lab = Lab::up(3);
+    let mut initiator = start_init();
+    let passphrase = initiator.passphrase.clone();
+    let mut wrong = "aardvark abandoned abbreviate abdomen";
+    if wrong == passphrase {
+        wrong = "abide abrasive abroad abruptly";
+    }
+    let mut first_try = start_join(2, Typing::Full(wrong));
+    first_try.expect("Failed to join system \"micro1\": Wrong passphrase");
+    let name = first_try.name.clone();
+    let (code, rest) = first_try.finish();
+    assert_ne!(code, 0, "{name}:\n{rest}");
+
+    let mut joiners = vec![
+        start_join(2, Typing::Full(&passphrase)),
+        start_join(3, Typing::Completed(&passphrase)),
+    ];
+    let fingerprints: BTreeMap<usize, String> = JOINERS
+        .into_iter()
+        .zip(&mut joiners)
+        .map(|(i, joiner)| (i, joined_screen(joiner, &initiator, &lab)))
+        .collect();
+    let rows = wait_for_rows(&mut initiator);
+    assert_rows_match(&rows, &fingerprints, &lab);
+
+    // Right arrow selects every row.
+    let m1 = &mut initiator.screen;
+    m1.send(RIGHT);
+    m1.expect_re(r"> \[x\] micro\d[^\r\n]*\r?\n   \[x\] micro\d");
+    m1.send(ENTER);
+    accept_defaults_and_finish(initiator, joiners, &lab);
 }
 
 #[test]

@@ -227,8 +227,8 @@ async fn wait_for_listed(
                 return Err((arrived, err));
             }
         };
-        match admit(event, printer) {
-            Ok(Some((intent, fingerprint))) => {
+        match admit(event) {
+            Ok(Admit::Accepted(intent, fingerprint)) => {
                 printer.status(format!(
                     "System {} ({}) reached out with fingerprint {}",
                     intent.name,
@@ -237,24 +237,30 @@ async fn wait_for_listed(
                 ));
                 arrived.insert(intent.name.clone(), (intent, fingerprint));
             }
-            Ok(None) => {}
+            Ok(Admit::Refused(message)) => printer.warn(message),
+            Ok(Admit::Ignored) => {}
             Err(err) => return Err((arrived, err)),
         }
     }
     Ok((arrived, Arrived::new()))
 }
 
-/// An accepted intent, or nothing (a refusal is reported), or the end of the session.
-fn admit(
-    event: SessionEvent,
-    printer: &Printer,
-) -> anyhow::Result<Option<(JoinIntent, Fingerprint)>> {
+/// What a session event means while systems are being admitted.
+enum Admit {
+    Accepted(JoinIntent, Fingerprint),
+    /// A refused request, with the line to show the person.
+    Refused(String),
+    Ignored,
+}
+
+/// Reads one session event; an error ends the session.
+fn admit(event: SessionEvent) -> anyhow::Result<Admit> {
     match event {
         SessionEvent::Intent {
             intent,
             fingerprint,
             ..
-        } => Ok(Some((intent, fingerprint))),
+        } => Ok(Admit::Accepted(intent, fingerprint)),
         SessionEvent::Rejected {
             remote,
             claimed_name,
@@ -266,16 +272,15 @@ fn admit(
             } else {
                 ""
             };
-            printer.warn(format!(
+            Ok(Admit::Refused(format!(
                 "Refused a join request from {}{who}: {reason}{hint}",
                 remote.ip()
-            ));
-            Ok(None)
+            )))
         }
         SessionEvent::TooManyFailures => {
             anyhow::bail!("Stopping session after too many failed attempts")
         }
-        SessionEvent::Stopped(_) => Ok(None),
+        SessionEvent::Stopped(_) => Ok(Admit::Ignored),
     }
 }
 
@@ -287,13 +292,16 @@ async fn choose(
 ) -> Admitted {
     let (rows, incoming) = std::sync::mpsc::channel();
     let arrived = Arc::new(Mutex::new(Vec::<(JoinIntent, Fingerprint)>::new()));
+    // The table owns the terminal (and stderr) while it is shown: refusals
+    // are kept and printed once it is closed.
+    let refused = Arc::new(Mutex::new(Vec::<String>::new()));
     let collector = {
         let arrived = arrived.clone();
-        let printer = *printer;
+        let refused = refused.clone();
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                match admit(event, &printer) {
-                    Ok(Some((intent, fingerprint))) => {
+                match admit(event) {
+                    Ok(Admit::Accepted(intent, fingerprint)) => {
                         let row = vec![
                             intent.name.clone(),
                             intent.address.clone(),
@@ -307,7 +315,11 @@ async fn choose(
                             break;
                         }
                     }
-                    Ok(None) => {}
+                    Ok(Admit::Refused(message)) => refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(message),
+                    Ok(Admit::Ignored) => {}
                     Err(err) => return Err(err),
                 }
             }
@@ -317,6 +329,15 @@ async fn choose(
     // The table blocks this thread while rows keep arriving from the collector.
     let chosen = tokio::task::block_in_place(|| answers.choose_systems(incoming));
     collector.abort();
+    for message in refused.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        printer.warn(message);
+    }
+    // A session that ended while the table was shown (too many failed
+    // attempts) overrides whatever was chosen.
+    let chosen = match collector.await {
+        Ok(Err(err)) => Err(err),
+        _ => chosen,
+    };
     let all = std::mem::take(&mut *arrived.lock().unwrap_or_else(|e| e.into_inner()));
     let mut selected = Arrived::new();
     let mut left_out = Arrived::new();
