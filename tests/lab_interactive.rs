@@ -23,6 +23,9 @@ use expectrl::{Expect, Needle, Regex, Session};
 
 /// How long any one screen may take to show what a test waits for.
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Forming the cluster waits on LXD's joins, which LXD 5.0 sometimes stalls
+/// for minutes; the product itself waits up to 300 s for each.
+const FORMATION_TIMEOUT: Duration = Duration::from_secs(360);
 /// How often a screen is read while waiting.
 const POLL: Duration = Duration::from_millis(25);
 
@@ -60,17 +63,22 @@ impl Screen {
     /// Waits until `text` appears after what earlier waits read; returns
     /// what this wait read, up to the end of the first `text`, as plain text.
     fn expect(&mut self, text: &str) -> String {
-        self.wait(&format!("{text:?}"), &text)
+        self.wait(&format!("{text:?}"), &text, TIMEOUT)
+    }
+
+    /// [`Screen::expect`] for a line that comes only once the cluster has formed.
+    fn expect_formed(&mut self, text: &str) -> String {
+        self.wait(&format!("{text:?}"), &text, FORMATION_TIMEOUT)
     }
 
     /// Waits until `pattern` matches; returns what this wait read, up to the
     /// end of the last match, as plain text.
     fn expect_re(&mut self, pattern: &str) -> String {
-        self.wait(&format!("/{pattern}/"), &Regex(pattern))
+        self.wait(&format!("/{pattern}/"), &Regex(pattern), TIMEOUT)
     }
 
-    fn wait<N: Needle>(&mut self, what: &str, needle: &N) -> String {
-        let deadline = Instant::now() + TIMEOUT;
+    fn wait<N: Needle>(&mut self, what: &str, needle: &N, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
         loop {
             match self.session.check(needle) {
                 Ok(found) if !found.is_empty() => {
@@ -94,7 +102,7 @@ impl Screen {
                 panic!(
                     "{}: {what} did not appear within {} s; its screen:\n{}",
                     self.name,
-                    TIMEOUT.as_secs(),
+                    timeout.as_secs(),
                     self.tail()
                 );
             }
@@ -356,13 +364,13 @@ fn accept_defaults_and_finish(mut initiator: Initiator, mut joiners: Vec<Screen>
     m1.expect("Proceed with this plan? (yes/no) [default=yes]: ");
     let applying = Instant::now();
     m1.send(ENTER);
-    m1.expect("MicroCloud is ready");
+    m1.expect_formed("MicroCloud is ready");
     eprintln!(
         "TIMING interactive init: plan approved to \"MicroCloud is ready\": {:.2} s",
         applying.elapsed().as_secs_f64()
     );
     for joiner in &mut joiners {
-        joiner.expect("Successfully joined the MicroCloud cluster");
+        joiner.expect_formed("Successfully joined the MicroCloud cluster");
     }
     let name = initiator.screen.name.clone();
     let (code, rest) = initiator.screen.finish();
