@@ -385,6 +385,24 @@ fn accept_defaults_and_finish(mut initiator: Initiator, mut joiners: Vec<Screen>
     });
 }
 
+/// `join` on micro2 (passphrase typed in full) and micro3 (typed with Tab
+/// completion); returns their screens once both rows show on the initiator,
+/// with fingerprints matching across screens.
+fn join_both(initiator: &mut Initiator, passphrase: &str, lab: &Lab) -> Vec<Screen> {
+    let mut joiners = vec![
+        start_join(2, Typing::Full(passphrase)),
+        start_join(3, Typing::Completed(passphrase)),
+    ];
+    let fingerprints: BTreeMap<usize, String> = JOINERS
+        .into_iter()
+        .zip(&mut joiners)
+        .map(|(i, joiner)| (i, joined_screen(joiner, initiator, lab)))
+        .collect();
+    let rows = wait_for_rows(initiator);
+    assert_rows_match(&rows, &fingerprints, lab);
+    joiners
+}
+
 #[test]
 #[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
 fn init_and_two_joins_at_terminals_form_a_cluster() {
@@ -392,17 +410,7 @@ fn init_and_two_joins_at_terminals_form_a_cluster() {
     let start = Instant::now();
     let mut initiator = start_init();
     let passphrase = initiator.passphrase.clone();
-    let mut joiners = vec![
-        start_join(2, Typing::Full(&passphrase)),
-        start_join(3, Typing::Completed(&passphrase)),
-    ];
-    let fingerprints: BTreeMap<usize, String> = JOINERS
-        .into_iter()
-        .zip(&mut joiners)
-        .map(|(i, joiner)| (i, joined_screen(joiner, &initiator, &lab)))
-        .collect();
-    let rows = wait_for_rows(&mut initiator);
-    assert_rows_match(&rows, &fingerprints, &lab);
+    let joiners = join_both(&mut initiator, &passphrase, &lab);
 
     // Space, Down, Space: both rows selected, the cursor on the second.
     let m1 = &mut initiator.screen;
@@ -436,17 +444,7 @@ fn a_wrong_passphrase_at_a_terminal_fails_and_joining_again_works() {
     let (code, rest) = first_try.finish();
     assert_ne!(code, 0, "{name}:\n{rest}");
 
-    let mut joiners = vec![
-        start_join(2, Typing::Full(&passphrase)),
-        start_join(3, Typing::Completed(&passphrase)),
-    ];
-    let fingerprints: BTreeMap<usize, String> = JOINERS
-        .into_iter()
-        .zip(&mut joiners)
-        .map(|(i, joiner)| (i, joined_screen(joiner, &initiator, &lab)))
-        .collect();
-    let rows = wait_for_rows(&mut initiator);
-    assert_rows_match(&rows, &fingerprints, &lab);
+    let joiners = join_both(&mut initiator, &passphrase, &lab);
 
     // Right arrow selects every row.
     let m1 = &mut initiator.screen;
