@@ -183,9 +183,6 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if std::thread::panicking() && std::env::var_os("TMP_DEBUG_KEEP").is_some() {
-            return;
-        }
         let _ = lab(&["down"]).output();
     }
 }
