@@ -10,7 +10,7 @@ use anyhow::bail;
 
 use crate::discovery::LocalAddress;
 use crate::orchestrate::initiator::Answers;
-use crate::plan::{DiskChoice, InitPlan, LocalStorageRequest, PlanRequest, SystemFacts};
+use crate::plan::{ClusterPlan, DiskChoice, LocalStorageRequest, PlanRequest, SystemFacts};
 use crate::ui::prompt::{Prompter, Selection};
 
 /// Answers for `microcloud init`, asked when the run needs them.
@@ -84,7 +84,7 @@ impl Answers for InitAnswers<'_> {
         ))
     }
 
-    fn approve(&mut self, _plan: &InitPlan) -> anyhow::Result<bool> {
+    fn approve(&mut self, _plan: &ClusterPlan) -> anyhow::Result<bool> {
         Ok(self.prompter.confirm("Proceed with this plan?", true)?)
     }
 }
@@ -723,8 +723,9 @@ mod tests {
 
     #[test]
     fn approve_asks_to_proceed() {
-        let plan = InitPlan {
+        let plan = ClusterPlan {
             initiator: "micro01".into(),
+            existing_members: Vec::new(),
             members: Vec::new(),
             local_pool: None,
             network: None,

@@ -16,7 +16,7 @@
 //! - [`clients`]: one client per service (LXD today) behind a transport seam
 //!   (unix socket, HTTPS with a client certificate, or a peer's session proxy).
 //! - [`plan`]: pure data. Facts gathered from every machine plus the user's input
-//!   become an [`plan::InitPlan`]; nothing here performs I/O.
+//!   become an [`plan::ClusterPlan`]; nothing here performs I/O.
 //! - [`orchestrate`]: applies a plan in phases, records progress markers in the
 //!   state directory, and undoes what the run created when a phase fails.
 //! - [`interactive`]: the question flows of `init` and `join`, through a

@@ -11,7 +11,7 @@ use super::GlobalArgs;
 use crate::orchestrate::initiator::{self, Admission, Answers, InitiatorSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
 use crate::orchestrate::{LocalMachine, Role};
-use crate::plan::{InitPlan, PlanRequest, SystemFacts};
+use crate::plan::{ClusterPlan, PlanRequest, SystemFacts};
 use crate::preseed::Preseed;
 use crate::trust::Secret;
 
@@ -145,7 +145,7 @@ impl Answers for PreseedAnswers<'_> {
         )?)
     }
 
-    fn approve(&mut self, _: &InitPlan) -> anyhow::Result<bool> {
+    fn approve(&mut self, _: &ClusterPlan) -> anyhow::Result<bool> {
         Ok(true)
     }
 }

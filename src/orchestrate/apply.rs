@@ -1,4 +1,4 @@
-//! Applies an [`InitPlan`] on the initiator, phase by phase. Each phase
+//! Applies an [`ClusterPlan`] on the initiator, phase by phase. Each phase
 //! records its progress, registers how to undo what it creates, and on failure
 //! everything this run created is undone, newest first.
 
@@ -9,8 +9,8 @@ use anyhow::Context;
 
 use super::progress::Progress;
 use super::revert::Reverter;
-use crate::clients::lxd::{ClusterPut, LxdClient, NetworksPost, StoragePoolsPost};
-use crate::plan::{self, InitPlan, NetworkPlan};
+use crate::clients::lxd::{ClusterPut, LxdClient, MemberConfig, NetworksPost, StoragePoolsPost};
+use crate::plan::{self, ClusterPlan, MemberPlan, NetworkPlan};
 use crate::session::{LxdJoin, PeerSession, ServicesPut};
 use crate::state::PhaseStatus;
 use crate::trust::Secret;
@@ -31,7 +31,7 @@ pub struct Targets {
 
 /// Applies `plan`. On failure every change is undone and the error returned.
 pub async fn apply(
-    plan: &InitPlan,
+    plan: &ClusterPlan,
     targets: &Targets,
     progress: &mut Progress,
     printer: &Printer,
@@ -93,14 +93,15 @@ async fn current_values(
 }
 
 async fn bootstrap(
-    plan: &InitPlan,
+    plan: &ClusterPlan,
     targets: &Targets,
     reverter: &mut Reverter,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let initiator = plan
-        .member(&plan.initiator)
-        .context("the plan has no initiator")?;
+    // Growing a cluster: the initiator is a member already.
+    let Some(initiator) = plan.member(&plan.initiator) else {
+        return Ok(());
+    };
     let lxd = targets.local.clone();
     let config = BTreeMap::from([
         ("core.https_address".to_string(), format!("[::]:{LXD_PORT}")),
@@ -154,7 +155,7 @@ async fn bootstrap(
 /// Joins the other members one at a time: parallel joins hang LXD from 5
 /// members up.
 async fn join_members(
-    plan: &InitPlan,
+    plan: &ClusterPlan,
     targets: &Targets,
     reverter: &mut Reverter,
     printer: &Printer,
@@ -177,7 +178,7 @@ async fn join_members(
             lxd: Some(LxdJoin {
                 token: Secret::new(token.encode()),
                 cluster_certificate: cluster_certificate.clone(),
-                member_config: Vec::new(),
+                member_config: member_config(plan, member),
             }),
         };
         if let Err(err) = peer.join_services(&request).await {
@@ -196,6 +197,30 @@ async fn join_members(
         printer.success(format!("Peer {} has joined the cluster", member.name));
     }
     Ok(())
+}
+
+/// What a member joining an existing `local` pool must be told: LXD would
+/// otherwise copy the source of the member that answers the join.
+fn member_config(plan: &ClusterPlan, member: &MemberPlan) -> Vec<MemberConfig> {
+    let (Some(pool), Some(source)) = (&plan.local_pool, &member.local_source) else {
+        return Vec::new();
+    };
+    if !pool.exists {
+        return Vec::new();
+    }
+    let entry = |key: &str, value: &str| MemberConfig {
+        entity: "storage-pool".into(),
+        name: plan::LOCAL_POOL.into(),
+        key: key.into(),
+        value: value.into(),
+        description: String::new(),
+    };
+    // An empty source puts the pool in the member's own LXD storage directory.
+    let mut config = vec![entry("source", &source.path)];
+    if source.wipe {
+        config.push(entry("source.wipe", "true"));
+    }
+    config
 }
 
 /// A plain removal tells the member to leave, and its LXD wipes its cluster
@@ -234,12 +259,12 @@ async fn wait_online(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
 /// A pool is defined pending on each member (with its own source), then
 /// created cluster-wide.
 async fn create_local_pool(
-    plan: &InitPlan,
+    plan: &ClusterPlan,
     targets: &Targets,
     reverter: &mut Reverter,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let Some(pool) = &plan.local_pool else {
+    let Some(pool) = plan.local_pool.as_ref().filter(|p| !p.exists) else {
         return Ok(());
     };
     let lxd = &targets.local;
@@ -302,20 +327,25 @@ async fn create_local_pool(
 }
 
 async fn create_network(
-    plan: &InitPlan,
+    plan: &ClusterPlan,
     targets: &Targets,
     reverter: &mut Reverter,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let Some(network) = &plan.network else {
+    let Some(network) = plan
+        .network
+        .as_ref()
+        .filter(|n| !matches!(n, NetworkPlan::Existing { .. }))
+    else {
         return Ok(());
     };
     let lxd = &targets.local;
     let name = network.name();
     let undo_lxd = lxd.clone();
+    let undo_name = name.to_string();
     reverter.add(
         format!("delete network {name:?}"),
-        Box::pin(async move { delete_unless_absent(undo_lxd.delete_network(name).await) }),
+        Box::pin(async move { delete_unless_absent(undo_lxd.delete_network(&undo_name).await) }),
     );
     for member in &plan.members {
         let pending = NetworksPost {
@@ -343,6 +373,7 @@ async fn create_network(
             ]),
             "Default Ubuntu fan powered bridge",
         ),
+        NetworkPlan::Existing { .. } => unreachable!("existing networks were filtered out"),
     };
     let request = NetworksPost {
         name: name.into(),
@@ -361,7 +392,7 @@ async fn create_network(
 }
 
 async fn update_profile(
-    plan: &InitPlan,
+    plan: &ClusterPlan,
     targets: &Targets,
     reverter: &mut Reverter,
     printer: &Printer,

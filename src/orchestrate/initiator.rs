@@ -22,7 +22,7 @@ use super::local::LocalMachine;
 use super::progress::Progress;
 use crate::clients::lxd::LxdClient;
 use crate::discovery::{self, ServerInfo};
-use crate::plan::{self, InitPlan, PlanRequest, SystemFacts};
+use crate::plan::{self, ClusterPlan, PlanRequest, SystemFacts};
 use crate::session::{
     JoinIntent, PeerSession, SESSION_PORT, SessionConfig, SessionEvent, SessionRole, SessionServer,
     StopOutcome,
@@ -60,7 +60,7 @@ pub trait Answers {
     /// The request, once every machine's facts are known.
     fn request(&mut self, facts: &[SystemFacts]) -> anyhow::Result<PlanRequest>;
     /// Whether to apply `plan` (after it was shown).
-    fn approve(&mut self, plan: &InitPlan) -> anyhow::Result<bool>;
+    fn approve(&mut self, plan: &ClusterPlan) -> anyhow::Result<bool>;
 }
 
 pub async fn run(
@@ -69,7 +69,7 @@ pub async fn run(
     answers: &mut dyn Answers,
     state: StateDir,
     printer: &Printer,
-) -> anyhow::Result<InitPlan> {
+) -> anyhow::Result<ClusterPlan> {
     let me = machine.intent(settings.dry_run);
     let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
     let (server, mut events) = SessionServer::start(
@@ -406,7 +406,7 @@ async fn plan_and_apply(
     state: StateDir,
     dry_run: bool,
     printer: &Printer,
-) -> anyhow::Result<InitPlan> {
+) -> anyhow::Result<ClusterPlan> {
     printer.status("Gathering system information ...");
     let local = gather(&machine.name, machine.address.address, &machine.lxd);
     let remote = peers.values().map(|peer| async move {

@@ -5,7 +5,7 @@
 //! - [`initiator`]: waits for the joiners, gathers facts, plans, applies.
 //! - [`joiner`]: contacts the initiator, joins LXD when asked, and undoes its
 //!   own changes if the initiator aborts.
-//! - [`apply`]: the phases of an [`crate::plan::InitPlan`].
+//! - [`apply`]: the phases of an [`crate::plan::ClusterPlan`].
 
 pub mod apply;
 pub mod initiator;

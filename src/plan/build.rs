@@ -7,7 +7,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::request::{DiskChoice, PlanRequest};
 use super::{
-    BRIDGE_NETWORK, FAN_NETWORK, InitPlan, LocalPoolPlan, LocalSource, MemberPlan, NetworkPlan,
+    BRIDGE_NETWORK, ClusterPlan, FAN_NETWORK, LocalPoolPlan, LocalSource, MemberPlan, NetworkPlan,
     ProfilePlan, SystemFacts,
 };
 use crate::clients::lxd::{Network, Server, StoragePool};
@@ -45,7 +45,7 @@ pub fn build(
     request: &PlanRequest,
     facts: &[SystemFacts],
     fan_supported: bool,
-) -> Result<InitPlan, Problems> {
+) -> Result<ClusterPlan, Problems> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
 
@@ -98,8 +98,9 @@ pub fn build(
         root_pool: local_pool.as_ref().map(|_| super::LOCAL_POOL.to_string()),
         network: network.as_ref().map(|n| n.name().to_string()),
     };
-    Ok(InitPlan {
+    Ok(ClusterPlan {
         initiator: request.initiator.clone(),
+        existing_members: Vec::new(),
         members,
         local_pool,
         network,
@@ -142,7 +143,7 @@ pub fn uninitialized_problems(
 }
 
 /// The `local` pool source of every system that gets one.
-fn plan_local_sources(
+pub(super) fn plan_local_sources(
     request: &PlanRequest,
     systems: &[&SystemFacts],
     problems: &mut Vec<String>,
@@ -256,7 +257,7 @@ fn explicit_source(
     })
 }
 
-fn is_block_path(path: &str) -> bool {
+pub(super) fn is_block_path(path: &str) -> bool {
     path.starts_with("/dev/")
 }
 
@@ -322,6 +323,7 @@ fn choose_local_driver(
     if block.is_empty() {
         return Some(LocalPoolPlan {
             driver: "dir".into(),
+            exists: false,
         });
     }
     let members: Vec<&&SystemFacts> = systems
@@ -340,12 +342,13 @@ fn choose_local_driver(
     };
     Some(LocalPoolPlan {
         driver: driver.to_string(),
+        exists: false,
     })
 }
 
 /// Upstream wipes only where LXD can (`storage_pool_source_wipe`); elsewhere
 /// the disk is used as it is, and the plan says so instead of promising a wipe.
-fn drop_unsupported_wipes(
+pub(super) fn drop_unsupported_wipes(
     systems: &[&SystemFacts],
     sources: &mut [(String, LocalSource)],
     warnings: &mut Vec<String>,
@@ -439,7 +442,7 @@ fn free_bridge_subnet(used: &BTreeSet<IpNet>) -> Option<IpNet> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::IpAddr;
 
     use serde_json::{Value, json};
@@ -453,12 +456,12 @@ mod tests {
     const NO_LOCAL_STORAGE: &str =
         "No local storage was requested: the default profile gets no root disk";
 
-    fn net(text: &str) -> IpNet {
+    pub(in crate::plan) fn net(text: &str) -> IpNet {
         text.parse().unwrap()
     }
 
     /// `GET /1.0` of an LXD with these storage drivers and API extensions.
-    fn server(drivers: &[&str], extensions: &[&str]) -> Server {
+    pub(in crate::plan) fn server(drivers: &[&str], extensions: &[&str]) -> Server {
         let drivers: Vec<Value> = drivers
             .iter()
             .map(|name| json!({"Name": name, "Remote": false}))
@@ -472,7 +475,7 @@ mod tests {
 
     /// `micro<n>` at 192.0.2.<n>/24 with an LXD as installed that can wipe
     /// disks and supports every block driver.
-    fn system(n: u8) -> SystemFacts {
+    pub(in crate::plan) fn system(n: u8) -> SystemFacts {
         SystemFacts {
             name: format!("micro{n}"),
             address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, n)),
@@ -529,7 +532,7 @@ mod tests {
     }
 
     /// One entry of `GET /1.0/resources` → `storage.disks`, reachable by all three paths.
-    fn disk(id: &str, kind: &str, gib: u64) -> Value {
+    pub(in crate::plan) fn disk(id: &str, kind: &str, gib: u64) -> Value {
         json!({
             "id": id,
             "device": "8:0",
@@ -551,7 +554,7 @@ mod tests {
         format!("/dev/disk/by-id/wwn-{id}")
     }
 
-    fn plan(request: &PlanRequest, facts: &[SystemFacts]) -> InitPlan {
+    fn plan(request: &PlanRequest, facts: &[SystemFacts]) -> ClusterPlan {
         build(request, facts, false).unwrap_or_else(|problems| panic!("{problems}"))
     }
 
@@ -563,7 +566,7 @@ mod tests {
     }
 
     /// Every member's `local` source as `(name, path, wipe)`, in plan order.
-    fn sources(plan: &InitPlan) -> Vec<(&str, Option<(&str, bool)>)> {
+    fn sources(plan: &ClusterPlan) -> Vec<(&str, Option<(&str, bool)>)> {
         plan.members
             .iter()
             .map(|m| {
@@ -573,7 +576,7 @@ mod tests {
             .collect()
     }
 
-    fn driver(plan: &InitPlan) -> &str {
+    fn driver(plan: &ClusterPlan) -> &str {
         &plan.local_pool.as_ref().expect("a local pool").driver
     }
 
@@ -595,11 +598,13 @@ mod tests {
                 wipe: false,
             }),
         };
-        let expected = InitPlan {
+        let expected = ClusterPlan {
             initiator: "micro1".into(),
+            existing_members: Vec::new(),
             members: vec![member(1), member(3), member(2)],
             local_pool: Some(LocalPoolPlan {
                 driver: "dir".into(),
+                exists: false,
             }),
             network: Some(NetworkPlan::Bridge {
                 ipv4: net("10.100.0.1/24"),
@@ -866,7 +871,7 @@ mod tests {
     }
 
     /// Every member chooses `/dev/sdb`; micro2's LXD supports only `micro2_drivers`.
-    fn disk_plan_with(micro2_drivers: &[&str]) -> Result<InitPlan, Problems> {
+    fn disk_plan_with(micro2_drivers: &[&str]) -> Result<ClusterPlan, Problems> {
         let mut facts = systems(3);
         for system in &mut facts {
             system.disks = vec![disk("sdb", "sata", 500)];
@@ -920,7 +925,7 @@ mod tests {
     }
 
     /// micro2's LXD lacks `storage_pool_source_wipe`; every member asks for `wipe`.
-    fn wipe_plan(wipe: bool) -> InitPlan {
+    fn wipe_plan(wipe: bool) -> ClusterPlan {
         let mut facts = systems(3);
         for system in &mut facts {
             system.disks = vec![disk("sdb", "sata", 500)];

@@ -3,16 +3,26 @@
 
 use std::fmt;
 
-use super::{InitPlan, NetworkPlan};
+use super::{ClusterPlan, NetworkPlan};
 
-impl fmt::Display for InitPlan {
+impl fmt::Display for ClusterPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "MicroCloud will form an LXD cluster of {} member(s), initiated by {}:",
-            self.members.len(),
-            self.initiator
-        )?;
+        if self.grows() {
+            writeln!(
+                f,
+                "MicroCloud will add {} member(s) to the LXD cluster of {} (from {}):",
+                self.members.len(),
+                self.existing_members.join(", "),
+                self.initiator
+            )?;
+        } else {
+            writeln!(
+                f,
+                "MicroCloud will form an LXD cluster of {} member(s), initiated by {}:",
+                self.members.len(),
+                self.initiator
+            )?;
+        }
         for member in &self.members {
             let role = if member.name == self.initiator {
                 "bootstraps the cluster"
@@ -41,16 +51,21 @@ impl fmt::Display for InitPlan {
                     "    network {:?}: fan bridge over {underlay}",
                     super::FAN_NETWORK
                 )?,
+                Some(NetworkPlan::Existing { name }) => {
+                    writeln!(f, "    network {name:?}: as on the other members")?
+                }
                 None => {}
             }
         }
-        let root = self.profile.root_pool.as_deref().unwrap_or("none");
-        let nic = self.profile.network.as_deref().unwrap_or("none");
-        writeln!(
-            f,
-            "  profile {:?}: root disk on pool {root}, eth0 on network {nic}",
-            super::DEFAULT_PROFILE
-        )?;
+        if !self.grows() {
+            let root = self.profile.root_pool.as_deref().unwrap_or("none");
+            let nic = self.profile.network.as_deref().unwrap_or("none");
+            writeln!(
+                f,
+                "  profile {:?}: root disk on pool {root}, eth0 on network {nic}",
+                super::DEFAULT_PROFILE
+            )?;
+        }
         for warning in &self.warnings {
             writeln!(f, "  warning: {warning}")?;
         }

@@ -1,0 +1,369 @@
+//! Planning `microcloud add`: new members join a cluster that exists, so the
+//! cluster's pools and networks are taken as they are, and each new member
+//! only needs what LXD cannot copy from the others (its own disk).
+
+use super::build::{
+    Problems, drop_unsupported_wipes, is_block_path, plan_local_sources, uninitialized_problems,
+};
+use super::request::PlanRequest;
+use super::{
+    BRIDGE_NETWORK, ClusterFacts, ClusterPlan, FAN_NETWORK, LOCAL_POOL, LocalPoolPlan, LocalSource,
+    MemberPlan, NetworkPlan, ProfilePlan, SystemFacts,
+};
+
+/// Member-specific pool keys MicroCloud fills in for its `local` pool.
+pub const LOCAL_SOURCE_KEYS: &[&str] = &["source", "source.wipe"];
+
+/// Builds the plan that adds the request's systems (all but the initiator,
+/// which is a member already) to the cluster described by `cluster`.
+pub fn build_growth(
+    request: &PlanRequest,
+    facts: &[SystemFacts],
+    cluster: &ClusterFacts,
+) -> Result<ClusterPlan, Problems> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    if !cluster.members.contains(&request.initiator) {
+        problems.push(format!(
+            "{:?} is not a member of the LXD cluster it should grow",
+            request.initiator
+        ));
+    }
+    let mut joining: Vec<&SystemFacts> = Vec::new();
+    for wanted in request
+        .systems
+        .iter()
+        .filter(|s| s.name != request.initiator)
+    {
+        match facts.iter().find(|f| f.name == wanted.name) {
+            Some(f) => joining.push(f),
+            None => problems.push(format!(
+                "No information was gathered from system {:?}",
+                wanted.name
+            )),
+        }
+    }
+    if joining.is_empty() && problems.is_empty() {
+        problems.push("At least one new system has to be selected".into());
+    }
+    for system in &joining {
+        if cluster.members.contains(&system.name) {
+            problems.push(format!(
+                "System with name {:?} is already clustered",
+                system.name
+            ));
+            continue;
+        }
+        problems.extend(uninitialized_problems(
+            &system.name,
+            &system.server,
+            &system.pools,
+            &system.networks,
+        ));
+    }
+
+    let local = cluster.pools.iter().find(|p| p.name == LOCAL_POOL);
+    let (local_pool, sources) = match local {
+        Some(pool) => {
+            let mut sources = plan_local_sources(request, &joining, &mut problems);
+            complete_local_sources(&pool.driver, &joining, &mut sources, &mut problems);
+            drop_unsupported_wipes(&joining, &mut sources, &mut warnings);
+            let plan = LocalPoolPlan {
+                driver: pool.driver.clone(),
+                exists: true,
+            };
+            (Some(plan), sources)
+        }
+        None => {
+            warnings.push(format!(
+                "The cluster has no {LOCAL_POOL:?} storage pool: new members join without one"
+            ));
+            (None, Vec::new())
+        }
+    };
+    warnings.extend(copied_member_config(cluster, &request.initiator));
+
+    let network = cluster
+        .networks
+        .iter()
+        .find(|n| n.managed && (n.name == BRIDGE_NETWORK || n.name == FAN_NETWORK))
+        .map(|n| NetworkPlan::Existing {
+            name: n.name.clone(),
+        });
+    if network.is_none() {
+        warnings.push(format!(
+            "The cluster has neither a {FAN_NETWORK:?} nor a {BRIDGE_NETWORK:?} network: new members join without one"
+        ));
+    }
+
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    let members = joining
+        .iter()
+        .map(|f| MemberPlan {
+            name: f.name.clone(),
+            address: f.address,
+            local_source: sources
+                .iter()
+                .find(|(n, _)| *n == f.name)
+                .map(|(_, s)| s.clone()),
+        })
+        .collect();
+    Ok(ClusterPlan {
+        initiator: request.initiator.clone(),
+        existing_members: cluster.members.clone(),
+        members,
+        local_pool,
+        network,
+        // The profile already points at the cluster's pool and network.
+        profile: ProfilePlan {
+            root_pool: None,
+            network: None,
+        },
+        warnings,
+    })
+}
+
+/// Every new member needs a source of the existing pool's kind: a disk for a
+/// block pool; for a `dir` pool LXD's storage directory unless told otherwise.
+fn complete_local_sources(
+    driver: &str,
+    joining: &[&SystemFacts],
+    sources: &mut Vec<(String, LocalSource)>,
+    problems: &mut Vec<String>,
+) {
+    let dir_pool = driver == "dir";
+    for system in joining {
+        let name = &system.name;
+        if !system.server.supports_storage_driver(driver) {
+            problems.push(format!(
+                "LXD on {name:?} has no {driver:?} storage driver, which the cluster's {LOCAL_POOL:?} pool uses"
+            ));
+        }
+        match sources.iter().find(|(n, _)| n == name) {
+            None if dir_pool => sources.push((
+                name.clone(),
+                LocalSource {
+                    path: String::new(),
+                    wipe: false,
+                },
+            )),
+            None => problems.push(format!(
+                "System {name:?} needs an unpartitioned disk for the cluster's {LOCAL_POOL:?} pool ({driver})"
+            )),
+            Some((_, source)) if is_block_path(&source.path) == dir_pool => {
+                let wanted = if dir_pool { "a directory" } else { "a disk" };
+                problems.push(format!(
+                    "The cluster's {LOCAL_POOL:?} pool uses {driver}: give {name:?} {wanted}, not {}",
+                    source.describe()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// LXD copies member-specific keys it is not given from the member that
+/// answers the join; for pools and networks MicroCloud does not manage, say so.
+fn copied_member_config(cluster: &ClusterFacts, initiator: &str) -> Vec<String> {
+    cluster
+        .member_config
+        .iter()
+        .filter(|c| {
+            !(c.entity == "storage-pool"
+                && c.name == LOCAL_POOL
+                && LOCAL_SOURCE_KEYS.contains(&c.key.as_str()))
+        })
+        .map(|c| {
+            format!(
+                "New members copy {:?} of {} {:?} from {initiator}: MicroCloud does not manage it",
+                c.key, c.entity, c.name
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::build::tests::{disk, system};
+    use super::*;
+    use crate::clients::lxd::{MemberConfig, Network, StoragePool};
+    use crate::plan::DiskChoice;
+
+    fn pool(driver: &str) -> StoragePool {
+        StoragePool {
+            name: LOCAL_POOL.into(),
+            driver: driver.into(),
+            status: "Created".into(),
+            ..Default::default()
+        }
+    }
+
+    fn bridge() -> Network {
+        Network {
+            name: BRIDGE_NETWORK.into(),
+            kind: "bridge".into(),
+            managed: true,
+            status: "Created".into(),
+            ..Default::default()
+        }
+    }
+
+    fn source_key(key: &str) -> MemberConfig {
+        MemberConfig {
+            entity: "storage-pool".into(),
+            name: LOCAL_POOL.into(),
+            key: key.into(),
+            ..Default::default()
+        }
+    }
+
+    /// micro1 and micro2 are members with a `local` pool of `driver` and lxdbr0.
+    fn cluster(driver: &str) -> ClusterFacts {
+        ClusterFacts {
+            members: vec!["micro1".into(), "micro2".into()],
+            pools: vec![pool(driver)],
+            networks: vec![bridge()],
+            member_config: vec![source_key("source")],
+        }
+    }
+
+    /// micro1 grows the cluster with `new`.
+    fn request(new: &[SystemFacts]) -> PlanRequest {
+        PlanRequest::for_systems("micro1", new, Default::default())
+    }
+
+    fn choose(request: &mut PlanRequest, name: &str, path: &str, wipe: bool) {
+        request.local_storage.explicit.insert(
+            name.into(),
+            DiskChoice {
+                path: path.into(),
+                wipe,
+            },
+        );
+    }
+
+    fn problems(request: &PlanRequest, new: &[SystemFacts], cluster: &ClusterFacts) -> Vec<String> {
+        match build_growth(request, new, cluster) {
+            Ok(plan) => panic!("expected problems, got {plan:#?}"),
+            Err(Problems(problems)) => problems,
+        }
+    }
+
+    #[test]
+    fn a_dir_pool_gives_new_members_lxds_storage_directory() {
+        let new = vec![system(3)];
+        let plan = build_growth(&request(&new), &new, &cluster("dir")).unwrap();
+        assert!(plan.grows());
+        assert_eq!(plan.existing_members, ["micro1", "micro2"]);
+        assert_eq!(plan.member("micro1"), None, "the initiator is not changed");
+        let joiners: Vec<&str> = plan.joiners().map(|m| m.name.as_str()).collect();
+        assert_eq!(joiners, ["micro3"]);
+        assert_eq!(
+            plan.members[0].local_source,
+            Some(LocalSource {
+                path: String::new(),
+                wipe: false
+            })
+        );
+        assert_eq!(
+            plan.local_pool,
+            Some(LocalPoolPlan {
+                driver: "dir".into(),
+                exists: true
+            })
+        );
+        assert_eq!(
+            plan.network,
+            Some(NetworkPlan::Existing {
+                name: BRIDGE_NETWORK.into()
+            })
+        );
+        assert_eq!(plan.profile.root_pool, None);
+        assert_eq!(plan.profile.network, None);
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    }
+
+    #[test]
+    fn a_block_pool_needs_a_disk_on_every_new_member() {
+        let mut new = vec![system(3), system(4)];
+        new[0].disks = vec![disk("sdb", "nvme", 100)];
+        let mut req = request(&new);
+        choose(&mut req, "micro3", "/dev/disk/by-id/wwn-sdb", true);
+        assert_eq!(
+            problems(&req, &new, &cluster("zfs")),
+            [
+                "System \"micro4\" needs an unpartitioned disk for the cluster's \"local\" pool (zfs)"
+            ]
+        );
+        choose(&mut req, "micro4", "/srv/pool", false);
+        assert_eq!(
+            problems(&req, &new, &cluster("zfs")),
+            ["The cluster's \"local\" pool uses zfs: give \"micro4\" a disk, not /srv/pool"]
+        );
+        new.pop();
+        let req = {
+            let mut r = request(&new);
+            choose(&mut r, "micro3", "/dev/disk/by-id/wwn-sdb", true);
+            r
+        };
+        let plan = build_growth(&req, &new, &cluster("zfs")).unwrap();
+        assert_eq!(
+            plan.members[0].local_source,
+            Some(LocalSource {
+                path: "/dev/disk/by-id/wwn-sdb".into(),
+                wipe: true
+            })
+        );
+    }
+
+    #[test]
+    fn new_members_must_be_new_uninitialized_and_support_the_driver() {
+        let mut new = vec![system(2), system(3)];
+        new[1].server.environment.storage_supported_drivers.clear();
+        new[1].pools = vec![pool("dir")];
+        assert_eq!(
+            problems(&request(&new), &new, &cluster("dir")),
+            [
+                "System with name \"micro2\" is already clustered".to_string(),
+                "LXD is already initialized on \"micro3\": it has storage pools (local). MicroCloud needs an LXD without storage pools: delete them or reinstall LXD".into(),
+                "LXD on \"micro3\" has no \"dir\" storage driver, which the cluster's \"local\" pool uses".into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn nobody_new_is_a_problem() {
+        assert_eq!(
+            problems(&request(&[]), &[], &cluster("dir")),
+            ["At least one new system has to be selected"]
+        );
+    }
+
+    #[test]
+    fn what_the_cluster_lacks_or_copies_is_a_warning() {
+        let new = vec![system(3)];
+        let mut cluster = ClusterFacts {
+            members: vec!["micro1".into()],
+            ..Default::default()
+        };
+        cluster.member_config = vec![MemberConfig {
+            entity: "network".into(),
+            name: "br-ext".into(),
+            key: "bridge.external_interfaces".into(),
+            ..Default::default()
+        }];
+        let plan = build_growth(&request(&new), &new, &cluster).unwrap();
+        assert_eq!(plan.local_pool, None);
+        assert_eq!(plan.network, None);
+        assert_eq!(
+            plan.warnings,
+            [
+                "The cluster has no \"local\" storage pool: new members join without one",
+                "New members copy \"bridge.external_interfaces\" of network \"br-ext\" from micro1: MicroCloud does not manage it",
+                "The cluster has neither a \"lxdfan0\" nor a \"lxdbr0\" network: new members join without one",
+            ]
+        );
+    }
+}
