@@ -10,7 +10,10 @@ use anyhow::bail;
 
 use crate::discovery::LocalAddress;
 use crate::orchestrate::initiator::Answers;
-use crate::plan::{ClusterPlan, DiskChoice, LocalStorageRequest, PlanRequest, SystemFacts};
+use crate::plan::{
+    ClusterFacts, ClusterPlan, DiskChoice, LOCAL_POOL, LocalStorageRequest, PlanRequest,
+    SystemFacts,
+};
 use crate::ui::prompt::{Prompter, Selection};
 
 /// Answers for `microcloud init`, asked when the run needs them.
@@ -75,8 +78,15 @@ impl Answers for InitAnswers<'_> {
         Ok(chosen)
     }
 
-    fn request(&mut self, facts: &[SystemFacts]) -> anyhow::Result<PlanRequest> {
-        let local_storage = ask_local_storage(self.prompter, facts)?;
+    fn request(
+        &mut self,
+        facts: &[SystemFacts],
+        cluster: Option<&ClusterFacts>,
+    ) -> anyhow::Result<PlanRequest> {
+        let local_storage = match cluster {
+            None => ask_local_storage(self.prompter, facts)?,
+            Some(cluster) => ask_local_storage_to_join(self.prompter, facts, cluster)?,
+        };
         Ok(PlanRequest::for_systems(
             &self.initiator,
             facts,
@@ -120,6 +130,42 @@ fn eligible_disks(system: &SystemFacts) -> Vec<DiskRow> {
 
 const DISK_HEADERS: &[&str] = &["LOCATION", "MODEL", "CAPACITY", "TYPE", "PATH"];
 
+/// New members of a cluster with a `local` pool each need a source of its
+/// kind: a `dir` pool puts theirs in LXD's storage directory (no question);
+/// a block pool needs one disk per new member.
+fn ask_local_storage_to_join(
+    prompter: &mut dyn Prompter,
+    facts: &[SystemFacts],
+    cluster: &ClusterFacts,
+) -> anyhow::Result<LocalStorageRequest> {
+    let Some(pool) = cluster.pools.iter().find(|p| p.name == LOCAL_POOL) else {
+        return Ok(LocalStorageRequest::default());
+    };
+    if pool.driver == "dir" {
+        return Ok(LocalStorageRequest::default());
+    }
+    let disks: Vec<DiskRow> = facts.iter().flat_map(eligible_disks).collect();
+    if let Some(without) = facts
+        .iter()
+        .find(|f| !disks.iter().any(|d| d.system == f.name))
+    {
+        bail!(
+            "No disks available for local storage on {:?}: the cluster's {LOCAL_POOL:?} pool ({}) needs an unpartitioned disk on each new member",
+            without.name,
+            pool.driver
+        );
+    }
+    match select_one_disk_each(prompter, &disks, facts)? {
+        Some(explicit) => Ok(LocalStorageRequest {
+            explicit,
+            ..Default::default()
+        }),
+        None => {
+            bail!("No disk selected: new members need one for the cluster's {LOCAL_POOL:?} pool")
+        }
+    }
+}
+
 /// Upstream's local storage questions, plus a directory for machines without
 /// a spare disk (users ask for it) and a wipe choice that is honoured per disk.
 fn ask_local_storage(
@@ -151,6 +197,19 @@ fn ask_local_storage(
     if !prompter.confirm("Would you like to set up local storage?", true)? {
         return Ok(request);
     }
+    if let Some(explicit) = select_one_disk_each(prompter, &disks, facts)? {
+        request.explicit = explicit;
+    }
+    Ok(request)
+}
+
+/// The disk table until one disk per system is chosen (or the person stops
+/// retrying: `None`), then which of them to wipe.
+fn select_one_disk_each(
+    prompter: &mut dyn Prompter,
+    disks: &[DiskRow],
+    facts: &[SystemFacts],
+) -> anyhow::Result<Option<BTreeMap<String, DiskChoice>>> {
     let chosen = loop {
         let rows = disks.iter().map(|d| d.cells.clone()).collect();
         let selected = prompter.select(
@@ -160,12 +219,12 @@ fn ask_local_storage(
             None,
             Selection::Many,
         )?;
-        match one_per_system(&disks, &selected, facts) {
+        match one_per_system(disks, &selected, facts) {
             Ok(()) => break selected,
             Err(problem) => {
                 prompter.warn(&format!("Failed to add local storage pool: {problem}"));
                 if !prompter.confirm("Retry selecting disks?", true)? {
-                    return Ok(LocalStorageRequest::default());
+                    return Ok(None);
                 }
             }
         }
@@ -192,8 +251,7 @@ fn ask_local_storage(
             )
         })
         .collect();
-    request.explicit = choices;
-    Ok(request)
+    Ok(Some(choices))
 }
 
 fn one_per_system(
@@ -287,13 +345,39 @@ mod tests {
 
     /// Runs `InitAnswers::request` with `script`; returns the result and the transcript.
     fn ask_request(script: &str, facts: &[SystemFacts]) -> (anyhow::Result<PlanRequest>, String) {
+        ask_growing(script, facts, None)
+    }
+
+    /// [`ask_request`] for `microcloud add` when `cluster` is given.
+    fn ask_growing(
+        script: &str,
+        facts: &[SystemFacts],
+        cluster: Option<&ClusterFacts>,
+    ) -> (anyhow::Result<PlanRequest>, String) {
         let mut prompter = ScriptedPrompter::new(script);
         let result = InitAnswers {
             prompter: &mut prompter,
             initiator: "micro01".into(),
         }
-        .request(facts);
+        .request(facts, cluster);
         (result, prompter.transcript().to_string())
+    }
+
+    /// A cluster of micro01 whose `local` pool (if any) uses `driver`.
+    fn cluster_with_local(driver: Option<&str>) -> ClusterFacts {
+        ClusterFacts {
+            members: vec!["micro01".into()],
+            pools: driver
+                .map(|driver| crate::clients::lxd::StoragePool {
+                    name: LOCAL_POOL.into(),
+                    driver: driver.into(),
+                    status: "Created".into(),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
     }
 
     fn explicit(request: &PlanRequest) -> Vec<(&str, &DiskChoice)> {
@@ -532,6 +616,47 @@ mod tests {
             !transcript.contains('!'),
             "no warning expected:\n{transcript}"
         );
+    }
+
+    #[test]
+    fn growing_a_dir_pool_or_no_pool_asks_nothing() {
+        let new = vec![system("micro03", "10.0.0.3", vec![disk("sdb", "wwn-9")])];
+        for driver in [Some("dir"), None] {
+            let (result, transcript) = ask_growing("", &new, Some(&cluster_with_local(driver)));
+            let request = result.unwrap();
+            assert!(explicit(&request).is_empty(), "{driver:?}");
+            assert_eq!(transcript, "", "{driver:?}");
+        }
+    }
+
+    #[test]
+    fn growing_a_block_pool_takes_one_disk_per_new_member() {
+        let new = vec![system(
+            "micro03",
+            "10.0.0.3",
+            vec![disk("sdb", "wwn-8"), disk("sdc", "wwn-9")],
+        )];
+        // No "would you like" question: the pool exists, so a disk is needed.
+        let script = "table:expect 2\ntable:down\ntable:select\ntable:done\n\
+                      table:expect 1\ntable:select\ntable:done\n";
+        let (result, transcript) =
+            ask_growing(script, &new, Some(&cluster_with_local(Some("zfs"))));
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![("micro03", &choice(&by_id("wwn-9"), true))]
+        );
+        assert!(transcript.starts_with(SELECT_DISKS), "{transcript}");
+    }
+
+    #[test]
+    fn growing_a_block_pool_without_a_disk_is_an_error() {
+        let new = vec![system("micro03", "10.0.0.3", Vec::new())];
+        let (result, transcript) = ask_growing("", &new, Some(&cluster_with_local(Some("lvm"))));
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "No disks available for local storage on \"micro03\": the cluster's \"local\" pool (lvm) needs an unpartitioned disk on each new member"
+        );
+        assert_eq!(transcript, "");
     }
 
     #[test]

@@ -206,7 +206,7 @@ fn help_lists_the_commands_and_global_options() {
         .collect();
     assert_eq!(
         commands,
-        BTreeSet::from(["init", "join", "preseed", "cluster", "help"]),
+        BTreeSet::from(["init", "add", "join", "preseed", "cluster", "help"]),
         "{help}"
     );
     for option in ["--state-dir", "--verbose", "--debug", "--no-color"] {
@@ -335,23 +335,15 @@ fn validate_of_a_missing_file_names_it() {
 #[test]
 fn interactive_commands_without_a_terminal_point_to_preseed() {
     let sandbox = Sandbox::new();
-    for command in ["init", "join"] {
-        let output = sandbox.microcloud().arg(command).output().unwrap();
+    for command in ["init", "init --dry-run", "add", "add --dry-run", "join"] {
+        let output = sandbox
+            .microcloud()
+            .args(command.split(' '))
+            .output()
+            .unwrap();
         assert_failure(&output, "use `microcloud preseed` with a preseed file");
         assert!(sandbox.entries().is_empty(), "{command} created files");
     }
-}
-
-#[test]
-fn dry_run_needs_a_preseed() {
-    let sandbox = Sandbox::new();
-    sandbox
-        .microcloud()
-        .args(["init", "--dry-run"])
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr(contains("--preseed"));
 }
 
 #[test]

@@ -243,6 +243,17 @@ fn start_init() -> Initiator {
     let mut screen = Screen::spawn(1, &["init"]);
     screen.expect("Do you want to set up more than one cluster member? (yes/no) [default=yes]: ");
     screen.send(ENTER);
+    session_shown(screen)
+}
+
+/// `microcloud add` on machine 1 up to the system table.
+fn start_add() -> Initiator {
+    session_shown(Screen::spawn(1, &["add"]))
+}
+
+/// Reads the passphrase and fingerprint an initiator shows, up to its empty
+/// system table.
+fn session_shown(mut screen: Screen) -> Initiator {
     let shown = screen.expect_re(r"When requested, enter the passphrase: [a-z -]+\r?\n");
     let passphrase = after(&shown, "When requested, enter the passphrase: ").to_string();
     assert_eq!(passphrase.split(' ').count(), 4, "{passphrase:?}");
@@ -305,11 +316,11 @@ fn joined_screen(screen: &mut Screen, initiator: &Initiator, lab: &Lab) -> Strin
     word_after(&shown, "Verify the fingerprint ").to_string()
 }
 
-/// Waits until the initiator's table shows every joiner; returns each row's
-/// address and fingerprint by name.
-fn wait_for_rows(initiator: &mut Initiator) -> BTreeMap<String, (String, String)> {
+/// Waits until the initiator's table shows `count` joiners; returns each
+/// row's address and fingerprint by name.
+fn wait_for_rows(initiator: &mut Initiator, count: usize) -> BTreeMap<String, (String, String)> {
     let mut rows = BTreeMap::new();
-    while rows.len() < JOINERS.len() {
+    while rows.len() < count {
         // Each drawing of the table ends with its filter line.
         let drawn = initiator.screen.expect(" Filter | ");
         for line in drawn.lines() {
@@ -398,7 +409,7 @@ fn join_both(initiator: &mut Initiator, passphrase: &str, lab: &Lab) -> Vec<Scre
         .zip(&mut joiners)
         .map(|(i, joiner)| (i, joined_screen(joiner, initiator, lab)))
         .collect();
-    let rows = wait_for_rows(initiator);
+    let rows = wait_for_rows(initiator, JOINERS.len());
     assert_rows_match(&rows, &fingerprints, lab);
     joiners
 }
@@ -456,6 +467,63 @@ fn a_wrong_passphrase_at_a_terminal_fails_and_joining_again_works() {
 
 #[test]
 #[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn add_at_a_terminal_grows_a_two_member_cluster_to_three() {
+    let lab = Lab::up(3);
+    // micro1 and micro2 form a cluster with directory pools, by preseed.
+    let mut yaml = format!(
+        "initiator: micro1\nlookup_subnet: {}.0/24\nsession_passphrase: two of three\nsystems:\n",
+        common::lab_subnet()
+    );
+    for i in 1..=2 {
+        yaml.push_str(&format!(
+            "- name: micro{i}\n  storage:\n    local:\n      path: {}\n",
+            lab.storage_dir(i)
+        ));
+    }
+    let children: Vec<_> = (1..=2).map(|i| lab.spawn(i, &["preseed"], &yaml)).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::text(&out));
+    }
+
+    let mut initiator = start_add();
+    let mut joiner = start_join(3, Typing::Completed(&initiator.passphrase.clone()));
+    let fingerprint = joined_screen(&mut joiner, &initiator, &lab);
+    let rows = wait_for_rows(&mut initiator, 1);
+    assert_rows_match(&rows, &BTreeMap::from([(3, fingerprint)]), &lab);
+
+    let m1 = &mut initiator.screen;
+    m1.send(SPACE);
+    m1.expect_re(r"> \[x\] micro3");
+    m1.send(ENTER);
+    m1.expect(&format!("Selected micro3 at {}", lab.address(3)));
+    joiner.expect("Received confirmation from system micro1");
+    // The cluster's pool and network are used as they are: no questions.
+    m1.expect(
+        "MicroCloud will add 1 member(s) to the LXD cluster of micro1, micro2 (from micro1):",
+    );
+    m1.expect("storage pool \"local\" (dir) on LXD's storage directory");
+    m1.expect("network \"lxdbr0\": as on the other members");
+    m1.expect("Proceed with this plan? (yes/no) [default=yes]: ");
+    m1.send(ENTER);
+    m1.expect_formed("MicroCloud is ready");
+    joiner.expect_formed("Successfully joined the MicroCloud cluster");
+    for screen in [initiator.screen, joiner] {
+        let name = screen.name.clone();
+        let (code, rest) = screen.finish();
+        assert_eq!(code, 0, "{name}:\n{rest}");
+    }
+    lab.assert_cluster(3, |i| match i {
+        3 => format!("{}/m3/lxd/storage-pools/local", lab_dir().display()),
+        _ => lab.storage_dir(i),
+    });
+    // The new member got the cluster's network too.
+    let network = lab.lxd_get(1, "/1.0/networks/lxdbr0?target=micro3");
+    assert_eq!(network["status"], "Created", "{network}");
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
 fn ctrl_c_at_the_system_table_aborts_everywhere_and_changes_nothing() {
     let lab = Lab::up(3);
     let mut initiator = start_init();
@@ -467,7 +535,7 @@ fn ctrl_c_at_the_system_table_aborts_everywhere_and_changes_nothing() {
     for joiner in &mut joiners {
         joined_screen(joiner, &initiator, &lab);
     }
-    wait_for_rows(&mut initiator);
+    wait_for_rows(&mut initiator, JOINERS.len());
 
     initiator.screen.send(CTRL_C);
     let name = initiator.screen.name.clone();

@@ -1,5 +1,5 @@
-//! `microcloud init` (interactive; with `--preseed` it runs a preseed file)
-//! and `microcloud join`.
+//! `microcloud init` (interactive; with `--preseed` it runs a preseed file),
+//! `microcloud add` and `microcloud join`.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,11 +10,12 @@ use clap::Args;
 use super::GlobalArgs;
 use crate::discovery;
 use crate::interactive::{self, InitAnswers};
-use crate::orchestrate::initiator::{self, Admission, InitiatorSettings};
+use crate::orchestrate::initiator::{self, Admission, Goal, InitiatorSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
 use crate::orchestrate::{LocalMachine, Role};
 use crate::sys;
 use crate::trust::{Secret, passphrase};
+use crate::ui::Printer;
 use crate::ui::prompt::{Prompter, TtyPrompter};
 
 /// Upstream's limit on a trust session.
@@ -40,26 +41,16 @@ fn terminal() -> anyhow::Result<TtyPrompter> {
 }
 
 /// `microcloud init` at a terminal.
-pub async fn interactive(global: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn interactive(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut prompter = terminal()?;
     let printer = global.printer();
     let state = global.state();
     let name = sys::hostname()?;
     let many = prompter.confirm("Do you want to set up more than one cluster member?", true)?;
     let address = interactive::choose_address(&mut prompter, discovery::local_addresses()?, None)?;
-    let machine = LocalMachine::open(name.clone(), Role::Initiator, address, &state).await?;
+    let machine = LocalMachine::open(name, Role::Initiator, address, &state).await?;
     let (admission, passphrase) = if many {
-        let passphrase = passphrase::generate();
-        printer.status("Use the following command on systems that you want to join the cluster: microcloud join");
-        printer.status(format!(
-            "When requested, enter the passphrase: {}",
-            passphrase.expose()
-        ));
-        printer.status(format!(
-            "Verify the fingerprint {} is displayed on joining systems.",
-            machine.identity.fingerprint().short()
-        ));
-        (Admission::Chosen, passphrase)
+        open_session(&machine, &printer)
     } else {
         let nobody = Admission::Listed {
             expected: Default::default(),
@@ -67,18 +58,76 @@ pub async fn interactive(global: &GlobalArgs) -> anyhow::Result<()> {
         };
         (nobody, Secret::new(String::new()))
     };
+    run_initiator(
+        machine,
+        Goal::Form,
+        admission,
+        passphrase,
+        dry_run,
+        prompter,
+        global,
+    )
+    .await
+}
+
+/// `microcloud add` at a terminal, on a member of the cluster.
+pub async fn add(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
+    let prompter = terminal()?;
+    let printer = global.printer();
+    let machine = LocalMachine::open_member(sys::hostname()?, &global.state()).await?;
+    let (admission, passphrase) = open_session(&machine, &printer);
+    run_initiator(
+        machine,
+        Goal::Grow,
+        admission,
+        passphrase,
+        dry_run,
+        prompter,
+        global,
+    )
+    .await
+}
+
+/// A fresh passphrase, and what to tell the person running the joiners.
+fn open_session(machine: &LocalMachine, printer: &Printer) -> (Admission, Secret<String>) {
+    let passphrase = passphrase::generate();
+    printer.status(
+        "Use the following command on systems that you want to join the cluster: microcloud join",
+    );
+    printer.status(format!(
+        "When requested, enter the passphrase: {}",
+        passphrase.expose()
+    ));
+    printer.status(format!(
+        "Verify the fingerprint {} is displayed on joining systems.",
+        machine.identity.fingerprint().short()
+    ));
+    (Admission::Chosen, passphrase)
+}
+
+async fn run_initiator(
+    machine: LocalMachine,
+    goal: Goal,
+    admission: Admission,
+    passphrase: Secret<String>,
+    dry_run: bool,
+    mut prompter: TtyPrompter,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let printer = global.printer();
     let settings = InitiatorSettings {
+        goal,
         passphrase,
         admission,
         multicast: true,
-        dry_run: false,
+        dry_run,
     };
     let mut answers = InitAnswers {
         prompter: &mut prompter,
-        initiator: name,
+        initiator: machine.name.clone(),
     };
-    initiator::run(machine, settings, &mut answers, state, &printer).await?;
-    printer.success("MicroCloud is ready");
+    let plan = initiator::run(machine, settings, &mut answers, global.state(), &printer).await?;
+    super::report_outcome(&plan, dry_run, &printer);
     Ok(())
 }
 

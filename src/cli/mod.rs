@@ -54,7 +54,9 @@ pub enum Command {
     /// Initialize a MicroCloud: asks questions, or runs a preseed file with --preseed
     #[command(alias = "bootstrap")]
     Init(InitArgs),
-    /// Join a MicroCloud that `microcloud init` is setting up on another system
+    /// Add systems to this MicroCloud: run `microcloud join` on each of them
+    Add(AddArgs),
+    /// Join a MicroCloud that `microcloud init` or `microcloud add` is setting up on another system
     Join(init::JoinArgs),
     /// Initialize or join a MicroCloud with a preseed read from standard input
     Preseed(preseed::PreseedArgs),
@@ -70,8 +72,15 @@ pub struct InitArgs {
     /// The preseed file (the same file on every machine)
     #[arg(long, value_name = "FILE")]
     pub preseed: Option<PathBuf>,
-    /// With --preseed: show what would be done on every machine, and change nothing (use it on every machine)
-    #[arg(long, requires = "preseed")]
+    /// Show what would be done on every machine, and change nothing (with --preseed: use it on every machine)
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Show what would be done on every machine, and change nothing
+    #[arg(long)]
     pub dry_run: bool,
 }
 
@@ -83,9 +92,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             preseed: Some(file),
             dry_run,
         }) => preseed::run_file(&file, dry_run, global).await,
-        Command::Init(InitArgs { preseed: None, .. }) => init::interactive(global).await,
+        Command::Init(InitArgs {
+            preseed: None,
+            dry_run,
+        }) => init::interactive(dry_run, global).await,
+        Command::Add(AddArgs { dry_run }) => init::add(dry_run, global).await,
         Command::Join(args) => init::join(args, global).await,
         Command::Preseed(args) => preseed::run(args, global).await,
         Command::Cluster { command } => cluster::run(command, global).await,
+    }
+}
+
+/// The end of an initiator's run: a dry run's plan is the command's data.
+fn report_outcome(plan: &crate::plan::ClusterPlan, dry_run: bool, printer: &Printer) {
+    if dry_run {
+        printer.data(&plan.to_string());
+        printer.success("Dry run: nothing was changed on any machine");
+    } else {
+        printer.success("MicroCloud is ready");
     }
 }

@@ -8,10 +8,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use crate::orchestrate::initiator::{self, Admission, Answers, InitiatorSettings};
+use crate::orchestrate::initiator::{self, Admission, Answers, Goal, InitiatorSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
 use crate::orchestrate::{LocalMachine, Role};
-use crate::plan::{ClusterPlan, PlanRequest, SystemFacts};
+use crate::plan::{ClusterFacts, ClusterPlan, PlanRequest, SystemFacts};
 use crate::preseed::Preseed;
 use crate::trust::Secret;
 
@@ -82,6 +82,7 @@ async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> 
         Role::Initiator => {
             let name = machine.name.clone();
             let settings = InitiatorSettings {
+                goal: Goal::Form,
                 passphrase,
                 admission: Admission::Listed {
                     expected: preseed
@@ -100,12 +101,7 @@ async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> 
                 initiator: name,
             };
             let plan = initiator::run(machine, settings, &mut answers, state, &printer).await?;
-            if dry_run {
-                printer.data(&plan.to_string());
-                printer.success("Dry run: nothing was changed on any machine");
-            } else {
-                printer.success("MicroCloud is ready");
-            }
+            super::report_outcome(&plan, dry_run, &printer);
         }
         Role::Joiner => {
             let settings = JoinerSettings {
@@ -136,7 +132,11 @@ impl Answers for PreseedAnswers<'_> {
         anyhow::bail!("a preseed lists its systems: there is nothing to choose")
     }
 
-    fn request(&mut self, facts: &[SystemFacts]) -> anyhow::Result<PlanRequest> {
+    fn request(
+        &mut self,
+        facts: &[SystemFacts],
+        _: Option<&ClusterFacts>,
+    ) -> anyhow::Result<PlanRequest> {
         let addresses = facts.iter().map(|f| (f.name.clone(), f.address)).collect();
         Ok(PlanRequest::from_preseed(
             self.preseed,

@@ -22,7 +22,7 @@ use super::local::LocalMachine;
 use super::progress::Progress;
 use crate::clients::lxd::LxdClient;
 use crate::discovery::{self, ServerInfo};
-use crate::plan::{self, ClusterPlan, PlanRequest, SystemFacts};
+use crate::plan::{self, ClusterFacts, ClusterPlan, PlanRequest, SystemFacts};
 use crate::session::{
     JoinIntent, PeerSession, SESSION_PORT, SessionConfig, SessionEvent, SessionRole, SessionServer,
     StopOutcome,
@@ -32,12 +32,30 @@ use crate::trust::{Fingerprint, Secret, ServerPin};
 use crate::ui::Printer;
 
 pub struct InitiatorSettings {
+    pub goal: Goal,
     pub passphrase: Secret<String>,
     pub admission: Admission,
     /// Answer multicast lookups (lookup_subnet mode); otherwise joiners know our address.
     pub multicast: bool,
     /// Gather and plan, then stop: change nothing on any machine.
     pub dry_run: bool,
+}
+
+/// Whether the run forms a cluster or grows the one this machine is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Goal {
+    Form,
+    Grow,
+}
+
+impl Goal {
+    /// The command, as recorded with the run's progress.
+    fn command(self) -> &'static str {
+        match self {
+            Goal::Form => "init",
+            Goal::Grow => "add",
+        }
+    }
 }
 
 /// Which systems take part.
@@ -57,8 +75,13 @@ pub trait Answers {
     /// Picks the joiners among the systems that reach out; one row
     /// (name, address, fingerprint) arrives per system while choosing.
     fn choose_systems(&mut self, incoming: Receiver<Vec<String>>) -> anyhow::Result<Vec<usize>>;
-    /// The request, once every machine's facts are known.
-    fn request(&mut self, facts: &[SystemFacts]) -> anyhow::Result<PlanRequest>;
+    /// The request, once every machine's facts are known; `cluster` is the
+    /// cluster being grown, if any.
+    fn request(
+        &mut self,
+        facts: &[SystemFacts],
+        cluster: Option<&ClusterFacts>,
+    ) -> anyhow::Result<PlanRequest>;
     /// Whether to apply `plan` (after it was shown).
     fn approve(&mut self, plan: &ClusterPlan) -> anyhow::Result<bool>;
 }
@@ -150,12 +173,19 @@ pub async fn run(
             Err(err)
         }
     };
-    let waiting_error = waiting_error.or_else(|| dry_run_mismatch(&arrived, settings.dry_run));
+    // A person previewing at a terminal may show joiners the plan; automated
+    // runs (preseed) must all agree.
+    let preview_for_everyone = settings.dry_run && matches!(settings.admission, Admission::Chosen);
+    let waiting_error = waiting_error.or_else(|| {
+        (!preview_for_everyone)
+            .then(|| dry_run_mismatch(&arrived, settings.dry_run))
+            .flatten()
+    });
     let result = match (waiting_error, peers) {
         (Some(err), Ok(peers)) => Err((err, peers)),
         (Some(err), Err(_)) | (None, Err(err)) => Err((err, BTreeMap::new())),
         (None, Ok(peers)) => {
-            let run = plan_and_apply(&machine, &peers, answers, state, settings.dry_run, printer);
+            let run = plan_and_apply(&machine, &peers, answers, state, &settings, printer);
             match run.await {
                 Ok(plan) => Ok((plan, peers)),
                 Err(err) => Err((err, peers)),
@@ -404,11 +434,18 @@ async fn plan_and_apply(
     peers: &BTreeMap<String, PeerSession>,
     answers: &mut dyn Answers,
     state: StateDir,
-    dry_run: bool,
+    settings: &InitiatorSettings,
     printer: &Printer,
 ) -> anyhow::Result<ClusterPlan> {
     printer.status("Gathering system information ...");
-    let local = gather(&machine.name, machine.address.address, &machine.lxd);
+    let (local, cluster) = match settings.goal {
+        Goal::Form => {
+            let local = gather(&machine.name, machine.address.address, &machine.lxd).await?;
+            (Some(local), None)
+        }
+        // A member changes nothing of its own: the cluster's state is what counts.
+        Goal::Grow => (None, Some(gather_cluster(&machine.lxd).await?)),
+    };
     let remote = peers.values().map(|peer| async move {
         let address: IpAddr = peer.address().parse().with_context(|| {
             format!(
@@ -419,18 +456,21 @@ async fn plan_and_apply(
         })?;
         gather(peer.name(), address, &peer.lxd()).await
     });
-    let (local, remote) = tokio::try_join!(local, try_join_all(remote))?;
-    let facts: Vec<SystemFacts> = std::iter::once(local).chain(remote).collect();
-    let request = tokio::task::block_in_place(|| answers.request(&facts))?;
-    let plan = plan::build(&request, &facts, crate::sys::fan_supported())?;
-    if dry_run {
+    let remote = try_join_all(remote).await?;
+    let facts: Vec<SystemFacts> = local.into_iter().chain(remote).collect();
+    let request = tokio::task::block_in_place(|| answers.request(&facts, cluster.as_ref()))?;
+    let plan = match &cluster {
+        Some(cluster) => plan::build_growth(&request, &facts, cluster)?,
+        None => plan::build(&request, &facts, crate::sys::fan_supported())?,
+    };
+    if settings.dry_run {
         return Ok(plan);
     }
     printer.status(plan.to_string().trim_end());
     if !tokio::task::block_in_place(|| answers.approve(&plan))? {
         anyhow::bail!("Cluster setup cancelled: nothing was changed");
     }
-    let mut progress = Progress::start(state, "preseed", "initiator", apply::PHASES)?;
+    let mut progress = Progress::start(state, settings.goal.command(), "initiator", apply::PHASES)?;
     let targets = Targets {
         local: machine.lxd.clone(),
         peers: peers.clone(),
@@ -481,6 +521,21 @@ async fn gather(name: &str, address: IpAddr, lxd: &LxdClient) -> anyhow::Result<
         networks,
         interface_addresses,
         disks: resources.storage.disks,
+    })
+}
+
+/// The cluster a member grows, as its LXD reports it.
+async fn gather_cluster(lxd: &LxdClient) -> anyhow::Result<ClusterFacts> {
+    let context = || "Failed to read the cluster's state from LXD";
+    let members = lxd.cluster_members().await.with_context(context)?;
+    let pools = lxd.storage_pools().await.with_context(context)?;
+    let networks = lxd.networks().await.with_context(context)?;
+    let cluster = lxd.cluster().await.with_context(context)?;
+    Ok(ClusterFacts {
+        members: members.into_iter().map(|m| m.server_name).collect(),
+        pools,
+        networks,
+        member_config: cluster.member_config,
     })
 }
 

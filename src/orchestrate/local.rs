@@ -92,23 +92,53 @@ impl LocalMachine {
         address: LocalAddress,
         state: &StateDir,
     ) -> anyhow::Result<LocalMachine> {
-        let socket = socket::find_local_socket()?;
-        let transport = Transport::unix(&socket.path, format!("LXD on {name}"))
-            .context("Failed to set up the LXD client")?;
-        let lxd = LxdClient::new(transport);
-        let server = lxd.server().await.with_context(|| {
-            format!(
-                "Failed to reach LXD at {} ({}). Check that LXD is running",
-                socket.path.display(),
-                socket.origin
-            )
-        })?;
+        let (lxd, server) = connect(&name).await?;
         let pools = lxd.storage_pools().await?;
         let networks = lxd.networks().await?;
         let problems = plan::uninitialized_problems(&name, &server, &pools, &networks);
         if !problems.is_empty() {
             return Err(plan::Problems(problems).into());
         }
+        Self::with_identity(name, role, address, lxd, server, state)
+    }
+
+    /// This machine as a member of the cluster it will grow (`microcloud
+    /// add`): its LXD must be clustered, and its MicroCloud address is its
+    /// cluster address.
+    pub async fn open_member(name: String, state: &StateDir) -> anyhow::Result<LocalMachine> {
+        let (lxd, server) = connect(&name).await?;
+        if !server.environment.server_clustered {
+            bail!(
+                "MicroCloud is not initialized on {name:?}: its LXD is not clustered. Run `microcloud init` first"
+            );
+        }
+        let cluster_address = server
+            .config_value("cluster.https_address")
+            .unwrap_or_default();
+        let ip = cluster_address
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip())
+            .or_else(|_| cluster_address.parse::<IpAddr>())
+            .with_context(|| {
+                format!("LXD on {name:?} has no usable cluster.https_address ({cluster_address:?})")
+            })?;
+        let address = discovery::local_addresses()?
+            .into_iter()
+            .find(|a| a.address == ip)
+            .with_context(|| {
+                format!("The cluster address {ip} of {name:?} is not an address of this machine")
+            })?;
+        Self::with_identity(name, Role::Initiator, address, lxd, server, state)
+    }
+
+    fn with_identity(
+        name: String,
+        role: Role,
+        address: LocalAddress,
+        lxd: LxdClient,
+        server: Server,
+        state: &StateDir,
+    ) -> anyhow::Result<LocalMachine> {
         let identity = Identity::load_or_create(&state.identity_dir(), &name)
             .map(Arc::new)
             .context("Failed to load or create this machine's identity")?;
@@ -121,6 +151,22 @@ impl LocalMachine {
             identity,
         })
     }
+}
+
+/// This machine's LXD and what it says about itself.
+async fn connect(name: &str) -> anyhow::Result<(LxdClient, Server)> {
+    let socket = socket::find_local_socket()?;
+    let transport = Transport::unix(&socket.path, format!("LXD on {name}"))
+        .context("Failed to set up the LXD client")?;
+    let lxd = LxdClient::new(transport);
+    let server = lxd.server().await.with_context(|| {
+        format!(
+            "Failed to reach LXD at {} ({}). Check that LXD is running",
+            socket.path.display(),
+            socket.origin
+        )
+    })?;
+    Ok((lxd, server))
 }
 
 impl LocalMachine {
