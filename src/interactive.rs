@@ -6,7 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc::Receiver;
 
-use anyhow::bail;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
 
 use crate::discovery::LocalAddress;
 use crate::orchestrate::initiator::Answers;
@@ -14,6 +18,7 @@ use crate::plan::{
     ClusterFacts, ClusterPlan, DiskChoice, LOCAL_POOL, LocalStorageRequest, PlanRequest,
     SystemFacts,
 };
+use crate::preseed::Preseed;
 use crate::ui::prompt::{Prompter, Selection};
 
 /// Answers for `microcloud init`, asked when the run needs them.
@@ -97,6 +102,60 @@ impl Answers for InitAnswers<'_> {
     fn approve(&mut self, _plan: &ClusterPlan) -> anyhow::Result<bool> {
         Ok(self.prompter.confirm("Proceed with this plan?", true)?)
     }
+}
+
+/// Where the saved preseed goes unless the person says otherwise.
+pub const SAVED_PRESEED: &str = "microcloud-preseed.yaml";
+
+/// After a successful `init`: offers to write the answers as a preseed that
+/// forms the same cluster again on fresh machines. Returns where it was
+/// written, if it was.
+pub fn offer_to_save_preseed(
+    prompter: &mut dyn Prompter,
+    plan: &ClusterPlan,
+    lookup_subnet: IpNet,
+) -> anyhow::Result<Option<PathBuf>> {
+    if !prompter.confirm(
+        "Would you like to save these answers as a preseed file, to set up the same cluster again?",
+        false,
+    )? {
+        return Ok(None);
+    }
+    let path = prompter.text(
+        "Where should the preseed file be written?",
+        Some(SAVED_PRESEED),
+        &|answer| {
+            let path = Path::new(answer);
+            if path.exists() {
+                return Err(format!("{answer} already exists: choose another path"));
+            }
+            match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(dir) if !dir.is_dir() => Err(format!("{} is not a directory", dir.display())),
+                _ => Ok(()),
+            }
+        },
+    )?;
+    let mut text = format!(
+        "# Written by `microcloud init` on {}. Run `microcloud preseed < FILE` on fresh\n\
+         # machines with these names, all at once, to form the same cluster again.\n",
+        plan.initiator
+    );
+    if plan.members.len() > 1 {
+        text.push_str(
+            "# First add a passphrase of your choice (the interactive one is never saved):\n\
+             # session_passphrase: ...\n",
+        );
+    }
+    text.push_str(&Preseed::reproducing(plan, lookup_subnet).to_yaml());
+    let path = PathBuf::from(path);
+    // create_new: never overwrite a file that appeared after the question.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .with_context(|| format!("Failed to write the preseed to {}", path.display()))?;
+    Ok(Some(path))
 }
 
 /// One row of the disk tables: which system and which disk.
@@ -845,6 +904,84 @@ mod tests {
     }
 
     // ---- approve --------------------------------------------------------
+
+    fn plan_of(members: &[(&str, &str)]) -> ClusterPlan {
+        ClusterPlan {
+            initiator: "micro01".into(),
+            existing_members: Vec::new(),
+            members: members
+                .iter()
+                .map(|(name, path)| crate::plan::MemberPlan {
+                    name: name.to_string(),
+                    address: ip("10.0.0.1"),
+                    local_source: Some(crate::plan::LocalSource {
+                        path: path.to_string(),
+                        wipe: false,
+                    }),
+                })
+                .collect(),
+            local_pool: None,
+            network: None,
+            profile: ProfilePlan {
+                root_pool: None,
+                network: None,
+            },
+            warnings: Vec::new(),
+        }
+    }
+
+    const SAVE: &str = "Would you like to save these answers as a preseed file, to set up the same cluster again? (yes/no) [default=no]: ";
+
+    #[test]
+    fn declining_to_save_writes_nothing() {
+        let mut p = ScriptedPrompter::new("\n");
+        let plan = plan_of(&[("micro01", "")]);
+        let saved = offer_to_save_preseed(&mut p, &plan, "10.0.0.0/24".parse().unwrap()).unwrap();
+        assert_eq!(saved, None);
+        assert_eq!(p.transcript(), format!("{SAVE}\n"));
+    }
+
+    #[test]
+    fn saving_refuses_an_existing_file_and_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = dir.path().join("taken.yaml");
+        std::fs::write(&taken, "keep me").unwrap();
+        let wanted = dir.path().join("saved.yaml");
+        let script = format!(
+            "yes\n{}\n{}/nowhere/x.yaml\n{}\n",
+            taken.display(),
+            dir.path().display(),
+            wanted.display()
+        );
+        let mut p = ScriptedPrompter::new(&script);
+        let plan = plan_of(&[("micro01", ""), ("micro02", "/dev/disk/by-id/wwn-3")]);
+        let saved = offer_to_save_preseed(&mut p, &plan, "10.0.0.9/24".parse().unwrap()).unwrap();
+        assert_eq!(saved.as_deref(), Some(wanted.as_path()));
+        assert_eq!(std::fs::read_to_string(&taken).unwrap(), "keep me");
+        let transcript = p.transcript();
+        assert!(
+            transcript.contains("already exists: choose another path"),
+            "{transcript}"
+        );
+        assert!(
+            transcript.contains("nowhere is not a directory"),
+            "{transcript}"
+        );
+        let text = std::fs::read_to_string(&wanted).unwrap();
+        assert!(
+            text.starts_with("# Written by `microcloud init` on micro01."),
+            "{text}"
+        );
+        assert!(text.contains("# session_passphrase: ..."), "{text}");
+        assert!(
+            text.ends_with(
+                "initiator: micro01\nlookup_subnet: 10.0.0.0/24\nsystems:\n\
+             - name: micro01\n  storage:\n    local:\n      path: default\n\
+             - name: micro02\n  storage:\n    local:\n      path: /dev/disk/by-id/wwn-3\n"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn approve_asks_to_proceed() {

@@ -13,6 +13,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -358,8 +359,14 @@ fn assert_rows_match(
     }
 }
 
-/// After the systems are chosen: every default, then the outcome everywhere.
-fn accept_defaults_and_finish(mut initiator: Initiator, mut joiners: Vec<Screen>, lab: &Lab) {
+/// After the systems are chosen: every default, then the outcome everywhere;
+/// the answers are saved as a preseed at `save_to` if given.
+fn accept_defaults_and_finish(
+    mut initiator: Initiator,
+    mut joiners: Vec<Screen>,
+    lab: &Lab,
+    save_to: Option<&Path>,
+) {
     let m1 = &mut initiator.screen;
     for i in JOINERS {
         m1.expect(&format!("Selected micro{i} at {}", lab.address(i)));
@@ -380,6 +387,18 @@ fn accept_defaults_and_finish(mut initiator: Initiator, mut joiners: Vec<Screen>
         "TIMING interactive init: plan approved to \"MicroCloud is ready\": {:.2} s",
         applying.elapsed().as_secs_f64()
     );
+    m1.expect("Would you like to save these answers as a preseed file, to set up the same cluster again? (yes/no) [default=no]: ");
+    match save_to {
+        None => m1.send(ENTER),
+        Some(path) => {
+            m1.send(&format!("yes{ENTER}"));
+            m1.expect(
+                "Where should the preseed file be written? [default=microcloud-preseed.yaml]: ",
+            );
+            m1.send(&format!("{}{ENTER}", path.display()));
+            m1.expect(&format!("Preseed written to {}", path.display()));
+        }
+    }
     for joiner in &mut joiners {
         joiner.expect_formed("Successfully joined the MicroCloud cluster");
     }
@@ -432,11 +451,34 @@ fn init_and_two_joins_at_terminals_form_a_cluster() {
     m1.send(SPACE);
     m1.expect_re(r"   \[x\] micro\d[^\r\n]*\r?\n > \[x\] micro\d");
     m1.send(ENTER);
-    accept_defaults_and_finish(initiator, joiners, &lab);
+    let saved = tempfile::tempdir().unwrap();
+    let preseed = saved.path().join("saved.yaml");
+    accept_defaults_and_finish(initiator, joiners, &lab, Some(&preseed));
     eprintln!(
         "TIMING interactive init and two joins, first key to cluster checked: {:.2} s",
         start.elapsed().as_secs_f64()
     );
+    drop(lab);
+
+    // The saved answers, with a passphrase added as its header says, form the
+    // same cluster on fresh machines.
+    let text = std::fs::read_to_string(&preseed).unwrap();
+    assert!(
+        !text.contains(&passphrase),
+        "the passphrase was saved:\n{text}"
+    );
+    assert!(text.contains("# session_passphrase: ..."), "{text}");
+    let yaml = format!("session_passphrase: saved answers again\n{text}");
+    let lab = Lab::up(3);
+    lab.assert_untouched(1);
+    let children: Vec<_> = (1..=3).map(|i| lab.spawn(i, &["preseed"], &yaml)).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::text(&out));
+    }
+    lab.assert_cluster(3, |i| {
+        format!("{}/m{i}/lxd/storage-pools/local", lab_dir().display())
+    });
 }
 
 #[test]
@@ -462,7 +504,7 @@ fn a_wrong_passphrase_at_a_terminal_fails_and_joining_again_works() {
     m1.send(RIGHT);
     m1.expect_re(r"> \[x\] micro\d[^\r\n]*\r?\n   \[x\] micro\d");
     m1.send(ENTER);
-    accept_defaults_and_finish(initiator, joiners, &lab);
+    accept_defaults_and_finish(initiator, joiners, &lab, None);
 }
 
 #[test]

@@ -122,12 +122,19 @@ async fn run_initiator(
         multicast: true,
         dry_run,
     };
+    let lookup_subnet = machine.address.network();
     let mut answers = InitAnswers {
         prompter: &mut prompter,
         initiator: machine.name.clone(),
     };
     let plan = initiator::run(machine, settings, &mut answers, global.state(), &printer).await?;
     super::report_outcome(&plan, dry_run, &printer);
+    if goal == Goal::Form && !dry_run {
+        if let Some(path) = interactive::offer_to_save_preseed(&mut prompter, &plan, lookup_subnet)?
+        {
+            printer.success(format!("Preseed written to {}", path.display()));
+        }
+    }
     Ok(())
 }
 

@@ -78,7 +78,10 @@ impl LocalMachine {
             (None, Some(subnet)) => discovery::address_in_subnet(subnet)?,
             (None, None) => bail!("Missing address for system {name:?}"),
         };
-        if let Some(local) = system.local_disk() {
+        if let Some(local) = system
+            .local_disk()
+            .filter(|d| !d.is_lxd_storage_directory())
+        {
             check_storage_path(&name, &local.path)?;
         }
         Self::open(name, role, address, state).await

@@ -84,10 +84,15 @@ impl PlanRequest {
             .iter()
             .filter_map(|s| {
                 let local = s.local_disk()?;
+                let path = if local.is_lxd_storage_directory() {
+                    String::new()
+                } else {
+                    local.path.clone()
+                };
                 Some((
                     s.name.clone(),
                     DiskChoice {
-                        path: local.path.clone(),
+                        path,
                         wipe: local.wipe,
                     },
                 ))

@@ -13,6 +13,7 @@
 mod error;
 mod filter;
 mod model;
+mod reproduce;
 mod source;
 mod validate;
 
@@ -23,7 +24,7 @@ pub use error::PreseedError;
 pub use filter::{DiskFilter, FilterError};
 pub use model::{
     CephConfig, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_SESSION_TIMEOUT, DiskFilterSpec, DiskRequest,
-    Ipv4Range, OvnConfig, Preseed, StorageFilters, System, SystemStorage,
+    Ipv4Range, LXD_STORAGE_DIRECTORY, OvnConfig, Preseed, StorageFilters, System, SystemStorage,
 };
 
 use source::{FieldPath, Origin, Shape, SourceTree, yaml_options};

@@ -138,6 +138,17 @@ impl System {
     }
 }
 
+/// `storage.local.path` for a `local` pool in LXD's own storage directory
+/// (project extension): the one choice that has no path of its own.
+pub const LXD_STORAGE_DIRECTORY: &str = "default";
+
+impl DiskRequest {
+    /// Whether this local disk is LXD's own storage directory.
+    pub fn is_lxd_storage_directory(&self) -> bool {
+        self.path == LXD_STORAGE_DIRECTORY
+    }
+}
+
 /// `systems[].storage`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -18,7 +18,8 @@ fn hinted(upstream: impl AsRef<str>, hint: impl AsRef<str>) -> String {
 }
 
 const ABSOLUTE_PATH_HINT: &str = "give an absolute path such as /dev/disk/by-id/nvme-... \
-                                  (`storage.local.path` may also name a directory)";
+                                  (`storage.local.path` may also name a directory, or be \
+                                  `default` for LXD's storage directory)";
 
 fn top(key: &str) -> FieldPath {
     FieldPath::root().key(key)
@@ -254,6 +255,7 @@ impl Preseed {
         let storage = path.key("storage");
         let local = system
             .local_disk()
+            .filter(|disk| !disk.is_lxd_storage_directory())
             .map(|disk| (disk, storage.key("local").key("path")));
         let ceph = system
             .ceph_disks()
