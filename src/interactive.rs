@@ -11,6 +11,7 @@ use anyhow::bail;
 use crate::discovery::LocalAddress;
 use crate::orchestrate::initiator::Answers;
 use crate::plan::{DiskChoice, InitPlan, LocalStorageRequest, PlanRequest, SystemFacts};
+use crate::ui::format::{bytes_iec, natural_cmp};
 use crate::ui::prompt::{Prompter, Selection};
 
 /// Answers for `microcloud init`, asked when the run needs them.
@@ -108,7 +109,7 @@ fn eligible_disks(system: &SystemFacts) -> Vec<DiskRow> {
                 cells: vec![
                     system.name.clone(),
                     d["model"].as_str().unwrap_or("").to_string(),
-                    format!("{:.2}GiB", size as f64 / (1u64 << 30) as f64),
+                    bytes_iec(size),
                     d["type"].as_str().unwrap_or("").to_string(),
                     path.clone(),
                 ],
@@ -126,7 +127,10 @@ fn ask_local_storage(
     prompter: &mut dyn Prompter,
     facts: &[SystemFacts],
 ) -> anyhow::Result<LocalStorageRequest> {
-    let disks: Vec<DiskRow> = facts.iter().flat_map(eligible_disks).collect();
+    let mut disks: Vec<DiskRow> = facts.iter().flat_map(eligible_disks).collect();
+    disks.sort_by(|a, b| {
+        natural_cmp(&a.system, &b.system).then_with(|| natural_cmp(&a.path, &b.path))
+    });
     let without: Vec<&str> = facts
         .iter()
         .filter(|f| !disks.iter().any(|d| d.system == f.name))
@@ -710,6 +714,32 @@ mod tests {
             ]
             .join("\n")
         );
+    }
+
+    #[test]
+    fn disks_are_sorted_naturally_and_sized_in_iec_units() {
+        // No device ID: the paths fall back to /dev/<id>.
+        let mut sdaa = disk("sdaa", "");
+        sdaa["size"] = json!(2_000_398_934_016u64);
+        let mut sdb = disk("sdb", "");
+        sdb["size"] = json!(512u64 << 20);
+        let mut small = disk("sdc", "wwn-small");
+        small["size"] = json!(512);
+        let facts = vec![
+            system("micro10", "10.0.0.10", vec![sdaa, sdb]),
+            system("micro2", "10.0.0.2", vec![small]),
+        ];
+        let (result, transcript) = ask_request("\ntable:select-all\ntable:done\nno\n", &facts);
+        assert!(result.unwrap().local_storage.explicit.is_empty());
+        let table = [
+            SELECT_DISKS,
+            "       LOCATION  MODEL  CAPACITY   TYPE  PATH",
+            "   [x] micro2    QEMU   512B       sata  /dev/disk/by-id/wwn-small",
+            "   [x] micro10   QEMU   512.00MiB  sata  /dev/sdb",
+            "   [x] micro10   QEMU   1.82TiB    sata  /dev/sdaa",
+        ]
+        .join("\n");
+        assert!(transcript.contains(&table), "{transcript}");
     }
 
     #[test]
