@@ -94,6 +94,8 @@ impl Answers for InitAnswers<'_> {
 struct DiskRow {
     system: String,
     path: String,
+    /// The system's LXD can wipe the disk when it creates the pool.
+    wipable: bool,
     cells: Vec<String>,
 }
 
@@ -114,6 +116,7 @@ fn eligible_disks(system: &SystemFacts) -> Vec<DiskRow> {
                     path.clone(),
                 ],
                 path,
+                wipable: system.server.has_extension("storage_pool_source_wipe"),
             })
         })
         .collect()
@@ -174,24 +177,38 @@ fn ask_local_storage(
             }
         }
     };
-    let wipe_rows = chosen.iter().map(|i| disks[*i].cells.clone()).collect();
-    let wiped = prompter.select(
-        "Select which disks to wipe:",
-        DISK_HEADERS,
-        wipe_rows,
-        None,
-        Selection::Many,
-    )?;
+    // As upstream, only disks whose LXD can wipe them are offered for wiping,
+    // and without any such disk there is no question.
+    let wipable: Vec<usize> = chosen
+        .iter()
+        .copied()
+        .filter(|&i| disks[i].wipable)
+        .collect();
+    let wiped: Vec<usize> = if wipable.is_empty() {
+        Vec::new()
+    } else {
+        let wipe_rows = wipable.iter().map(|&i| disks[i].cells.clone()).collect();
+        prompter
+            .select(
+                "Select which disks to wipe:",
+                DISK_HEADERS,
+                wipe_rows,
+                None,
+                Selection::Many,
+            )?
+            .into_iter()
+            .map(|position| wipable[position])
+            .collect()
+    };
     let choices: BTreeMap<String, DiskChoice> = chosen
         .iter()
-        .enumerate()
-        .map(|(position, index)| {
+        .map(|index| {
             let disk = &disks[*index];
             (
                 disk.system.clone(),
                 DiskChoice {
                     path: disk.path.clone(),
-                    wipe: wiped.contains(&position),
+                    wipe: wiped.contains(index),
                 },
             )
         })
@@ -236,6 +253,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::clients::lxd::Server;
     use crate::plan::ProfilePlan;
     use crate::ui::prompt::ScriptedPrompter;
 
@@ -266,11 +284,15 @@ mod tests {
         })
     }
 
+    /// A system whose LXD can wipe disks (`storage_pool_source_wipe`).
     fn system(name: &str, address: &str, disks: Vec<Value>) -> SystemFacts {
         SystemFacts {
             name: name.into(),
             address: ip(address),
-            server: Default::default(),
+            server: Server {
+                api_extensions: vec!["storage_pool_source_wipe".into()],
+                ..Default::default()
+            },
             pools: Vec::new(),
             networks: Vec::new(),
             interface_addresses: Vec::new(),
@@ -551,6 +573,48 @@ mod tests {
                 ("micro02", &choice(&by_id("wwn-3"), true)),
             ]
         );
+    }
+
+    /// micro01's LXD cannot wipe disks, micro02's can.
+    fn one_wiping_system() -> Vec<SystemFacts> {
+        let mut facts = two_systems();
+        facts[0].server.api_extensions.clear();
+        facts
+    }
+
+    #[test]
+    fn only_disks_lxd_can_wipe_are_offered_for_wiping() {
+        // Take wwn-1 and wwn-3; the wipe table has micro02's disk alone.
+        let script = "\n\
+                      table:select\ntable:down\ntable:down\ntable:select\ntable:done\n\
+                      table:expect 1\ntable:select\ntable:done\n";
+        let (result, transcript) = ask_request(script, &one_wiping_system());
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &choice(&by_id("wwn-1"), false)),
+                ("micro02", &choice(&by_id("wwn-3"), true)),
+            ]
+        );
+        let wipe_table = transcript.split(SELECT_WIPE).nth(1).expect(&transcript);
+        assert!(!wipe_table.contains("micro01"), "{transcript}");
+    }
+
+    #[test]
+    fn no_wipe_question_without_a_disk_lxd_can_wipe() {
+        let mut facts = one_wiping_system();
+        facts[1].server.api_extensions.clear();
+        // The script ends with the disk table: a wipe table would fail it.
+        let script = "\ntable:down\ntable:select\ntable:down\ntable:select\ntable:done\n";
+        let (result, transcript) = ask_request(script, &facts);
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &choice(&by_id("wwn-2"), false)),
+                ("micro02", &choice(&by_id("wwn-3"), false)),
+            ]
+        );
+        assert!(!transcript.contains(SELECT_WIPE), "{transcript}");
     }
 
     #[test]
