@@ -38,42 +38,52 @@ pub fn choose_address(
             prompter.warn(&format!("Using address {} for MicroCloud", only.address));
             Ok(only)
         }
-        _ => loop {
-            let rows = candidates
+        _ => {
+            let mut rows = candidates
                 .iter()
                 .map(|a| vec![a.address.to_string(), a.interface.clone()])
                 .collect();
-            let chosen = prompter.select(
-                "Select an address for MicroCloud's internal traffic:",
-                &["ADDRESS", "IFACE"],
-                rows,
-                None,
-                Selection::One,
-            )?;
-            if let [index] = chosen.as_slice() {
-                return Ok(candidates.swap_remove(*index));
+            loop {
+                let chosen = prompter.select(
+                    "Select an address for MicroCloud's internal traffic:",
+                    &["ADDRESS", "IFACE"],
+                    &mut rows,
+                    None,
+                    Selection::One,
+                )?;
+                if let [index] = chosen.as_slice() {
+                    return Ok(candidates.swap_remove(*index));
+                }
+                prompter.warn("You must select exactly one address");
+                if !prompter.confirm("Retry selecting an address?", true)? {
+                    bail!("No address selected for MicroCloud");
+                }
             }
-            prompter.warn("You must select exactly one address");
-            if !prompter.confirm("Retry selecting an address?", true)? {
-                bail!("No address selected for MicroCloud");
-            }
-        },
+        }
     }
 }
 
 impl Answers for InitAnswers<'_> {
     fn choose_systems(&mut self, incoming: Receiver<Vec<String>>) -> anyhow::Result<Vec<usize>> {
-        let chosen = self.prompter.select(
-            "Systems will appear in the table as they are detected. Select those that should join the cluster:",
-            &["NAME", "ADDRESS", "FINGERPRINT"],
-            Vec::new(),
-            Some(incoming),
-            Selection::Many,
-        )?;
-        if chosen.is_empty() {
-            bail!("No system selected");
+        // Systems that reached out stay in the table when it is shown again,
+        // so the indices keep following the order they arrived in.
+        let mut rows = Vec::new();
+        loop {
+            let chosen = self.prompter.select(
+                "Systems will appear in the table as they are detected. Select those that should join the cluster:",
+                &["NAME", "ADDRESS", "FINGERPRINT"],
+                &mut rows,
+                Some(&incoming),
+                Selection::Many,
+            )?;
+            if !chosen.is_empty() {
+                return Ok(chosen);
+            }
+            self.prompter.warn("No system selected");
+            if !self.prompter.confirm("Retry selecting systems?", true)? {
+                bail!("No system selected");
+            }
         }
-        Ok(chosen)
     }
 
     fn request(&mut self, facts: &[SystemFacts]) -> anyhow::Result<PlanRequest> {
@@ -158,12 +168,12 @@ fn ask_local_storage(
     if !prompter.confirm("Would you like to set up local storage?", true)? {
         return Ok(request);
     }
+    let mut rows = disks.iter().map(|d| d.cells.clone()).collect();
     let chosen = loop {
-        let rows = disks.iter().map(|d| d.cells.clone()).collect();
         let selected = prompter.select(
             "Select exactly one disk from each cluster member:",
             DISK_HEADERS,
-            rows,
+            &mut rows,
             None,
             Selection::Many,
         )?;
@@ -187,12 +197,12 @@ fn ask_local_storage(
     let wiped: Vec<usize> = if wipable.is_empty() {
         Vec::new()
     } else {
-        let wipe_rows = wipable.iter().map(|&i| disks[i].cells.clone()).collect();
+        let mut wipe_rows = wipable.iter().map(|&i| disks[i].cells.clone()).collect();
         prompter
             .select(
                 "Select which disks to wipe:",
                 DISK_HEADERS,
-                wipe_rows,
+                &mut wipe_rows,
                 None,
                 Selection::Many,
             )?
@@ -509,12 +519,53 @@ mod tests {
         assert_eq!(chosen, vec![1]);
     }
 
+    const SELECT_SYSTEMS: &str = "Systems will appear in the table as they are detected. Select those that should join the cluster:";
+    const SYSTEM_HEADER: &str = "       NAME     ADDRESS   FINGERPRINT";
+    const RETRY_SYSTEMS: &str = "Retry selecting systems? (yes/no) [default=yes]: ";
+
     #[test]
-    fn selecting_no_system_is_an_error() {
+    fn selecting_no_system_and_retrying_keeps_the_systems_found() {
+        let (sender, receiver) = mpsc::channel();
+        sender.send(system_row("micro02", "10.0.0.2")).unwrap();
+        // micro03 arrives while either table is shown, or the question between.
+        let discovery = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            sender.send(system_row("micro03", "10.0.0.3")).unwrap();
+        });
+        // The second table must still have micro02: micro03 alone is one row.
+        let mut p = ScriptedPrompter::new(
+            "table:done\n\ntable:expect 2\ntable:down\ntable:select\ntable:done\n",
+        );
+        let chosen = InitAnswers {
+            prompter: &mut p,
+            initiator: "micro01".into(),
+        }
+        .choose_systems(receiver)
+        .unwrap();
+        discovery.join().unwrap();
+        assert_eq!(chosen, vec![1]);
+        assert_eq!(
+            p.transcript(),
+            [
+                SELECT_SYSTEMS,
+                SYSTEM_HEADER,
+                "! No system selected",
+                RETRY_SYSTEMS,
+                SELECT_SYSTEMS,
+                SYSTEM_HEADER,
+                "   [x] micro03  10.0.0.3  0123456789ab",
+                "",
+            ]
+            .join("\n")
+        );
+    }
+
+    #[test]
+    fn selecting_no_system_and_not_retrying_is_an_error() {
         let (sender, receiver) = mpsc::channel();
         sender.send(system_row("micro02", "10.0.0.2")).unwrap();
         drop(sender);
-        let mut p = ScriptedPrompter::new("table:expect 1\ntable:done\n");
+        let mut p = ScriptedPrompter::new("table:expect 1\ntable:done\nno\n");
         let err = InitAnswers {
             prompter: &mut p,
             initiator: "micro01".into(),
@@ -522,6 +573,10 @@ mod tests {
         .choose_systems(receiver)
         .unwrap_err();
         assert_eq!(err.to_string(), "No system selected");
+        assert_eq!(
+            p.transcript(),
+            format!("{SELECT_SYSTEMS}\n{SYSTEM_HEADER}\n! No system selected\n{RETRY_SYSTEMS}no\n")
+        );
     }
 
     // ---- request: local storage -----------------------------------------
