@@ -407,7 +407,7 @@ async fn plan_and_apply(
     dry_run: bool,
     printer: &Printer,
 ) -> anyhow::Result<InitPlan> {
-    printer.status("Gathering system information ...");
+    let step = printer.step("Gathering system information");
     let local = gather(&machine.name, machine.address.address, &machine.lxd);
     let remote = peers.values().map(|peer| async move {
         let address: IpAddr = peer.address().parse().with_context(|| {
@@ -420,6 +420,7 @@ async fn plan_and_apply(
         gather(peer.name(), address, &peer.lxd()).await
     });
     let (local, remote) = tokio::try_join!(local, try_join_all(remote))?;
+    step.done("Gathered system information");
     let facts: Vec<SystemFacts> = std::iter::once(local).chain(remote).collect();
     let request = tokio::task::block_in_place(|| answers.request(&facts))?;
     let plan = plan::build(&request, &facts, crate::sys::fan_supported())?;
