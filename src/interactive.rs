@@ -19,6 +19,7 @@ use crate::plan::{
     SystemFacts,
 };
 use crate::preseed::Preseed;
+use crate::ui::format::{bytes_iec, natural_cmp};
 use crate::ui::prompt::{Prompter, Selection};
 
 /// Answers for `microcloud init`, asked when the run needs them.
@@ -45,42 +46,52 @@ pub fn choose_address(
             prompter.warn(&format!("Using address {} for MicroCloud", only.address));
             Ok(only)
         }
-        _ => loop {
-            let rows = candidates
+        _ => {
+            let mut rows = candidates
                 .iter()
                 .map(|a| vec![a.address.to_string(), a.interface.clone()])
                 .collect();
-            let chosen = prompter.select(
-                "Select an address for MicroCloud's internal traffic:",
-                &["ADDRESS", "IFACE"],
-                rows,
-                None,
-                Selection::One,
-            )?;
-            if let [index] = chosen.as_slice() {
-                return Ok(candidates.swap_remove(*index));
+            loop {
+                let chosen = prompter.select(
+                    "Select an address for MicroCloud's internal traffic:",
+                    &["ADDRESS", "IFACE"],
+                    &mut rows,
+                    None,
+                    Selection::One,
+                )?;
+                if let [index] = chosen.as_slice() {
+                    return Ok(candidates.swap_remove(*index));
+                }
+                prompter.warn("You must select exactly one address");
+                if !prompter.confirm("Retry selecting an address?", true)? {
+                    bail!("No address selected for MicroCloud");
+                }
             }
-            prompter.warn("You must select exactly one address");
-            if !prompter.confirm("Retry selecting an address?", true)? {
-                bail!("No address selected for MicroCloud");
-            }
-        },
+        }
     }
 }
 
 impl Answers for InitAnswers<'_> {
     fn choose_systems(&mut self, incoming: Receiver<Vec<String>>) -> anyhow::Result<Vec<usize>> {
-        let chosen = self.prompter.select(
-            "Systems will appear in the table as they are detected. Select those that should join the cluster:",
-            &["NAME", "ADDRESS", "FINGERPRINT"],
-            Vec::new(),
-            Some(incoming),
-            Selection::Many,
-        )?;
-        if chosen.is_empty() {
-            bail!("No system selected");
+        // Systems that reached out stay in the table when it is shown again,
+        // so the indices keep following the order they arrived in.
+        let mut rows = Vec::new();
+        loop {
+            let chosen = self.prompter.select(
+                "Systems will appear in the table as they are detected. Select those that should join the cluster:",
+                &["NAME", "ADDRESS", "FINGERPRINT"],
+                &mut rows,
+                Some(&incoming),
+                Selection::Many,
+            )?;
+            if !chosen.is_empty() {
+                return Ok(chosen);
+            }
+            self.prompter.warn("No system selected");
+            if !self.prompter.confirm("Retry selecting systems?", true)? {
+                bail!("No system selected");
+            }
         }
-        Ok(chosen)
     }
 
     fn request(
@@ -162,6 +173,8 @@ pub fn offer_to_save_preseed(
 struct DiskRow {
     system: String,
     path: String,
+    /// The system's LXD can wipe the disk when it creates the pool.
+    wipable: bool,
     cells: Vec<String>,
 }
 
@@ -177,14 +190,24 @@ fn eligible_disks(system: &SystemFacts) -> Vec<DiskRow> {
                 cells: vec![
                     system.name.clone(),
                     d["model"].as_str().unwrap_or("").to_string(),
-                    format!("{:.2}GiB", size as f64 / (1u64 << 30) as f64),
+                    bytes_iec(size),
                     d["type"].as_str().unwrap_or("").to_string(),
                     path.clone(),
                 ],
                 path,
+                wipable: system.server.has_extension("storage_pool_source_wipe"),
             })
         })
         .collect()
+}
+
+/// Every system's eligible disks, in upstream's natural order.
+fn offered_disks(facts: &[SystemFacts]) -> Vec<DiskRow> {
+    let mut disks: Vec<DiskRow> = facts.iter().flat_map(eligible_disks).collect();
+    disks.sort_by(|a, b| {
+        natural_cmp(&a.system, &b.system).then_with(|| natural_cmp(&a.path, &b.path))
+    });
+    disks
 }
 
 const DISK_HEADERS: &[&str] = &["LOCATION", "MODEL", "CAPACITY", "TYPE", "PATH"];
@@ -203,7 +226,7 @@ fn ask_local_storage_to_join(
     if pool.driver == "dir" {
         return Ok(LocalStorageRequest::default());
     }
-    let disks: Vec<DiskRow> = facts.iter().flat_map(eligible_disks).collect();
+    let disks = offered_disks(facts);
     if let Some(without) = facts
         .iter()
         .find(|f| !disks.iter().any(|d| d.system == f.name))
@@ -231,7 +254,7 @@ fn ask_local_storage(
     prompter: &mut dyn Prompter,
     facts: &[SystemFacts],
 ) -> anyhow::Result<LocalStorageRequest> {
-    let disks: Vec<DiskRow> = facts.iter().flat_map(eligible_disks).collect();
+    let disks = offered_disks(facts);
     let without: Vec<&str> = facts
         .iter()
         .filter(|f| !disks.iter().any(|d| d.system == f.name))
@@ -269,12 +292,12 @@ fn select_one_disk_each(
     disks: &[DiskRow],
     facts: &[SystemFacts],
 ) -> anyhow::Result<Option<BTreeMap<String, DiskChoice>>> {
+    let mut rows = disks.iter().map(|d| d.cells.clone()).collect();
     let chosen = loop {
-        let rows = disks.iter().map(|d| d.cells.clone()).collect();
         let selected = prompter.select(
             "Select exactly one disk from each cluster member:",
             DISK_HEADERS,
-            rows,
+            &mut rows,
             None,
             Selection::Many,
         )?;
@@ -288,24 +311,38 @@ fn select_one_disk_each(
             }
         }
     };
-    let wipe_rows = chosen.iter().map(|i| disks[*i].cells.clone()).collect();
-    let wiped = prompter.select(
-        "Select which disks to wipe:",
-        DISK_HEADERS,
-        wipe_rows,
-        None,
-        Selection::Many,
-    )?;
+    // As upstream, only disks whose LXD can wipe them are offered for wiping,
+    // and without any such disk there is no question.
+    let wipable: Vec<usize> = chosen
+        .iter()
+        .copied()
+        .filter(|&i| disks[i].wipable)
+        .collect();
+    let wiped: Vec<usize> = if wipable.is_empty() {
+        Vec::new()
+    } else {
+        let mut wipe_rows = wipable.iter().map(|&i| disks[i].cells.clone()).collect();
+        prompter
+            .select(
+                "Select which disks to wipe:",
+                DISK_HEADERS,
+                &mut wipe_rows,
+                None,
+                Selection::Many,
+            )?
+            .into_iter()
+            .map(|position| wipable[position])
+            .collect()
+    };
     let choices: BTreeMap<String, DiskChoice> = chosen
         .iter()
-        .enumerate()
-        .map(|(position, index)| {
+        .map(|index| {
             let disk = &disks[*index];
             (
                 disk.system.clone(),
                 DiskChoice {
                     path: disk.path.clone(),
-                    wipe: wiped.contains(&position),
+                    wipe: wiped.contains(index),
                 },
             )
         })
@@ -349,6 +386,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::clients::lxd::Server;
     use crate::plan::ProfilePlan;
     use crate::ui::prompt::ScriptedPrompter;
 
@@ -379,11 +417,15 @@ mod tests {
         })
     }
 
+    /// A system whose LXD can wipe disks (`storage_pool_source_wipe`).
     fn system(name: &str, address: &str, disks: Vec<Value>) -> SystemFacts {
         SystemFacts {
             name: name.into(),
             address: ip(address),
-            server: Default::default(),
+            server: Server {
+                api_extensions: vec!["storage_pool_source_wipe".into()],
+                ..Default::default()
+            },
             pools: Vec::new(),
             networks: Vec::new(),
             interface_addresses: Vec::new(),
@@ -626,12 +668,53 @@ mod tests {
         assert_eq!(chosen, vec![1]);
     }
 
+    const SELECT_SYSTEMS: &str = "Systems will appear in the table as they are detected. Select those that should join the cluster:";
+    const SYSTEM_HEADER: &str = "       NAME     ADDRESS   FINGERPRINT";
+    const RETRY_SYSTEMS: &str = "Retry selecting systems? (yes/no) [default=yes]: ";
+
     #[test]
-    fn selecting_no_system_is_an_error() {
+    fn selecting_no_system_and_retrying_keeps_the_systems_found() {
+        let (sender, receiver) = mpsc::channel();
+        sender.send(system_row("micro02", "10.0.0.2")).unwrap();
+        // micro03 arrives while either table is shown, or the question between.
+        let discovery = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(50));
+            sender.send(system_row("micro03", "10.0.0.3")).unwrap();
+        });
+        // The second table must still have micro02: micro03 alone is one row.
+        let mut p = ScriptedPrompter::new(
+            "table:done\n\ntable:expect 2\ntable:down\ntable:select\ntable:done\n",
+        );
+        let chosen = InitAnswers {
+            prompter: &mut p,
+            initiator: "micro01".into(),
+        }
+        .choose_systems(receiver)
+        .unwrap();
+        discovery.join().unwrap();
+        assert_eq!(chosen, vec![1]);
+        assert_eq!(
+            p.transcript(),
+            [
+                SELECT_SYSTEMS,
+                SYSTEM_HEADER,
+                "! No system selected",
+                RETRY_SYSTEMS,
+                SELECT_SYSTEMS,
+                SYSTEM_HEADER,
+                "   [x] micro03  10.0.0.3  0123456789ab",
+                "",
+            ]
+            .join("\n")
+        );
+    }
+
+    #[test]
+    fn selecting_no_system_and_not_retrying_is_an_error() {
         let (sender, receiver) = mpsc::channel();
         sender.send(system_row("micro02", "10.0.0.2")).unwrap();
         drop(sender);
-        let mut p = ScriptedPrompter::new("table:expect 1\ntable:done\n");
+        let mut p = ScriptedPrompter::new("table:expect 1\ntable:done\nno\n");
         let err = InitAnswers {
             prompter: &mut p,
             initiator: "micro01".into(),
@@ -639,6 +722,10 @@ mod tests {
         .choose_systems(receiver)
         .unwrap_err();
         assert_eq!(err.to_string(), "No system selected");
+        assert_eq!(
+            p.transcript(),
+            format!("{SELECT_SYSTEMS}\n{SYSTEM_HEADER}\n! No system selected\n{RETRY_SYSTEMS}no\n")
+        );
     }
 
     // ---- request: local storage -----------------------------------------
@@ -731,6 +818,48 @@ mod tests {
                 ("micro02", &choice(&by_id("wwn-3"), true)),
             ]
         );
+    }
+
+    /// micro01's LXD cannot wipe disks, micro02's can.
+    fn one_wiping_system() -> Vec<SystemFacts> {
+        let mut facts = two_systems();
+        facts[0].server.api_extensions.clear();
+        facts
+    }
+
+    #[test]
+    fn only_disks_lxd_can_wipe_are_offered_for_wiping() {
+        // Take wwn-1 and wwn-3; the wipe table has micro02's disk alone.
+        let script = "\n\
+                      table:select\ntable:down\ntable:down\ntable:select\ntable:done\n\
+                      table:expect 1\ntable:select\ntable:done\n";
+        let (result, transcript) = ask_request(script, &one_wiping_system());
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &choice(&by_id("wwn-1"), false)),
+                ("micro02", &choice(&by_id("wwn-3"), true)),
+            ]
+        );
+        let wipe_table = transcript.split(SELECT_WIPE).nth(1).expect(&transcript);
+        assert!(!wipe_table.contains("micro01"), "{transcript}");
+    }
+
+    #[test]
+    fn no_wipe_question_without_a_disk_lxd_can_wipe() {
+        let mut facts = one_wiping_system();
+        facts[1].server.api_extensions.clear();
+        // The script ends with the disk table: a wipe table would fail it.
+        let script = "\ntable:down\ntable:select\ntable:down\ntable:select\ntable:done\n";
+        let (result, transcript) = ask_request(script, &facts);
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &choice(&by_id("wwn-2"), false)),
+                ("micro02", &choice(&by_id("wwn-3"), false)),
+            ]
+        );
+        assert!(!transcript.contains(SELECT_WIPE), "{transcript}");
     }
 
     #[test]
@@ -894,6 +1023,32 @@ mod tests {
             ]
             .join("\n")
         );
+    }
+
+    #[test]
+    fn disks_are_sorted_naturally_and_sized_in_iec_units() {
+        // No device ID: the paths fall back to /dev/<id>.
+        let mut sdaa = disk("sdaa", "");
+        sdaa["size"] = json!(2_000_398_934_016u64);
+        let mut sdb = disk("sdb", "");
+        sdb["size"] = json!(512u64 << 20);
+        let mut small = disk("sdc", "wwn-small");
+        small["size"] = json!(512);
+        let facts = vec![
+            system("micro10", "10.0.0.10", vec![sdaa, sdb]),
+            system("micro2", "10.0.0.2", vec![small]),
+        ];
+        let (result, transcript) = ask_request("\ntable:select-all\ntable:done\nno\n", &facts);
+        assert!(result.unwrap().local_storage.explicit.is_empty());
+        let table = [
+            SELECT_DISKS,
+            "       LOCATION  MODEL  CAPACITY   TYPE  PATH",
+            "   [x] micro2    QEMU   512B       sata  /dev/disk/by-id/wwn-small",
+            "   [x] micro10   QEMU   512.00MiB  sata  /dev/sdb",
+            "   [x] micro10   QEMU   1.82TiB    sata  /dev/sdaa",
+        ]
+        .join("\n");
+        assert!(transcript.contains(&table), "{transcript}");
     }
 
     #[test]

@@ -147,11 +147,12 @@ fn ask_questions_and_a_live_table() -> TestResult {
             sender.send(row(name)).expect("the table is shown");
         }
     });
+    let mut rows = vec![row("micro01")];
     let selected = prompter.select(
         "Select systems:",
         &["NAME", "ADDRESS"],
-        vec![row("micro01")],
-        Some(receiver),
+        &mut rows,
+        Some(&receiver),
         Selection::Many,
     )?;
     println!("RESULT select {selected:?}");
@@ -182,7 +183,7 @@ fn interrupt_a_table() -> TestResult {
     let outcome = prompter.select(
         "Select systems:",
         &["NAME", "ADDRESS"],
-        vec![row("micro01")],
+        &mut vec![row("micro01")],
         None,
         Selection::Many,
     );

@@ -113,7 +113,7 @@ async fn bootstrap(
     ]);
     let keys: Vec<&str> = config.keys().map(String::as_str).collect();
     let previous = current_values(&lxd, &keys).await?;
-    printer.status(format!("Initializing LXD on {} ...", initiator.name));
+    let step = printer.step(format!("Initializing LXD on {}", initiator.name));
     lxd.patch_server_config(&config, None)
         .await
         .context("Failed to configure the LXD server addresses")?;
@@ -148,7 +148,7 @@ async fn bootstrap(
     );
     // LXD refuses join tokens until it sees its own member online.
     wait_online(&lxd, &initiator.name).await?;
-    printer.success(format!("Local LXD on {} is ready", initiator.name));
+    step.done(format!("Local LXD on {} is ready", initiator.name));
     Ok(())
 }
 
@@ -166,6 +166,7 @@ async fn join_members(
     let lxd = &targets.local;
     let cluster_certificate = lxd.server().await?.environment.certificate;
     for member in plan.joiners() {
+        let step = printer.step(format!("Joining {} to the cluster", member.name));
         let peer = targets
             .peers
             .get(&member.name)
@@ -194,7 +195,7 @@ async fn join_members(
             Box::pin(async move { remove_member(&undo_lxd, &name).await }),
         );
         wait_online(lxd, &member.name).await?;
-        printer.success(format!("Peer {} has joined the cluster", member.name));
+        step.done(format!("Peer {} has joined the cluster", member.name));
     }
     Ok(())
 }
@@ -267,6 +268,7 @@ async fn create_local_pool(
     let Some(pool) = plan.local_pool.as_ref().filter(|p| !p.exists) else {
         return Ok(());
     };
+    let step = printer.step(format!("Creating storage pool {:?}", plan::LOCAL_POOL));
     let lxd = &targets.local;
     let undo_lxd = lxd.clone();
     reverter.add(
@@ -319,7 +321,7 @@ async fn create_local_pool(
     lxd.create_storage_pool(&request, None)
         .await
         .context("Failed to create the local storage pool")?;
-    printer.success(format!(
+    step.done(format!(
         "Storage pool {:?} created on every member",
         plan::LOCAL_POOL
     ));
@@ -341,6 +343,7 @@ async fn create_network(
     };
     let lxd = &targets.local;
     let name = network.name();
+    let step = printer.step(format!("Creating network {name:?}"));
     let undo_lxd = lxd.clone();
     let undo_name = name.to_string();
     reverter.add(
@@ -387,7 +390,7 @@ async fn create_network(
     lxd.create_network(&request, None)
         .await
         .with_context(|| format!("Failed to create network {name:?}"))?;
-    printer.success(format!("Network {name:?} created on every member"));
+    step.done(format!("Network {name:?} created on every member"));
     Ok(())
 }
 

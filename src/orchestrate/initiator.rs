@@ -437,7 +437,7 @@ async fn plan_and_apply(
     settings: &InitiatorSettings,
     printer: &Printer,
 ) -> anyhow::Result<ClusterPlan> {
-    printer.status("Gathering system information ...");
+    let step = printer.step("Gathering system information");
     let (local, cluster) = match settings.goal {
         Goal::Form => {
             let local = gather(&machine.name, machine.address.address, &machine.lxd).await?;
@@ -457,6 +457,7 @@ async fn plan_and_apply(
         gather(peer.name(), address, &peer.lxd()).await
     });
     let remote = try_join_all(remote).await?;
+    step.done("Gathered system information");
     let facts: Vec<SystemFacts> = local.into_iter().chain(remote).collect();
     let request = tokio::task::block_in_place(|| answers.request(&facts, cluster.as_ref()))?;
     let plan = match &cluster {

@@ -1,4 +1,7 @@
-//! `--format table|json|yaml|csv|compact` for list commands.
+//! `--format table|json|yaml|csv|compact` for list commands, and how sizes
+//! and names are shown and ordered.
+
+use std::cmp::Ordering;
 
 use comfy_table::presets::{ASCII_FULL, NOTHING};
 use serde::Serialize;
@@ -63,6 +66,67 @@ pub fn render<T: Tabular>(rows: &[T], format: OutputFormat) -> Result<String, Fo
     }
 }
 
+/// A byte count in IEC units with two decimals, as upstream's
+/// `units.GetByteSizeStringIEC(size, 2)`: `512B`, `1.50KiB`, `100.00GiB`.
+pub fn bytes_iec(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2}{}", UNITS[unit])
+}
+
+/// Natural order for names people read: runs of digits compare as numbers
+/// (`micro2` < `micro10`), and runs of letters that start alike compare
+/// shorter first, the way kernel device names count (`sdz` < `sdaa`). Ties
+/// (`01` against `1`) fall back to plain string order, so the order is total.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut a_rest, mut b_rest) = (a, b);
+    while let (Some(a_run), Some(b_run)) = (first_run(a_rest), first_run(b_rest)) {
+        let order = match (a_run.chars().next(), b_run.chars().next()) {
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let (x, y) = (a_run.trim_start_matches('0'), b_run.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            (Some(x), Some(y)) if x == y && x.is_alphabetic() => {
+                a_run.len().cmp(&b_run.len()).then_with(|| a_run.cmp(b_run))
+            }
+            _ => a_run.cmp(b_run),
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+        a_rest = &a_rest[a_run.len()..];
+        b_rest = &b_rest[b_run.len()..];
+    }
+    a_rest.len().cmp(&b_rest.len()).then_with(|| a.cmp(b))
+}
+
+/// The leading run of digits, of letters, or of anything else.
+fn first_run(text: &str) -> Option<&str> {
+    let kind = |c: char| {
+        if c.is_ascii_digit() {
+            0
+        } else if c.is_alphabetic() {
+            1
+        } else {
+            2
+        }
+    };
+    let first = kind(text.chars().next()?);
+    let end = text
+        .char_indices()
+        .find(|&(_, c)| kind(c) != first)
+        .map_or(text.len(), |(i, _)| i);
+    Some(&text[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +171,67 @@ mod tests {
         );
         let yaml = render(&rows(), OutputFormat::Yaml).unwrap();
         assert!(yaml.contains("name: micro1"), "{yaml}");
+    }
+
+    #[test]
+    fn sizes_in_iec_units() {
+        const KIB: u64 = 1024;
+        const GIB: u64 = 1 << 30;
+        assert_eq!(bytes_iec(0), "0B");
+        assert_eq!(bytes_iec(512), "512B");
+        assert_eq!(bytes_iec(1023), "1023B");
+        assert_eq!(bytes_iec(KIB), "1.00KiB");
+        assert_eq!(bytes_iec(1536), "1.50KiB");
+        assert_eq!(bytes_iec(512 * KIB * KIB), "512.00MiB");
+        assert_eq!(bytes_iec(100 * GIB), "100.00GiB");
+        // A "2 TB" disk.
+        assert_eq!(bytes_iec(2_000_398_934_016), "1.82TiB");
+        assert_eq!(bytes_iec(u64::MAX), "16.00EiB");
+    }
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        names.sort_by(|a, b| natural_cmp(a, b));
+        names
+    }
+
+    #[test]
+    fn natural_order_counts_numbers_and_device_letters() {
+        assert_eq!(
+            sorted(&[
+                "micro10", "micro2", "micro1", "micro02", "db1", "web1", "node1"
+            ]),
+            [
+                "db1", "micro1", "micro02", "micro2", "micro10", "node1", "web1"
+            ]
+        );
+        assert_eq!(
+            sorted(&[
+                "/dev/sdaa",
+                "/dev/sdb",
+                "/dev/sda",
+                "/dev/nvme10n1",
+                "/dev/nvme2n1",
+                "/dev/vdb"
+            ]),
+            [
+                "/dev/nvme2n1",
+                "/dev/nvme10n1",
+                "/dev/sda",
+                "/dev/sdb",
+                "/dev/sdaa",
+                "/dev/vdb"
+            ]
+        );
+        assert_eq!(
+            sorted(&["a-b", "a", "a1", "ab", "a-"]),
+            ["a", "a-", "a-b", "a1", "ab"]
+        );
+        assert_eq!(natural_cmp("disk", "disk"), Ordering::Equal);
+        assert_eq!(natural_cmp("x007", "x7"), Ordering::Less);
+        assert_eq!(
+            natural_cmp("99999999999999999999999", "100000000000000000000000"),
+            Ordering::Less
+        );
     }
 }

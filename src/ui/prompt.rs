@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IsTerminal, Write};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use crossterm::cursor::{MoveToColumn, MoveToPreviousLine, MoveUp};
@@ -46,18 +47,20 @@ pub trait Prompter: Send {
     /// [normalized](passphrase::normalize).
     fn passphrase(&mut self, question: &str) -> Result<String, PromptError>;
 
-    /// A selectable table under `title`. `initial` rows are shown at once, more
-    /// arrive on `incoming` (one `Vec` per row, cells matching `headers`) until
-    /// its sender is dropped. Returns the indices of the selected rows in
-    /// arrival order once Enter is pressed. Keys: Up/Down move, Space toggles,
-    /// Right selects all shown rows, Left selects none, typing filters rows
-    /// (case-insensitive substring), Backspace edits the filter.
+    /// A selectable table under `title`. `rows` are shown at once; more
+    /// arrive on `incoming` (one `Vec` per row, cells matching `headers`)
+    /// until its sender is dropped, and are appended to `rows`, however the
+    /// question ends, so that asking again shows them again. Returns the
+    /// indices into `rows` of the selected rows once Enter is pressed. Keys:
+    /// Up/Down move, Space toggles, Right selects all shown rows, Left selects
+    /// none, typing filters rows (case-insensitive substring), Backspace edits
+    /// the filter.
     fn select(
         &mut self,
         title: &str,
         headers: &[&str],
-        initial: Vec<Vec<String>>,
-        incoming: Option<std::sync::mpsc::Receiver<Vec<String>>>,
+        rows: &mut Vec<Vec<String>>,
+        incoming: Option<&Receiver<Vec<String>>>,
         selection: Selection,
     ) -> Result<Vec<usize>, PromptError>;
 
@@ -103,7 +106,7 @@ trait Console {
         &mut self,
         title: &str,
         table: &mut TableState,
-        incoming: Incoming,
+        incoming: Incoming<'_>,
     ) -> Result<(), PromptError>;
 
     /// Asks until an answer (or the default, for empty input) passes `validate`.
@@ -169,13 +172,16 @@ impl<C: Console + Send> Prompter for C {
         &mut self,
         title: &str,
         headers: &[&str],
-        initial: Vec<Vec<String>>,
-        incoming: Option<std::sync::mpsc::Receiver<Vec<String>>>,
+        rows: &mut Vec<Vec<String>>,
+        incoming: Option<&Receiver<Vec<String>>>,
         selection: Selection,
     ) -> Result<Vec<usize>, PromptError> {
-        let mut table = TableState::new(headers, initial, selection);
-        self.run_table(title, &mut table, Incoming::new(incoming))?;
-        Ok(table.selected())
+        let mut table = TableState::new(headers, std::mem::take(rows), selection);
+        let outcome = self
+            .run_table(title, &mut table, Incoming::new(incoming))
+            .map(|()| table.selected());
+        *rows = table.into_rows();
+        outcome
     }
 
     fn warn(&mut self, message: &str) {
@@ -261,7 +267,7 @@ impl Console for TtyPrompter {
         &mut self,
         title: &str,
         table: &mut TableState,
-        mut incoming: Incoming,
+        mut incoming: Incoming<'_>,
     ) -> Result<(), PromptError> {
         let _raw = RawMode::enable()?;
         select_table::run_tty(&mut io::stderr().lock(), title, table, &mut incoming)
@@ -395,8 +401,9 @@ const EXPECT_TIMEOUT: Duration = Duration::from_secs(30);
 ///   cursor), `table:select-all`, `table:select-none`, `table:filter <text>`;
 /// - `table:wait <duration>` (Go syntax: `300ms`, `2s`, `1m30s`): let rows
 ///   arrive for that long;
-/// - `table:expect <n>`: wait up to 30 s until the table has `n` rows (an
-///   error if it already has more, as upstream);
+/// - `table:expect <n>`: wait up to 30 s until the table has `n` rows, rows
+///   kept from an earlier showing of it included (an error if it already has
+///   more, as upstream);
 /// - `table:done`: confirm the table.
 ///
 /// Text after ` # ` is a comment. Everything asked and answered is kept in a
@@ -468,7 +475,7 @@ impl Console for ScriptedPrompter {
         &mut self,
         title: &str,
         table: &mut TableState,
-        mut incoming: Incoming,
+        mut incoming: Incoming<'_>,
     ) -> Result<(), PromptError> {
         self.record(title);
         loop {
@@ -517,7 +524,11 @@ impl Console for ScriptedPrompter {
 }
 
 /// Carries out `table:expect <rows>`.
-fn expect_rows(table: &mut TableState, incoming: &mut Incoming, rows: usize) -> Result<(), String> {
+fn expect_rows(
+    table: &mut TableState,
+    incoming: &mut Incoming<'_>,
+    rows: usize,
+) -> Result<(), String> {
     if rows == 0 {
         return Err("cannot expect 0 rows".to_string());
     }
@@ -597,13 +608,13 @@ mod tests {
     fn select(
         prompter: &mut ScriptedPrompter,
         rows: &[&str],
-        incoming: Option<mpsc::Receiver<Vec<String>>>,
+        incoming: Option<&mpsc::Receiver<Vec<String>>>,
     ) -> Result<Vec<usize>, PromptError> {
-        let initial = rows.iter().map(|name| row(name)).collect();
+        let mut rows = rows.iter().map(|name| row(name)).collect();
         prompter.select(
             "Select systems:",
             &["NAME", "ADDRESS"],
-            initial,
+            &mut rows,
             incoming,
             Selection::Many,
         )
@@ -762,11 +773,34 @@ mod tests {
         );
         let started = Instant::now();
         assert_eq!(
-            select(&mut p, &["micro01"], Some(receiver)).unwrap(),
+            select(&mut p, &["micro01"], Some(&receiver)).unwrap(),
             vec![2, 3]
         );
         assert!(started.elapsed() >= Duration::from_millis(200));
         discovery.join().unwrap();
+    }
+
+    #[test]
+    fn rows_that_arrived_stay_with_the_caller() {
+        let (sender, receiver) = mpsc::channel();
+        sender.send(row("micro02")).unwrap();
+        let mut rows = vec![row("micro01")];
+        let ask = |script: &str, rows: &mut Vec<Vec<String>>| {
+            ScriptedPrompter::new(script).select(
+                "Select systems:",
+                &["NAME", "ADDRESS"],
+                rows,
+                Some(&receiver),
+                Selection::Many,
+            )
+        };
+        // A question that fails still hands back the rows it received.
+        assert!(ask("table:expect 2\n", &mut rows).is_err());
+        assert_eq!(rows, vec![row("micro01"), row("micro02")]);
+        sender.send(row("micro03")).unwrap();
+        let chosen = ask("table:expect 3\ntable:select-all\ntable:done\n", &mut rows);
+        assert_eq!(chosen.unwrap(), vec![0, 1, 2]);
+        assert_eq!(rows.len(), 3);
     }
 
     #[test]

@@ -76,6 +76,11 @@ impl TableState {
         self.rows.push(row);
     }
 
+    /// The rows, in arrival order, for the next showing of the table.
+    pub(crate) fn into_rows(self) -> Vec<Vec<String>> {
+        self.rows
+    }
+
     /// How many rows exist, filtered or not.
     pub(crate) fn len(&self) -> usize {
         self.rows.len()
@@ -239,11 +244,13 @@ impl TableState {
     }
 }
 
-/// Rows that may still arrive for a shown table, until their sender is dropped.
-pub(crate) struct Incoming(Option<Receiver<Vec<String>>>);
+/// Rows that may still arrive for a shown table, until their sender is
+/// dropped. The caller keeps the receiver, so rows arriving after the table
+/// is closed wait for its next showing.
+pub(crate) struct Incoming<'r>(Option<&'r Receiver<Vec<String>>>);
 
-impl Incoming {
-    pub(crate) fn new(receiver: Option<Receiver<Vec<String>>>) -> Self {
+impl<'r> Incoming<'r> {
+    pub(crate) fn new(receiver: Option<&'r Receiver<Vec<String>>>) -> Self {
         Incoming(receiver)
     }
 
@@ -255,7 +262,7 @@ impl Incoming {
     /// Adds the rows that have already arrived; true if there were any.
     pub(crate) fn drain(&mut self, table: &mut TableState) -> bool {
         let mut added = false;
-        while let Some(receiver) = &self.0 {
+        while let Some(receiver) = self.0 {
             match receiver.try_recv() {
                 Ok(row) => {
                     table.push(row);
@@ -271,7 +278,7 @@ impl Incoming {
     /// Waits until `deadline` for one more row; false on timeout or when no
     /// more rows can come.
     pub(crate) fn wait_one(&mut self, table: &mut TableState, deadline: Instant) -> bool {
-        let Some(receiver) = &self.0 else {
+        let Some(receiver) = self.0 else {
             return false;
         };
         match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -308,7 +315,7 @@ pub(crate) fn run_tty(
     out: &mut impl Write,
     title: &str,
     table: &mut TableState,
-    incoming: &mut Incoming,
+    incoming: &mut Incoming<'_>,
 ) -> Result<(), PromptError> {
     let mut region = Region::default();
     queue!(out, cursor::Hide)?;
@@ -513,7 +520,7 @@ mod tests {
     #[test]
     fn incoming_rows_keep_the_cursor_and_close() {
         let (sender, receiver) = mpsc::channel();
-        let mut incoming = Incoming::new(Some(receiver));
+        let mut incoming = Incoming::new(Some(&receiver));
         let mut t = table(Selection::Many);
         t.apply(Action::Down);
         sender.send(row("micro04", "10.0.0.4")).unwrap();
