@@ -28,6 +28,43 @@ pub struct InitAnswers<'p> {
     pub initiator: String,
 }
 
+/// What `microcloud init` asks before anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitStart {
+    /// More than one member: a trust session is opened for the others.
+    pub many: bool,
+    pub address: LocalAddress,
+}
+
+/// Upstream's first questions of `init`: how many members, which address,
+/// and whether to go on without the optional services that are `missing`.
+pub fn ask_init_start(
+    prompter: &mut dyn Prompter,
+    addresses: Vec<LocalAddress>,
+    missing: &[&str],
+) -> anyhow::Result<InitStart> {
+    let many = prompter.confirm("Do you want to set up more than one cluster member?", true)?;
+    let address = choose_address(prompter, addresses, None)?;
+    confirm_missing_services(prompter, missing)?;
+    Ok(InitStart { many, address })
+}
+
+/// Upstream names the optional services that are not installed and lets the
+/// person go on without them (they are then left out of the whole run).
+pub fn confirm_missing_services(
+    prompter: &mut dyn Prompter,
+    missing: &[&str],
+) -> anyhow::Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    prompter.warn(&format!("{} not found", missing.join(", ")));
+    if !prompter.confirm("Continue anyway?", true)? {
+        bail!("User aborted");
+    }
+    Ok(())
+}
+
 /// Upstream's address question: skipped when there is only one address.
 /// `filter` keeps only addresses whose subnet contains it (`join --initiator-address`).
 pub fn choose_address(
@@ -507,6 +544,54 @@ mod tests {
     const SELECT_WIPE: &str = "Select which disks to wipe:";
     const RETRY_DISKS: &str = "Retry selecting disks? (yes/no) [default=yes]: ";
     const DISK_HEADER: &str = "       LOCATION  MODEL  CAPACITY   TYPE  PATH";
+
+    // ---- the first questions of init ------------------------------------
+
+    const MANY: &str =
+        "Do you want to set up more than one cluster member? (yes/no) [default=yes]: ";
+    const CONTINUE: &str = "Continue anyway? (yes/no) [default=yes]: ";
+
+    #[test]
+    fn a_single_member_with_every_service_asks_one_question() {
+        let mut p = ScriptedPrompter::new("no\n");
+        let only = local("eth0", "10.0.0.5", 24);
+        let start = ask_init_start(&mut p, vec![only.clone()], &[]).unwrap();
+        assert_eq!(
+            start,
+            InitStart {
+                many: false,
+                address: only
+            }
+        );
+        assert_eq!(
+            p.transcript(),
+            format!("{MANY}no\n! Using address 10.0.0.5 for MicroCloud\n")
+        );
+    }
+
+    #[test]
+    fn missing_services_are_named_and_the_person_may_go_on_or_stop() {
+        let addresses = || vec![local("eth0", "10.0.0.5", 24)];
+        let mut p = ScriptedPrompter::new("\n\n");
+        let start = ask_init_start(&mut p, addresses(), &["MicroCeph", "MicroOVN"]).unwrap();
+        assert!(start.many);
+        assert_eq!(
+            p.transcript(),
+            format!(
+                "{MANY}\n! Using address 10.0.0.5 for MicroCloud\n\
+                 ! MicroCeph, MicroOVN not found\n{CONTINUE}\n"
+            )
+        );
+        let mut p = ScriptedPrompter::new("yes\nno\n");
+        let err = ask_init_start(&mut p, addresses(), &["MicroOVN"]).unwrap_err();
+        assert_eq!(err.to_string(), "User aborted");
+        assert!(
+            p.transcript()
+                .ends_with(&format!("! MicroOVN not found\n{CONTINUE}no\n")),
+            "{}",
+            p.transcript()
+        );
+    }
 
     // ---- choose_address -------------------------------------------------
 

@@ -54,3 +54,23 @@ fn has_ipv4_default_route() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The optional services MicroCloud knows, each with the control socket
+/// whose presence means it is installed (as upstream decides).
+const OPTIONAL_SERVICES: &[(&str, &str)] = &[
+    (
+        "MicroCeph",
+        "/var/snap/microceph/common/state/control.socket",
+    ),
+    ("MicroOVN", "/var/snap/microovn/common/state/control.socket"),
+];
+
+/// The optional services, split into (installed, missing) by name.
+pub fn optional_services() -> (Vec<&'static str>, Vec<&'static str>) {
+    let (installed, missing): (Vec<_>, Vec<_>) = OPTIONAL_SERVICES
+        .iter()
+        .partition(|(_, socket)| Path::new(socket).exists());
+    let names =
+        |services: Vec<&(&'static str, &str)>| services.iter().map(|(name, _)| *name).collect();
+    (names(installed), names(missing))
+}

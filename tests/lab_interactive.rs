@@ -244,12 +244,22 @@ fn start_init() -> Initiator {
     let mut screen = Screen::spawn(1, &["init"]);
     screen.expect("Do you want to set up more than one cluster member? (yes/no) [default=yes]: ");
     screen.send(ENTER);
+    continue_without_optional_services(&mut screen);
     session_shown(screen)
 }
 
 /// `microcloud add` on machine 1 up to the system table.
 fn start_add() -> Initiator {
-    session_shown(Screen::spawn(1, &["add"]))
+    let mut screen = Screen::spawn(1, &["add"]);
+    continue_without_optional_services(&mut screen);
+    session_shown(screen)
+}
+
+/// The lab has neither MicroCeph nor MicroOVN: go on with LXD alone.
+fn continue_without_optional_services(screen: &mut Screen) {
+    screen.expect("! MicroCeph, MicroOVN not found");
+    screen.expect("Continue anyway? (yes/no) [default=yes]: ");
+    screen.send(ENTER);
 }
 
 /// Reads the passphrase and fingerprint an initiator shows, up to its empty

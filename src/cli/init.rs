@@ -46,10 +46,12 @@ pub async fn interactive(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<(
     let printer = global.printer();
     let state = global.state();
     let name = sys::hostname()?;
-    let many = prompter.confirm("Do you want to set up more than one cluster member?", true)?;
-    let address = interactive::choose_address(&mut prompter, discovery::local_addresses()?, None)?;
-    let machine = LocalMachine::open(name, Role::Initiator, address, &state).await?;
-    let (admission, passphrase) = if many {
+    let (installed, missing) = sys::optional_services();
+    let start =
+        interactive::ask_init_start(&mut prompter, discovery::local_addresses()?, &missing)?;
+    not_set_up_yet(&installed, &printer);
+    let machine = LocalMachine::open(name, Role::Initiator, start.address, &state).await?;
+    let (admission, passphrase) = if start.many {
         open_session(&machine, &printer)
     } else {
         let nobody = Admission::Listed {
@@ -72,8 +74,11 @@ pub async fn interactive(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<(
 
 /// `microcloud add` at a terminal, on a member of the cluster.
 pub async fn add(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
-    let prompter = terminal()?;
+    let mut prompter = terminal()?;
     let printer = global.printer();
+    let (installed, missing) = sys::optional_services();
+    interactive::confirm_missing_services(&mut prompter, &missing)?;
+    not_set_up_yet(&installed, &printer);
     let machine = LocalMachine::open_member(sys::hostname()?, &global.state()).await?;
     let (admission, passphrase) = open_session(&machine, &printer);
     run_initiator(
@@ -86,6 +91,16 @@ pub async fn add(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
         global,
     )
     .await
+}
+
+/// Installed optional services are left out, and the person is told so:
+/// setting them up is not part of this version.
+fn not_set_up_yet(installed: &[&str], printer: &Printer) {
+    for service in installed {
+        printer.warn(format!(
+            "{service} is installed, but this version of MicroCloud does not set it up yet: it is left out of this run"
+        ));
+    }
 }
 
 /// A fresh passphrase, and what to tell the person running the joiners.
