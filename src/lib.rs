@@ -6,7 +6,8 @@
 //!   inputs (flags, preseed file, environment) into one validated [`plan`] input and
 //!   hands it to [`orchestrate`]. No REST call lives in `cli/`.
 //! - [`preseed`]: the MicroCloud 3.3 preseed schema, parsed with line/column errors,
-//!   plus its static validation and the disk-filter language.
+//!   plus its static validation and the disk-filter language; and the preseed an
+//!   interactive run saves to form the same cluster again.
 //! - [`discovery`]: UDP multicast (239.100.100.100:9444) responder and lookup, and
 //!   the choice of the local interface inside the lookup subnet.
 //! - [`trust`]: machine identity (self-signed certificate, 0600 key), fingerprints,
@@ -16,13 +17,14 @@
 //! - [`clients`]: one client per service (LXD today) behind a transport seam
 //!   (unix socket, HTTPS with a client certificate, or a peer's session proxy).
 //! - [`plan`]: pure data. Facts gathered from every machine plus the user's input
-//!   become an [`plan::ClusterPlan`]; nothing here performs I/O.
+//!   become a [`plan::ClusterPlan`] that forms a cluster, or grows one
+//!   (`microcloud add`) from the facts of the cluster; nothing here performs I/O.
 //! - [`orchestrate`]: applies a plan in phases, records progress markers in the
 //!   state directory, and undoes what the run created when a phase fails.
-//! - [`interactive`]: the question flows of `init` and `join`, through a
+//! - [`interactive`]: the question flows of `init`, `add` and `join`, through a
 //!   prompter (terminal or scripted), producing the same plan request.
 //! - [`ui`]: the printer (data on stdout, progress on stderr) and output formats.
-//! - [`sys`]: facts about this machine (hostname, interfaces, paths).
+//! - [`sys`]: facts about this machine (hostname, paths, installed services).
 //! - [`state`]: the state directory: identity and run markers, nothing cluster-wide.
 
 pub mod cli;

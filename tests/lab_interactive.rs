@@ -1,4 +1,4 @@
-//! Acceptance tests of the interactive `microcloud init` and `microcloud join`:
+//! Acceptance tests of the interactive `microcloud init`, `add` and `join`:
 //! each runs as a lab machine (`scripts/lab exec I ...`) on its own real
 //! pseudo-terminal, and the test reads the screens and types the keys a person
 //! would: the passphrase shown on the initiator, typed (or completed with Tab)
@@ -248,9 +248,9 @@ fn start_init() -> Initiator {
     session_shown(screen)
 }
 
-/// `microcloud add` on machine 1 up to the system table.
-fn start_add() -> Initiator {
-    let mut screen = Screen::spawn(1, &["add"]);
+/// `microcloud add ARGS` on machine 1 up to the system table.
+fn start_add(args: &[&str]) -> Initiator {
+    let mut screen = Screen::spawn(1, &[&["add"], args].concat());
     continue_without_optional_services(&mut screen);
     session_shown(screen)
 }
@@ -519,7 +519,7 @@ fn a_wrong_passphrase_at_a_terminal_fails_and_joining_again_works() {
 
 #[test]
 #[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
-fn add_at_a_terminal_grows_a_two_member_cluster_to_three() {
+fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
     let lab = Lab::up(3);
     // micro1 and micro2 form a cluster with directory pools, by preseed.
     let mut yaml = format!(
@@ -538,7 +538,29 @@ fn add_at_a_terminal_grows_a_two_member_cluster_to_three() {
         assert!(out.status.success(), "{}", common::text(&out));
     }
 
-    let mut initiator = start_add();
+    // A dry run shows the plan and changes nothing on micro3.
+    let mut initiator = start_add(&["--dry-run"]);
+    let mut joiner = start_join(3, Typing::Full(&initiator.passphrase.clone()));
+    joined_screen(&mut joiner, &initiator, &lab);
+    wait_for_rows(&mut initiator, 1);
+    initiator.screen.send(RIGHT);
+    initiator.screen.expect_re(r"> \[x\] micro3");
+    initiator.screen.send(ENTER);
+    initiator.screen.expect(
+        "MicroCloud will add 1 member(s) to the LXD cluster of micro1, micro2 (from micro1):",
+    );
+    initiator
+        .screen
+        .expect("Dry run: nothing was changed on any machine");
+    joiner.expect("Dry run: the initiator showed its plan; nothing was changed");
+    for screen in [initiator.screen, joiner] {
+        let name = screen.name.clone();
+        let (code, rest) = screen.finish();
+        assert_eq!(code, 0, "{name}:\n{rest}");
+    }
+    lab.assert_untouched(3);
+
+    let mut initiator = start_add(&[]);
     let mut joiner = start_join(3, Typing::Completed(&initiator.passphrase.clone()));
     let fingerprint = joined_screen(&mut joiner, &initiator, &lab);
     let rows = wait_for_rows(&mut initiator, 1);
