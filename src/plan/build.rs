@@ -83,17 +83,7 @@ pub fn build(
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
-    let members = ordered
-        .iter()
-        .map(|f| MemberPlan {
-            name: f.name.clone(),
-            address: f.address,
-            local_source: sources
-                .iter()
-                .find(|(n, _)| *n == f.name)
-                .map(|(_, s)| s.clone()),
-        })
-        .collect();
+    let members = member_plans(&ordered, &sources);
     let profile = ProfilePlan {
         root_pool: local_pool.as_ref().map(|_| super::LOCAL_POOL.to_string()),
         network: network.as_ref().map(|n| n.name().to_string()),
@@ -107,6 +97,24 @@ pub fn build(
         profile,
         warnings,
     })
+}
+
+/// Each system, in order, with its `local` source if it gets one.
+pub(super) fn member_plans(
+    systems: &[&SystemFacts],
+    sources: &[(String, LocalSource)],
+) -> Vec<MemberPlan> {
+    systems
+        .iter()
+        .map(|f| MemberPlan {
+            name: f.name.clone(),
+            address: f.address,
+            local_source: sources
+                .iter()
+                .find(|(n, _)| *n == f.name)
+                .map(|(_, s)| s.clone()),
+        })
+        .collect()
 }
 
 /// MicroCloud needs LXD as installed: not clustered, no storage pool, and none

@@ -3,12 +3,13 @@
 //! only needs what LXD cannot copy from the others (its own disk).
 
 use super::build::{
-    Problems, drop_unsupported_wipes, is_block_path, plan_local_sources, uninitialized_problems,
+    Problems, drop_unsupported_wipes, is_block_path, member_plans, plan_local_sources,
+    uninitialized_problems,
 };
 use super::request::PlanRequest;
 use super::{
     BRIDGE_NETWORK, ClusterFacts, ClusterPlan, FAN_NETWORK, LOCAL_POOL, LocalPoolPlan, LocalSource,
-    MemberPlan, NetworkPlan, ProfilePlan, SystemFacts,
+    NetworkPlan, ProfilePlan, SystemFacts,
 };
 
 /// Member-specific pool keys MicroCloud fills in for its `local` pool.
@@ -99,21 +100,10 @@ pub fn build_growth(
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
-    let members = joining
-        .iter()
-        .map(|f| MemberPlan {
-            name: f.name.clone(),
-            address: f.address,
-            local_source: sources
-                .iter()
-                .find(|(n, _)| *n == f.name)
-                .map(|(_, s)| s.clone()),
-        })
-        .collect();
     Ok(ClusterPlan {
         initiator: request.initiator.clone(),
         existing_members: cluster.members.clone(),
-        members,
+        members: member_plans(&joining, &sources),
         local_pool,
         network,
         // The profile already points at the cluster's pool and network.
