@@ -1,4 +1,4 @@
-//! Applies an [`ClusterPlan`] on the initiator, phase by phase. Each phase
+//! Applies a [`ClusterPlan`] on the initiator, phase by phase. Each phase
 //! records its progress, registers how to undo what it creates, and on failure
 //! everything this run created is undone, newest first.
 
@@ -448,5 +448,74 @@ fn delete_unless_absent(result: Result<(), crate::clients::ApiError>) -> anyhow:
     match result {
         Err(err) if err.status() == Some(404) => Ok(()),
         other => Ok(other?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{LocalPoolPlan, LocalSource, ProfilePlan};
+
+    fn plan_with(exists: bool, path: &str, wipe: bool) -> ClusterPlan {
+        ClusterPlan {
+            initiator: "micro1".into(),
+            existing_members: vec!["micro1".into()],
+            members: vec![MemberPlan {
+                name: "micro2".into(),
+                address: [10, 0, 0, 2].into(),
+                local_source: Some(LocalSource {
+                    path: path.into(),
+                    wipe,
+                }),
+            }],
+            local_pool: Some(LocalPoolPlan {
+                driver: "zfs".into(),
+                exists,
+            }),
+            network: None,
+            profile: ProfilePlan {
+                root_pool: None,
+                network: None,
+            },
+            warnings: Vec::new(),
+        }
+    }
+
+    fn keys(config: &[MemberConfig]) -> Vec<(&str, &str, &str, &str)> {
+        config
+            .iter()
+            .map(|c| {
+                (
+                    c.entity.as_str(),
+                    c.name.as_str(),
+                    c.key.as_str(),
+                    c.value.as_str(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn joining_an_existing_pool_names_the_members_own_source() {
+        let plan = plan_with(true, "/dev/disk/by-id/wwn-2", true);
+        assert_eq!(
+            keys(&member_config(&plan, &plan.members[0])),
+            [
+                ("storage-pool", "local", "source", "/dev/disk/by-id/wwn-2"),
+                ("storage-pool", "local", "source.wipe", "true"),
+            ]
+        );
+        // LXD's storage directory is an empty source, which LXD fills in itself.
+        let plan = plan_with(true, "", false);
+        assert_eq!(
+            keys(&member_config(&plan, &plan.members[0])),
+            [("storage-pool", "local", "source", "")]
+        );
+    }
+
+    #[test]
+    fn a_pool_this_run_creates_needs_no_join_config() {
+        let plan = plan_with(false, "/dev/disk/by-id/wwn-2", true);
+        assert!(member_config(&plan, &plan.members[0]).is_empty());
     }
 }
