@@ -481,6 +481,18 @@ mod tests {
         format!("/dev/disk/by-id/{device_id}")
     }
 
+    /// `InitAnswers::choose_systems` on `p`, with rows arriving on `receiver`.
+    fn choose_systems(
+        p: &mut ScriptedPrompter,
+        receiver: mpsc::Receiver<Vec<String>>,
+    ) -> anyhow::Result<Vec<usize>> {
+        InitAnswers {
+            prompter: p,
+            initiator: "micro01".into(),
+        }
+        .choose_systems(receiver)
+    }
+
     /// Runs `InitAnswers::request` with `script`; returns the result and the transcript.
     fn ask_request(script: &str, facts: &[SystemFacts]) -> (anyhow::Result<PlanRequest>, String) {
         ask_growing(script, facts, None)
@@ -717,12 +729,7 @@ mod tests {
             // The sender is dropped here; the rows already sent still count.
         });
         let mut p = ScriptedPrompter::new("table:expect 2\ntable:select-all\ntable:done\n");
-        let chosen = InitAnswers {
-            prompter: &mut p,
-            initiator: "micro01".into(),
-        }
-        .choose_systems(receiver)
-        .unwrap();
+        let chosen = choose_systems(&mut p, receiver).unwrap();
         discovery.join().unwrap();
         assert_eq!(chosen, vec![0, 1]);
         assert_eq!(
@@ -743,12 +750,7 @@ mod tests {
             sender.send(system_row("micro03", "10.0.0.3")).unwrap();
         });
         let mut p = ScriptedPrompter::new("table:expect 2\ntable:down\ntable:select\ntable:done\n");
-        let chosen = InitAnswers {
-            prompter: &mut p,
-            initiator: "micro01".into(),
-        }
-        .choose_systems(receiver)
-        .unwrap();
+        let chosen = choose_systems(&mut p, receiver).unwrap();
         discovery.join().unwrap();
         assert_eq!(chosen, vec![1]);
     }
@@ -770,12 +772,7 @@ mod tests {
         let mut p = ScriptedPrompter::new(
             "table:done\n\ntable:expect 2\ntable:down\ntable:select\ntable:done\n",
         );
-        let chosen = InitAnswers {
-            prompter: &mut p,
-            initiator: "micro01".into(),
-        }
-        .choose_systems(receiver)
-        .unwrap();
+        let chosen = choose_systems(&mut p, receiver).unwrap();
         discovery.join().unwrap();
         assert_eq!(chosen, vec![1]);
         assert_eq!(
@@ -800,12 +797,7 @@ mod tests {
         sender.send(system_row("micro02", "10.0.0.2")).unwrap();
         drop(sender);
         let mut p = ScriptedPrompter::new("table:expect 1\ntable:done\nno\n");
-        let err = InitAnswers {
-            prompter: &mut p,
-            initiator: "micro01".into(),
-        }
-        .choose_systems(receiver)
-        .unwrap_err();
+        let err = choose_systems(&mut p, receiver).unwrap_err();
         assert_eq!(err.to_string(), "No system selected");
         assert_eq!(
             p.transcript(),
