@@ -1,36 +1,44 @@
 //! MicroCloud: turn a few machines running LXD into one cluster.
 //!
-//! Architecture map (read top to bottom, it is also the data flow):
+//! Architecture map (read top to bottom, it is also the data flow; the whole
+//! picture is in `docs/architecture.md`):
 //!
-//! - [`cli`]: clap definitions and thin command functions. A command resolves its
-//!   inputs (flags, preseed file, environment) into one validated [`plan`] input and
-//!   hands it to [`orchestrate`]. No REST call lives in `cli/`.
-//! - [`preseed`]: the MicroCloud 3.3 preseed schema, parsed with line/column errors,
-//!   plus its static validation and the disk-filter language; and the preseed an
-//!   interactive run saves to form the same cluster again.
-//! - [`discovery`]: UDP multicast (239.100.100.100:9444) responder and lookup, and
-//!   the choice of the local interface inside the lookup subnet.
-//! - [`trust`]: machine identity (self-signed certificate, 0600 key), fingerprints,
-//!   the passphrase HMAC, rustls configurations with pinned fingerprints, `Secret`.
-//! - [`session`]: the short-lived peer API every machine serves on :9443 during a
-//!   run: HMAC-authenticated join intents, then mTLS with pinned certificates.
+//! - [`cli`]: clap definitions and thin commands. Each command sequences the
+//!   stages of a run (admit, gather, plan, approve, apply) and asks its
+//!   questions in between; no REST call lives in `cli/`.
+//! - [`inputs`]: the front ends: a preseed file or interactive answers become
+//!   one [`plan::PlanRequest`]; also the preseed an interactive run saves.
+//! - [`preseed`]: the MicroCloud 3.3 preseed schema, parsed with line/column
+//!   errors, and its static validation.
+//! - [`disks`]: the typed disk, its one eligibility rule, and the `find:`
+//!   filter language.
+//! - [`plan`]: pure data. Facts gathered from every machine plus the request
+//!   become a [`plan::ClusterPlan`] (one section per service) that forms a
+//!   cluster or grows one; nothing here performs I/O.
+//! - [`orchestrate`]: the initiator's stages, the joiner, and the phases that
+//!   apply a plan with progress markers and undo.
+//! - [`discovery`]: UDP multicast (239.100.100.100:9444) responder and lookup,
+//!   and the choice of the local interface inside the lookup subnet.
+//! - [`trust`]: machine identity (self-signed certificate, 0600 key),
+//!   fingerprints, the passphrase HMAC, rustls with pinned fingerprints, `Secret`.
+//! - [`session`]: the short-lived peer API every machine serves on :9443
+//!   during a run: HMAC-authenticated join intents, then mTLS with pinned
+//!   certificates.
 //! - [`clients`]: one client per service (LXD today) behind a transport seam
 //!   (unix socket, HTTPS with a client certificate, or a peer's session proxy).
-//! - [`plan`]: pure data. Facts gathered from every machine plus the user's input
-//!   become a [`plan::ClusterPlan`] that forms a cluster, or grows one
-//!   (`microcloud add`) from the facts of the cluster; nothing here performs I/O.
-//! - [`orchestrate`]: applies a plan in phases, records progress markers in the
-//!   state directory, and undoes what the run created when a phase fails.
-//! - [`interactive`]: the question flows of `init`, `add` and `join`, through a
-//!   prompter (terminal or scripted), producing the same plan request.
-//! - [`ui`]: the printer (data on stdout, progress on stderr) and output formats.
-//! - [`sys`]: facts about this machine (hostname, paths, installed services).
-//! - [`state`]: the state directory: identity and run markers, nothing cluster-wide.
+//! - [`ui`]: the printer (data on stdout, progress on stderr), output formats,
+//!   and the prompter (terminal or scripted).
+//! - [`sys`]: facts about this machine (hostname, paths, disks in use,
+//!   installed services).
+//! - [`state`] and [`files`]: the state directory (identity and run markers,
+//!   nothing cluster-wide) and the one atomic way files are written.
 
 pub mod cli;
 pub mod clients;
 pub mod discovery;
-pub mod interactive;
+pub mod disks;
+pub mod files;
+pub mod inputs;
 pub mod orchestrate;
 pub mod plan;
 pub mod preseed;

@@ -2,11 +2,12 @@
 //! markers of its runs here; everything cluster-wide lives in the services'
 //! own databases.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::files::Existing;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/microcloud";
 
@@ -51,22 +52,14 @@ impl StateDir {
             .map_err(|e| StateError::CreateDir(self.root.clone(), e))
     }
 
-    /// Writes `record` as JSON, atomically (temp file, fsync, rename), 0600.
+    /// Writes `record` as JSON, atomically, 0600.
     pub fn write_run(&self, record: &RunRecord) -> Result<(), StateError> {
         self.ensure()?;
         let path = self.run_file();
         let json = serde_json::to_vec_pretty(record).expect("run records always serialize");
-        write_atomic(&path, &json).map_err(|e| StateError::Write(path, e))
+        crate::files::write_atomic(&path, &json, 0o600, Existing::Replace)
+            .map_err(|e| StateError::Write(path, e))
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Progress markers of one run: which phases are done, so a failed run can be
@@ -111,6 +104,8 @@ pub enum RunOutcome {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -74,3 +74,8 @@ pub fn optional_services() -> (Vec<&'static str>, Vec<&'static str>) {
         |services: Vec<&(&'static str, &str)>| services.iter().map(|(name, _)| *name).collect();
     (names(installed), names(missing))
 }
+
+/// TEMPORARY until sys::block lands.
+pub fn machine_disks() -> crate::disks::MachineDisks {
+    crate::disks::MachineDisks::default()
+}

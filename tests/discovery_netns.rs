@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use microcloud::discovery::{
-    DISCOVERY_PORT, DiscoveryError, LocalAddress, ServerInfo, address_in_subnet, lookup, respond,
+    DISCOVERY_PORT, DiscoveryError, LocalAddress, ServerInfo, address_in_subnet, local_addresses,
+    lookup, respond,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -141,7 +142,7 @@ fn ip(args: &[&str]) {
 async fn wait_for_address(subnet: IpNet) -> LocalAddress {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match address_in_subnet(&subnet) {
+        match local_addresses().and_then(|addresses| address_in_subnet(addresses, &subnet)) {
             Ok(address) => return address,
             Err(e) if Instant::now() > deadline => panic!("{e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,

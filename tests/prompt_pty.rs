@@ -140,7 +140,7 @@ fn ask_questions_and_a_live_table() -> TestResult {
     let passphrase = prompter.passphrase("Specify the passphrase for joining the system")?;
     println!("RESULT passphrase {passphrase}");
 
-    let (sender, receiver) = mpsc::channel();
+    let (sender, mut receiver) = mpsc::channel();
     let discovery = thread::spawn(move || {
         for name in ["micro02", "micro03"] {
             thread::sleep(Duration::from_millis(500));
@@ -152,7 +152,7 @@ fn ask_questions_and_a_live_table() -> TestResult {
         "Select systems:",
         &["NAME", "ADDRESS"],
         &mut rows,
-        Some(&receiver),
+        Some(&mut receiver),
         Selection::Many,
     )?;
     println!("RESULT select {selected:?}");

@@ -1,18 +1,24 @@
 //! `microcloud init` (interactive; with `--preseed` it runs a preseed file),
 //! `microcloud add` and `microcloud join`.
+//!
+//! These are front ends at a terminal: plain (blocking) code that asks the
+//! questions and runs the initiator's async stages on `runtime` in between,
+//! so the session keeps serving the joiners while a person thinks.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use tokio::runtime::Handle;
 
 use super::GlobalArgs;
-use crate::discovery;
-use crate::interactive::{self, InitAnswers};
-use crate::orchestrate::initiator::{self, Admission, Goal, InitiatorSettings};
+use crate::inputs::interactive;
+use crate::orchestrate::initiator::{self, Admission, Goal, InitiatorSession, SessionSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
+use crate::orchestrate::local::{Host, Machine};
 use crate::orchestrate::{LocalMachine, Role};
+use crate::plan::ClusterPlan;
 use crate::sys;
 use crate::trust::{Secret, passphrase};
 use crate::ui::Printer;
@@ -21,7 +27,7 @@ use crate::ui::prompt::{Prompter, TtyPrompter};
 /// Upstream's limit on a trust session.
 const MAX_SESSION_TIMEOUT: u64 = 3600;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct JoinArgs {
     /// The initiator's address: skip multicast discovery
     #[arg(long, value_name = "IP")]
@@ -41,16 +47,22 @@ fn terminal() -> anyhow::Result<TtyPrompter> {
 }
 
 /// `microcloud init` at a terminal.
-pub async fn interactive(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
+pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<()> {
     let mut prompter = terminal()?;
     let printer = global.printer();
-    let state = global.state();
-    let name = sys::hostname()?;
+    let host = Host;
+    let name = host.hostname()?;
     let (installed, missing) = sys::optional_services();
-    let start =
-        interactive::ask_init_start(&mut prompter, discovery::local_addresses()?, &missing)?;
+    let start = interactive::ask_init_start(&mut prompter, host.addresses()?, &missing)?;
     not_set_up_yet(&installed, &printer);
-    let machine = LocalMachine::open(name, Role::Initiator, start.address, &state).await?;
+    let lookup_subnet = start.address.network();
+    let machine = runtime.block_on(LocalMachine::open(
+        &host,
+        name,
+        Role::Initiator,
+        start.address,
+        &global.state(),
+    ))?;
     let (admission, passphrase) = if start.many {
         open_session(&machine, &printer)
     } else {
@@ -60,26 +72,33 @@ pub async fn interactive(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<(
         };
         (nobody, Secret::new(String::new()))
     };
-    run_initiator(
+    let plan = run_initiator(
         machine,
         Goal::Form,
         admission,
         passphrase,
         dry_run,
-        prompter,
+        &mut prompter,
         global,
-    )
-    .await
+        runtime,
+    )?;
+    if !dry_run {
+        if let Some(path) = interactive::offer_to_save_preseed(&mut prompter, &plan, lookup_subnet)?
+        {
+            printer.success(format!("Preseed written to {}", path.display()));
+        }
+    }
+    Ok(())
 }
 
 /// `microcloud add` at a terminal, on a member of the cluster.
-pub async fn add(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
+pub fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<()> {
     let mut prompter = terminal()?;
     let printer = global.printer();
     let (installed, missing) = sys::optional_services();
     interactive::confirm_missing_services(&mut prompter, &missing)?;
     not_set_up_yet(&installed, &printer);
-    let machine = LocalMachine::open_member(sys::hostname()?, &global.state()).await?;
+    let machine = runtime.block_on(LocalMachine::open_member(&Host, &global.state()))?;
     let (admission, passphrase) = open_session(&machine, &printer);
     run_initiator(
         machine,
@@ -87,10 +106,11 @@ pub async fn add(dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
         admission,
         passphrase,
         dry_run,
-        prompter,
+        &mut prompter,
         global,
+        runtime,
     )
-    .await
+    .map(drop)
 }
 
 /// Installed optional services are left out, and the person is told so:
@@ -120,41 +140,57 @@ fn open_session(machine: &LocalMachine, printer: &Printer) -> (Admission, Secret
     (Admission::Chosen, passphrase)
 }
 
-async fn run_initiator(
+/// The initiator's stages with a person answering in between; whatever
+/// happens, the joiners are told how it ended.
+#[allow(clippy::too_many_arguments)]
+fn run_initiator(
     machine: LocalMachine,
     goal: Goal,
     admission: Admission,
     passphrase: Secret<String>,
     dry_run: bool,
-    mut prompter: TtyPrompter,
+    prompter: &mut dyn Prompter,
     global: &GlobalArgs,
-) -> anyhow::Result<()> {
+    runtime: &Handle,
+) -> anyhow::Result<ClusterPlan> {
     let printer = global.printer();
-    let settings = InitiatorSettings {
-        goal,
+    let choose = matches!(admission, Admission::Chosen);
+    let settings = SessionSettings {
         passphrase,
         admission,
         multicast: true,
         dry_run,
     };
-    let lookup_subnet = machine.address.network();
-    let mut answers = InitAnswers {
-        prompter: &mut prompter,
-        initiator: machine.name.clone(),
-    };
-    let plan = initiator::run(machine, settings, &mut answers, global.state(), &printer).await?;
-    super::report_outcome(&plan, dry_run, &printer);
-    if goal == Goal::Form && !dry_run {
-        if let Some(path) = interactive::offer_to_save_preseed(&mut prompter, &plan, lookup_subnet)?
-        {
-            printer.success(format!("Preseed written to {}", path.display()));
+    let mut session = runtime.block_on(InitiatorSession::open(machine, settings))?;
+    let result = (|| {
+        if choose {
+            let arrivals = session.watch()?;
+            let chosen = interactive::choose_systems(prompter, &arrivals.incoming);
+            runtime.block_on(session.end_watch(arrivals, &printer))?;
+            session.select(&chosen?);
         }
-    }
-    Ok(())
+        runtime.block_on(session.confirm(&printer))?;
+        let gathered = runtime.block_on(session.gather(goal, &printer))?;
+        let request = interactive::ask_request(prompter, &gathered)?;
+        let plan = gathered.plan(&request)?;
+        if dry_run {
+            return Ok(plan);
+        }
+        printer.status(plan.to_string().trim_end());
+        if !interactive::approve(prompter)? {
+            anyhow::bail!("Cluster setup cancelled: nothing was changed");
+        }
+        runtime.block_on(session.apply(&plan, goal, global.state(), &printer))?;
+        Ok(plan)
+    })();
+    runtime.block_on(session.close(&initiator::outcome(&result, dry_run), &printer));
+    let plan = result?;
+    super::report_outcome(&plan, dry_run, &printer);
+    Ok(plan)
 }
 
 /// `microcloud join` at a terminal.
-pub async fn join(args: JoinArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+pub fn join(args: JoinArgs, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<()> {
     if args.session_timeout > MAX_SESSION_TIMEOUT {
         anyhow::bail!(
             "Session timeout cannot exceed 60 minutes (got {} seconds)",
@@ -163,13 +199,17 @@ pub async fn join(args: JoinArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let mut prompter = terminal()?;
     let printer = global.printer();
-    let name = sys::hostname()?;
-    let address = interactive::choose_address(
-        &mut prompter,
-        discovery::local_addresses()?,
-        args.initiator_address,
-    )?;
-    let machine = LocalMachine::open(name, Role::Joiner, address, &global.state()).await?;
+    let host = Host;
+    let name = host.hostname()?;
+    let address =
+        interactive::choose_address(&mut prompter, host.addresses()?, args.initiator_address)?;
+    let machine = runtime.block_on(LocalMachine::open(
+        &host,
+        name,
+        Role::Joiner,
+        address,
+        &global.state(),
+    ))?;
     let words = prompter.passphrase("Specify the passphrase for joining the system")?;
     let settings = JoinerSettings {
         passphrase: Secret::new(words),
@@ -179,5 +219,5 @@ pub async fn join(args: JoinArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         session_timeout: Duration::from_secs(args.session_timeout),
         dry_run: false,
     };
-    joiner::run(machine, settings, &printer).await
+    runtime.block_on(joiner::run(machine, settings, &printer))
 }

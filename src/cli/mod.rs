@@ -8,6 +8,7 @@ pub mod preseed;
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::state::{DEFAULT_STATE_DIR, StateDir};
@@ -23,7 +24,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Where this machine keeps its identity and run records
     #[arg(long, env = "MICROCLOUD_STATE_DIR", default_value = DEFAULT_STATE_DIR, global = true)]
@@ -95,12 +96,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(InitArgs {
             preseed: None,
             dry_run,
-        }) => init::interactive(dry_run, global).await,
-        Command::Add(AddArgs { dry_run }) => init::add(dry_run, global).await,
-        Command::Join(args) => init::join(args, global).await,
+        }) => at_terminal(global, move |g, rt| init::interactive(dry_run, g, rt)).await,
+        Command::Add(AddArgs { dry_run }) => {
+            at_terminal(global, move |g, rt| init::add(dry_run, g, rt)).await
+        }
+        Command::Join(args) => at_terminal(global, move |g, rt| init::join(args, g, rt)).await,
         Command::Preseed(args) => preseed::run(args, global).await,
         Command::Cluster { command } => cluster::run(command, global).await,
     }
+}
+
+/// Runs an interactive command on a thread of its own: its questions block
+/// while the session it drives keeps running on the async runtime.
+async fn at_terminal(
+    global: &GlobalArgs,
+    command: impl FnOnce(&GlobalArgs, &tokio::runtime::Handle) -> anyhow::Result<()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let global = global.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || command(&global, &runtime))
+        .await
+        .context("The interactive command stopped unexpectedly")?
 }
 
 /// The end of an initiator's run: a dry run's plan is the command's data.

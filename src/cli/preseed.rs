@@ -8,12 +8,16 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
-use crate::orchestrate::initiator::{self, Admission, Answers, Goal, InitiatorSettings};
+use crate::inputs;
+use crate::orchestrate::initiator::{self, Admission, Goal, InitiatorSession, SessionSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
+use crate::orchestrate::local::Host;
 use crate::orchestrate::{LocalMachine, Role};
-use crate::plan::{ClusterFacts, ClusterPlan, PlanRequest, SystemFacts};
+use crate::plan::ClusterPlan;
 use crate::preseed::Preseed;
+use crate::state::StateDir;
 use crate::trust::Secret;
+use crate::ui::Printer;
 
 #[derive(Debug, Args)]
 pub struct PreseedArgs {
@@ -59,6 +63,7 @@ fn read(path: &Path) -> anyhow::Result<String> {
 fn parse(text: &str, origin: &str) -> anyhow::Result<Preseed> {
     let preseed = Preseed::parse(text, origin)?;
     preseed.validate()?;
+    preseed.check_services_available()?;
     Ok(preseed)
 }
 
@@ -76,32 +81,30 @@ async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> 
     let preseed = parse(text, origin)?;
     let printer = global.printer();
     let state = global.state();
-    let machine = LocalMachine::prepare(&preseed, &state).await?;
+    let machine = LocalMachine::prepare(&Host, &preseed, &state).await?;
     let passphrase = Secret::new(preseed.session_passphrase.clone().unwrap_or_default());
     match machine.role {
         Role::Initiator => {
-            let name = machine.name.clone();
-            let settings = InitiatorSettings {
-                goal: Goal::Form,
+            let settings = SessionSettings {
                 passphrase,
                 admission: Admission::Listed {
                     expected: preseed
                         .systems
                         .iter()
                         .map(|s| s.name.clone())
-                        .filter(|n| *n != name)
+                        .filter(|n| *n != machine.name)
                         .collect(),
                     lookup_timeout: preseed.lookup_timeout(),
                 },
                 multicast: preseed.lookup_subnet.is_some(),
                 dry_run,
             };
-            let mut answers = PreseedAnswers {
-                preseed: &preseed,
-                initiator: name,
-            };
-            let plan = initiator::run(machine, settings, &mut answers, state, &printer).await?;
-            super::report_outcome(&plan, dry_run, &printer);
+            let mut session = InitiatorSession::open(machine, settings).await?;
+            let result = form(&mut session, &preseed, dry_run, state, &printer).await;
+            session
+                .close(&initiator::outcome(&result, dry_run), &printer)
+                .await;
+            super::report_outcome(&result?, dry_run, &printer);
         }
         Role::Joiner => {
             let settings = JoinerSettings {
@@ -118,34 +121,23 @@ async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> 
     Ok(())
 }
 
-/// A preseed answers every question from the file.
-struct PreseedAnswers<'a> {
-    preseed: &'a Preseed,
-    initiator: String,
-}
-
-impl Answers for PreseedAnswers<'_> {
-    fn choose_systems(
-        &mut self,
-        _: std::sync::mpsc::Receiver<Vec<String>>,
-    ) -> anyhow::Result<Vec<usize>> {
-        anyhow::bail!("a preseed lists its systems: there is nothing to choose")
+/// The initiator's stages for a preseed: the file answers every question.
+async fn form(
+    session: &mut InitiatorSession,
+    preseed: &Preseed,
+    dry_run: bool,
+    state: StateDir,
+    printer: &Printer,
+) -> anyhow::Result<ClusterPlan> {
+    session.admit_listed(printer).await?;
+    session.confirm(printer).await?;
+    let gathered = session.gather(Goal::Form, printer).await?;
+    let request = inputs::preseed::request(preseed, &gathered.initiator, &gathered.addresses())?;
+    let plan = gathered.plan(&request)?;
+    if dry_run {
+        return Ok(plan);
     }
-
-    fn request(
-        &mut self,
-        facts: &[SystemFacts],
-        _: Option<&ClusterFacts>,
-    ) -> anyhow::Result<PlanRequest> {
-        let addresses = facts.iter().map(|f| (f.name.clone(), f.address)).collect();
-        Ok(PlanRequest::from_preseed(
-            self.preseed,
-            &self.initiator,
-            &addresses,
-        )?)
-    }
-
-    fn approve(&mut self, _: &ClusterPlan) -> anyhow::Result<bool> {
-        Ok(true)
-    }
+    printer.status(plan.to_string().trim_end());
+    session.apply(&plan, Goal::Form, state, printer).await?;
+    Ok(plan)
 }

@@ -17,11 +17,7 @@ pub fn local_addresses() -> Result<Vec<LocalAddress>, DiscoveryError> {
 }
 
 /// The first local address inside `subnet`, MicroCloud's rule for `lookup_subnet`.
-pub fn address_in_subnet(subnet: &IpNet) -> Result<LocalAddress, DiscoveryError> {
-    first_in_subnet(local_addresses()?, subnet)
-}
-
-fn first_in_subnet(
+pub fn address_in_subnet(
     addresses: Vec<LocalAddress>,
     subnet: &IpNet,
 ) -> Result<LocalAddress, DiscoveryError> {
@@ -126,7 +122,7 @@ mod tests {
         ];
         let subnet: IpNet = "10.0.0.0/24".parse().unwrap();
         assert_eq!(
-            first_in_subnet(addresses, &subnet).unwrap(),
+            address_in_subnet(addresses, &subnet).unwrap(),
             local("eth1", "10.0.0.7", 24)
         );
     }
@@ -134,7 +130,7 @@ mod tests {
     #[test]
     fn subnet_with_host_bits_still_matches() {
         let subnet: IpNet = "10.0.0.99/24".parse().unwrap();
-        let found = first_in_subnet(vec![local("eth1", "10.0.0.7", 24)], &subnet).unwrap();
+        let found = address_in_subnet(vec![local("eth1", "10.0.0.7", 24)], &subnet).unwrap();
         assert_eq!(found.interface, "eth1");
     }
 
@@ -142,7 +138,7 @@ mod tests {
     fn ipv6_subnet_matches_ipv6_address() {
         let addresses = vec![local("eth0", "10.0.0.7", 24), local("eth0", "fd42::7", 64)];
         let subnet: IpNet = "fd42::/64".parse().unwrap();
-        let found = first_in_subnet(addresses, &subnet).unwrap();
+        let found = address_in_subnet(addresses, &subnet).unwrap();
         assert_eq!(found.address, "fd42::7".parse::<IpAddr>().unwrap());
     }
 
@@ -153,14 +149,14 @@ mod tests {
             local("eth0", "fd42::7", 64),
         ];
         let subnet: IpNet = "10.0.0.0/24".parse().unwrap();
-        let err = first_in_subnet(addresses, &subnet).unwrap_err();
+        let err = address_in_subnet(addresses, &subnet).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Failed to determine MicroCloud address within subnet \"10.0.0.0/24\" \
              (this machine has 192.168.1.5/24 on eth0, fd42::7/64 on eth0)"
         );
 
-        let err = first_in_subnet(Vec::new(), &subnet).unwrap_err();
+        let err = address_in_subnet(Vec::new(), &subnet).unwrap_err();
         assert!(
             err.to_string()
                 .ends_with("(this machine has no global unicast address)"),

@@ -1,27 +1,77 @@
 //! Applies a [`ClusterPlan`] on the initiator, phase by phase. Each phase
-//! records its progress, registers how to undo what it creates, and on failure
-//! everything this run created is undone, newest first.
+//! records its progress and registers how to undo what it creates; when one
+//! fails (or Ctrl-C stops it), everything this run created is undone, newest
+//! first, and what could not be undone is reported as needing attention.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::BTreeMap;
 
-use anyhow::Context;
-
+use super::lxd;
 use super::progress::Progress;
 use super::revert::Reverter;
-use crate::clients::lxd::{ClusterPut, LxdClient, MemberConfig, NetworksPost, StoragePoolsPost};
-use crate::plan::{self, ClusterPlan, MemberPlan, NetworkPlan};
-use crate::session::{LxdJoin, PeerSession, ServicesPut};
+use crate::clients::lxd::LxdClient;
+use crate::plan::ClusterPlan;
+use crate::session::PeerSession;
 use crate::state::PhaseStatus;
-use crate::trust::Secret;
 use crate::ui::Printer;
 
-pub const PHASES: &[&str] = &["bootstrap", "join", "storage", "network", "profile"];
+/// The services a run sets up. MicroCeph and MicroOVN join LXD here, each
+/// with its own section of the plan and its own phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Lxd,
+}
 
-/// LXD's cluster port, as upstream.
-const LXD_PORT: u16 = 8443;
-/// How long a member may take to show up online after its join returned.
-const MEMBER_ONLINE_TIMEOUT: Duration = Duration::from_secs(30);
+/// One step of a run, in the order [`phases`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Clustering enabled on the initiator.
+    LxdBootstrap,
+    /// Every other member joined, one at a time.
+    LxdJoin,
+    /// The `local` storage pool on every member.
+    LocalPool,
+    /// The bridge or fan network on every member.
+    Network,
+    /// The default profile's root disk and NIC.
+    Profile,
+}
+
+impl Phase {
+    /// The name recorded in the run's progress markers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::LxdBootstrap => "bootstrap",
+            Phase::LxdJoin => "join",
+            Phase::LocalPool => "storage",
+            Phase::Network => "network",
+            Phase::Profile => "profile",
+        }
+    }
+
+    pub fn service(self) -> Service {
+        match self {
+            Phase::LxdBootstrap
+            | Phase::LxdJoin
+            | Phase::LocalPool
+            | Phase::Network
+            | Phase::Profile => Service::Lxd,
+        }
+    }
+}
+
+/// LXD's phases, in order.
+const LXD_PHASES: [Phase; 5] = [
+    Phase::LxdBootstrap,
+    Phase::LxdJoin,
+    Phase::LocalPool,
+    Phase::Network,
+    Phase::Profile,
+];
+
+/// The phases that apply `plan`, in order: today LXD's alone.
+pub fn phases(_plan: &ClusterPlan) -> Vec<Phase> {
+    LXD_PHASES.to_vec()
+}
 
 /// Where the plan is applied: the initiator's LXD and each joiner's session.
 pub struct Targets {
@@ -37,485 +87,48 @@ pub async fn apply(
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let mut reverter = Reverter::new();
-    for phase in PHASES {
-        progress.set(phase, PhaseStatus::Running)?;
-        let work = async {
-            match *phase {
-                "bootstrap" => bootstrap(plan, targets, &mut reverter, printer).await,
-                "join" => join_members(plan, targets, &mut reverter, printer).await,
-                "storage" => create_local_pool(plan, targets, &mut reverter, printer).await,
-                "network" => create_network(plan, targets, &mut reverter, printer).await,
-                "profile" => update_profile(plan, targets, &mut reverter, printer).await,
-                other => unreachable!("unknown phase {other}"),
-            }
-        };
+    for phase in phases(plan) {
+        progress.set(phase.name(), PhaseStatus::Running)?;
+        let work = run_phase(phase, plan, targets, &mut reverter, printer);
         // Ctrl-C stops the phase in flight; what the run created is then undone.
         let result = tokio::select! {
             result = work => result,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("Interrupted by the user")),
         };
-        match result {
-            Ok(()) => progress.set(phase, PhaseStatus::Done)?,
-            Err(err) => {
-                printer.warn(format!(
-                    "Phase {phase:?} failed, undoing this run's changes"
-                ));
-                progress.set(phase, PhaseStatus::Reverted)?;
-                let left = reverter.revert(printer).await;
-                progress.undo_completed()?;
-                if !left.is_empty() {
-                    return Err(err.context(format!(
-                        "some changes could not be undone and need attention:\n  - {}",
-                        left.join("\n  - ")
-                    )));
-                }
-                return Err(err);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn lxd_address(address: std::net::IpAddr) -> String {
-    std::net::SocketAddr::new(address, LXD_PORT).to_string()
-}
-
-/// Server configuration keys the run sets, and their values before it did.
-async fn current_values(
-    lxd: &LxdClient,
-    keys: &[&str],
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let server = lxd.server().await?;
-    Ok(keys
-        .iter()
-        .map(|k| (k.to_string(), server.config_value(k).unwrap_or_default()))
-        .collect())
-}
-
-async fn bootstrap(
-    plan: &ClusterPlan,
-    targets: &Targets,
-    reverter: &mut Reverter,
-    printer: &Printer,
-) -> anyhow::Result<()> {
-    // Growing a cluster: the initiator is a member already.
-    let Some(initiator) = plan.member(&plan.initiator) else {
-        return Ok(());
-    };
-    let lxd = targets.local.clone();
-    let config = BTreeMap::from([
-        ("core.https_address".to_string(), format!("[::]:{LXD_PORT}")),
-        (
-            "cluster.https_address".to_string(),
-            lxd_address(initiator.address),
-        ),
-        ("user.microcloud".to_string(), crate::VERSION.to_string()),
-    ]);
-    let keys: Vec<&str> = config.keys().map(String::as_str).collect();
-    let previous = current_values(&lxd, &keys).await?;
-    let step = printer.step(format!("Initializing LXD on {}", initiator.name));
-    lxd.patch_server_config(&config, None)
-        .await
-        .context("Failed to configure the LXD server addresses")?;
-    let undo_lxd = lxd.clone();
-    let undo_config = previous.clone();
-    reverter.add(
-        format!("restore LXD's server configuration on {}", initiator.name),
-        Box::pin(async move {
-            undo_lxd.patch_server_config(&undo_config, None).await?;
-            Ok(())
-        }),
-    );
-    lxd.put_cluster(&ClusterPut {
-        server_name: initiator.name.clone(),
-        enabled: true,
-        ..Default::default()
-    })
-    .await
-    .context("Failed to bootstrap the LXD cluster")?;
-    let undo_lxd = lxd.clone();
-    reverter.add(
-        format!("disable clustering on {}", initiator.name),
-        Box::pin(async move {
-            undo_lxd
-                .put_cluster(&ClusterPut::default())
-                .await
-                .context("Failed to disable clustering")?;
-            // LXD re-executes itself after leaving clustering.
-            undo_lxd.wait_ready(Duration::from_secs(60)).await?;
-            Ok(())
-        }),
-    );
-    // LXD refuses join tokens until it sees its own member online.
-    wait_online(&lxd, &initiator.name).await?;
-    step.done(format!("Local LXD on {} is ready", initiator.name));
-    Ok(())
-}
-
-/// Joins the other members one at a time: parallel joins hang LXD from 5
-/// members up.
-async fn join_members(
-    plan: &ClusterPlan,
-    targets: &Targets,
-    reverter: &mut Reverter,
-    printer: &Printer,
-) -> anyhow::Result<()> {
-    if plan.members.len() > 1 {
-        printer.status("Awaiting cluster formation ...");
-    }
-    let lxd = &targets.local;
-    let cluster_certificate = lxd.server().await?.environment.certificate;
-    for member in plan.joiners() {
-        let step = printer.step(format!("Joining {} to the cluster", member.name));
-        let peer = targets
-            .peers
-            .get(&member.name)
-            .with_context(|| format!("no session with {:?}", member.name))?;
-        let (token, operation) = lxd
-            .create_join_token(&member.name)
-            .await
-            .with_context(|| format!("Failed to issue an LXD join token for {:?}", member.name))?;
-        let request = ServicesPut {
-            lxd: Some(LxdJoin {
-                token: Secret::new(token.encode()),
-                cluster_certificate: cluster_certificate.clone(),
-                member_config: member_config(plan, member),
-            }),
-        };
-        if let Err(err) = peer.join_services(&request).await {
-            // The token is still valid until revoked: do not leave it behind.
-            let _ = lxd.delete_operation(&operation).await;
-            return Err(err)
-                .with_context(|| format!("System {:?} failed to join the cluster", member.name));
-        }
-        let undo_lxd = lxd.clone();
-        let name = member.name.clone();
-        reverter.add(
-            format!("remove {} from the LXD cluster", member.name),
-            Box::pin(async move { remove_member(&undo_lxd, &name).await }),
-        );
-        wait_online(lxd, &member.name).await?;
-        step.done(format!("Peer {} has joined the cluster", member.name));
-    }
-    Ok(())
-}
-
-/// What a member joining an existing `local` pool must be told: LXD would
-/// otherwise copy the source of the member that answers the join.
-fn member_config(plan: &ClusterPlan, member: &MemberPlan) -> Vec<MemberConfig> {
-    let (Some(pool), Some(source)) = (&plan.local_pool, &member.local_source) else {
-        return Vec::new();
-    };
-    if !pool.exists {
-        return Vec::new();
-    }
-    let entry = |key: &str, value: &str| MemberConfig {
-        entity: "storage-pool".into(),
-        name: plan::LOCAL_POOL.into(),
-        key: key.into(),
-        value: value.into(),
-        description: String::new(),
-    };
-    // An empty source puts the pool in the member's own LXD storage directory.
-    let mut config = vec![entry("source", &source.path)];
-    if source.wipe {
-        config.push(entry("source.wipe", "true"));
-    }
-    config
-}
-
-/// A plain removal tells the member to leave, and its LXD wipes its cluster
-/// state; `force` only drops it from the database, so it is the last resort.
-async fn remove_member(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
-    match lxd.delete_cluster_member(name, false).await {
-        Ok(()) => Ok(()),
-        Err(err) => {
-            lxd.delete_cluster_member(name, true)
-                .await
-                .with_context(|| format!("removal failed ({err}), and so did a forced removal"))?;
-            anyhow::bail!(
-                "removed only by force ({err}): {name} still believes it is clustered; reinstall LXD there"
-            )
-        }
-    }
-}
-
-async fn wait_online(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + MEMBER_ONLINE_TIMEOUT;
-    loop {
-        let members = lxd.cluster_members().await?;
-        match members.iter().find(|m| m.server_name == name) {
-            Some(m) if m.status == "Online" => return Ok(()),
-            other if tokio::time::Instant::now() >= deadline => {
-                let status = other.map_or("missing".to_string(), |m| m.status.clone());
-                anyhow::bail!(
-                    "Timed out waiting for cluster member {name:?} to appear online (status: {status})"
-                );
-            }
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-}
-
-/// A pool is defined pending on each member (with its own source), then
-/// created cluster-wide.
-async fn create_local_pool(
-    plan: &ClusterPlan,
-    targets: &Targets,
-    reverter: &mut Reverter,
-    printer: &Printer,
-) -> anyhow::Result<()> {
-    let Some(pool) = plan.local_pool.as_ref().filter(|p| !p.exists) else {
-        return Ok(());
-    };
-    let step = printer.step(format!("Creating storage pool {:?}", plan::LOCAL_POOL));
-    let lxd = &targets.local;
-    let undo_lxd = lxd.clone();
-    reverter.add(
-        format!("delete storage pool {:?}", plan::LOCAL_POOL),
-        Box::pin(async move {
-            delete_unless_absent(undo_lxd.delete_storage_pool(plan::LOCAL_POOL).await)
-        }),
-    );
-    for member in &plan.members {
-        let Some(source) = &member.local_source else {
+        let Err(err) = result else {
+            progress.set(phase.name(), PhaseStatus::Done)?;
             continue;
         };
-        let mut config = BTreeMap::new();
-        // No source: LXD keeps the pool in its own storage directory.
-        if !source.path.is_empty() {
-            config.insert("source".to_string(), source.path.clone());
-        }
-        if source.wipe {
-            config.insert("source.wipe".into(), "true".into());
-        }
-        if pool.driver == "zfs" {
-            config.insert("zfs.pool_name".into(), plan::LOCAL_POOL.into());
-        }
-        let request = StoragePoolsPost {
-            name: plan::LOCAL_POOL.into(),
-            driver: pool.driver.clone(),
-            description: String::new(),
-            config,
-        };
-        lxd.create_storage_pool(&request, Some(&member.name))
-            .await
-            .with_context(|| {
-                format!(
-                    "Failed to define the local storage pool on {:?}",
-                    member.name
-                )
-            })?;
-        printer.status(format!(
-            "Using {} on {} for local storage pool",
-            source.describe(),
-            member.name
+        printer.warn(format!(
+            "Phase {:?} failed, undoing this run's changes",
+            phase.name()
         ));
-    }
-    let request = StoragePoolsPost {
-        name: plan::LOCAL_POOL.into(),
-        driver: pool.driver.clone(),
-        description: format!("Local storage on {}", pool.driver),
-        config: BTreeMap::new(),
-    };
-    lxd.create_storage_pool(&request, None)
-        .await
-        .context("Failed to create the local storage pool")?;
-    step.done(format!(
-        "Storage pool {:?} created on every member",
-        plan::LOCAL_POOL
-    ));
-    Ok(())
-}
-
-async fn create_network(
-    plan: &ClusterPlan,
-    targets: &Targets,
-    reverter: &mut Reverter,
-    printer: &Printer,
-) -> anyhow::Result<()> {
-    let Some(network) = plan
-        .network
-        .as_ref()
-        .filter(|n| !matches!(n, NetworkPlan::Existing { .. }))
-    else {
-        return Ok(());
-    };
-    let lxd = &targets.local;
-    let name = network.name();
-    let step = printer.step(format!("Creating network {name:?}"));
-    let undo_lxd = lxd.clone();
-    let undo_name = name.to_string();
-    reverter.add(
-        format!("delete network {name:?}"),
-        Box::pin(async move { delete_unless_absent(undo_lxd.delete_network(&undo_name).await) }),
-    );
-    for member in &plan.members {
-        let pending = NetworksPost {
-            name: name.into(),
-            kind: "bridge".into(),
-            ..Default::default()
-        };
-        lxd.create_network(&pending, Some(&member.name))
-            .await
-            .with_context(|| format!("Failed to define network {name:?} on {:?}", member.name))?;
-    }
-    let (config, description) = match network {
-        NetworkPlan::Bridge { ipv4 } => (
-            HashMap::from([
-                ("ipv4.address", ipv4.to_string()),
-                ("ipv4.nat", "true".into()),
-                ("ipv6.address", "none".into()),
-            ]),
-            "Default bridge network",
-        ),
-        NetworkPlan::Fan { underlay } => (
-            HashMap::from([
-                ("bridge.mode", "fan".to_string()),
-                ("fan.underlay_subnet", underlay.to_string()),
-            ]),
-            "Default Ubuntu fan powered bridge",
-        ),
-        NetworkPlan::Existing { .. } => unreachable!("existing networks were filtered out"),
-    };
-    let request = NetworksPost {
-        name: name.into(),
-        kind: "bridge".into(),
-        description: description.into(),
-        config: config
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    };
-    lxd.create_network(&request, None)
-        .await
-        .with_context(|| format!("Failed to create network {name:?}"))?;
-    step.done(format!("Network {name:?} created on every member"));
-    Ok(())
-}
-
-async fn update_profile(
-    plan: &ClusterPlan,
-    targets: &Targets,
-    reverter: &mut Reverter,
-    printer: &Printer,
-) -> anyhow::Result<()> {
-    let lxd = &targets.local;
-    let previous = lxd.profile(plan::DEFAULT_PROFILE).await?;
-    let mut profile = previous.clone();
-    if let Some(pool) = &plan.profile.root_pool {
-        profile.devices.insert(
-            "root".into(),
-            BTreeMap::from([
-                ("path".into(), "/".into()),
-                ("pool".into(), pool.clone()),
-                ("type".into(), "disk".into()),
-            ]),
-        );
-    }
-    if let Some(network) = &plan.profile.network {
-        profile.devices.insert(
-            "eth0".into(),
-            BTreeMap::from([
-                ("name".into(), "eth0".into()),
-                ("network".into(), network.clone()),
-                ("type".into(), "nic".into()),
-            ]),
-        );
-    }
-    if profile == previous {
-        return Ok(());
-    }
-    lxd.put_profile(plan::DEFAULT_PROFILE, &profile)
-        .await
-        .context("Failed to update the default profile")?;
-    let undo_lxd = lxd.clone();
-    reverter.add(
-        "restore the default profile",
-        Box::pin(async move {
-            undo_lxd
-                .put_profile(plan::DEFAULT_PROFILE, &previous)
-                .await?;
-            Ok(())
-        }),
-    );
-    printer.success("Default profile configured");
-    Ok(())
-}
-
-/// Undoing a deletion target that is already gone is a success.
-fn delete_unless_absent(result: Result<(), crate::clients::ApiError>) -> anyhow::Result<()> {
-    match result {
-        Err(err) if err.status() == Some(404) => Ok(()),
-        other => Ok(other?),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::{LocalPoolPlan, LocalSource, ProfilePlan};
-
-    fn plan_with(exists: bool, path: &str, wipe: bool) -> ClusterPlan {
-        ClusterPlan {
-            initiator: "micro1".into(),
-            existing_members: vec!["micro1".into()],
-            members: vec![MemberPlan {
-                name: "micro2".into(),
-                address: [10, 0, 0, 2].into(),
-                local_source: Some(LocalSource {
-                    path: path.into(),
-                    wipe,
-                }),
-            }],
-            local_pool: Some(LocalPoolPlan {
-                driver: "zfs".into(),
-                exists,
-            }),
-            network: None,
-            profile: ProfilePlan {
-                root_pool: None,
-                network: None,
-            },
-            warnings: Vec::new(),
+        progress.set(phase.name(), PhaseStatus::Reverted)?;
+        let left = reverter.revert(printer).await;
+        progress.undo_completed()?;
+        if !left.is_empty() {
+            return Err(err.context(format!(
+                "some changes could not be undone and need attention:\n  - {}",
+                left.join("\n  - ")
+            )));
         }
+        return Err(err);
     }
+    Ok(())
+}
 
-    fn keys(config: &[MemberConfig]) -> Vec<(&str, &str, &str, &str)> {
-        config
-            .iter()
-            .map(|c| {
-                (
-                    c.entity.as_str(),
-                    c.name.as_str(),
-                    c.key.as_str(),
-                    c.value.as_str(),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn joining_an_existing_pool_names_the_members_own_source() {
-        let plan = plan_with(true, "/dev/disk/by-id/wwn-2", true);
-        assert_eq!(
-            keys(&member_config(&plan, &plan.members[0])),
-            [
-                ("storage-pool", "local", "source", "/dev/disk/by-id/wwn-2"),
-                ("storage-pool", "local", "source.wipe", "true"),
-            ]
-        );
-        // LXD's storage directory is an empty source, which LXD fills in itself.
-        let plan = plan_with(true, "", false);
-        assert_eq!(
-            keys(&member_config(&plan, &plan.members[0])),
-            [("storage-pool", "local", "source", "")]
-        );
-    }
-
-    #[test]
-    fn a_pool_this_run_creates_needs_no_join_config() {
-        let plan = plan_with(false, "/dev/disk/by-id/wwn-2", true);
-        assert!(member_config(&plan, &plan.members[0]).is_empty());
+async fn run_phase(
+    phase: Phase,
+    plan: &ClusterPlan,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    match phase {
+        Phase::LxdBootstrap => lxd::bootstrap(plan, targets, reverter, printer).await,
+        Phase::LxdJoin => lxd::join_members(plan, targets, reverter, printer).await,
+        Phase::LocalPool => lxd::create_local_pool(plan, targets, reverter, printer).await,
+        Phase::Network => lxd::create_network(plan, targets, reverter, printer).await,
+        Phase::Profile => lxd::update_profile(plan, targets, reverter, printer).await,
     }
 }

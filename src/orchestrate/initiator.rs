@@ -1,28 +1,36 @@
-//! The initiator's side of a run: wait for every expected joiner, confirm
-//! them, gather facts from every machine, plan, then apply the plan. Whatever
-//! happens, every joiner that reached out is told the outcome, so none is left
-//! waiting or half-joined.
+//! The initiator's side of a run, as stages the command calls in order:
+//!
+//! 1. [`InitiatorSession::open`]: serve the session API (and answer multicast).
+//! 2. Admission: [`InitiatorSession::admit_listed`] waits for the systems a
+//!    preseed lists; [`InitiatorSession::watch`] streams every system that
+//!    proves the passphrase as a [`Candidate`] for a person to choose from,
+//!    then [`InitiatorSession::select`] keeps the chosen ones.
+//! 3. [`InitiatorSession::confirm`]: pin each chosen system's certificate.
+//! 4. [`InitiatorSession::gather`]: facts from every machine ([`Gathered`]),
+//!    from which the command builds the pure plan.
+//! 5. [`InitiatorSession::apply`]: the plan's phases, with undo.
+//! 6. [`InitiatorSession::close`]: every system that reached out is told how
+//!    the run ended, so none is left waiting or half-joined.
+//!
+//! Nothing here asks a person anything: the command does, between stages.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::FutureExt;
 use futures_util::future::try_join_all;
-use ipnet::IpNet;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{self, Targets};
+use super::gather;
 use super::local::LocalMachine;
 use super::progress::Progress;
-use crate::clients::lxd::LxdClient;
 use crate::discovery::{self, ServerInfo};
-use crate::plan::{self, ClusterFacts, ClusterPlan, PlanRequest, SystemFacts};
+use crate::plan::{self, ClusterFacts, ClusterPlan, PlanRequest, Problems, SystemFacts};
 use crate::session::{
     JoinIntent, PeerSession, SESSION_PORT, SessionConfig, SessionEvent, SessionRole, SessionServer,
     StopOutcome,
@@ -30,16 +38,6 @@ use crate::session::{
 use crate::state::{RunOutcome, StateDir};
 use crate::trust::{Fingerprint, Secret, ServerPin};
 use crate::ui::Printer;
-
-pub struct InitiatorSettings {
-    pub goal: Goal,
-    pub passphrase: Secret<String>,
-    pub admission: Admission,
-    /// Answer multicast lookups (lookup_subnet mode); otherwise joiners know our address.
-    pub multicast: bool,
-    /// Gather and plan, then stop: change nothing on any machine.
-    pub dry_run: bool,
-}
 
 /// Whether the run forms a cluster or grows the one this machine is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +57,7 @@ impl Goal {
 }
 
 /// Which systems take part.
+#[derive(Debug, Clone)]
 pub enum Admission {
     /// Exactly these systems (a preseed), each within the lookup timeout.
     Listed {
@@ -69,156 +68,445 @@ pub enum Admission {
     Chosen,
 }
 
-/// What the person wants, asked at the points where the run needs it: a
-/// preseed answers from the file, an interactive run asks.
-pub trait Answers {
-    /// Picks the joiners among the systems that reach out; one row
-    /// (name, address, fingerprint) arrives per system while choosing.
-    fn choose_systems(&mut self, incoming: Receiver<Vec<String>>) -> anyhow::Result<Vec<usize>>;
-    /// The request, once every machine's facts are known; `cluster` is the
-    /// cluster being grown, if any.
-    fn request(
-        &mut self,
-        facts: &[SystemFacts],
-        cluster: Option<&ClusterFacts>,
-    ) -> anyhow::Result<PlanRequest>;
-    /// Whether to apply `plan` (after it was shown).
-    fn approve(&mut self, plan: &ClusterPlan) -> anyhow::Result<bool>;
+pub struct SessionSettings {
+    pub passphrase: Secret<String>,
+    pub admission: Admission,
+    /// Answer multicast lookups (lookup_subnet mode); otherwise joiners know our address.
+    pub multicast: bool,
+    /// Gather and plan, then stop: change nothing on any machine.
+    pub dry_run: bool,
 }
 
-pub async fn run(
+/// A system that proved the passphrase and presented this certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub intent: JoinIntent,
+    pub fingerprint: Fingerprint,
+}
+
+impl Candidate {
+    pub fn name(&self) -> &str {
+        &self.intent.name
+    }
+}
+
+/// Systems that reached out, by name.
+type Arrived = BTreeMap<String, Candidate>;
+
+/// The systems arriving while a person chooses; see [`InitiatorSession::watch`].
+pub struct Arrivals {
+    /// One candidate per system, in the order they arrive.
+    pub incoming: std::sync::mpsc::Receiver<Candidate>,
+    stop: CancellationToken,
+    collector: tokio::task::JoinHandle<Collected>,
+}
+
+/// What the collector hands back when the choice is over.
+struct Collected {
+    events: UnboundedReceiver<SessionEvent>,
+    arrived: Vec<Candidate>,
+    refused: Vec<String>,
+    failure: Option<anyhow::Error>,
+}
+
+pub struct InitiatorSession {
     machine: LocalMachine,
-    settings: InitiatorSettings,
-    answers: &mut dyn Answers,
-    state: StateDir,
-    printer: &Printer,
-) -> anyhow::Result<ClusterPlan> {
-    let me = machine.intent(settings.dry_run);
-    let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
-    let (server, mut events) = SessionServer::start(
-        listen,
-        &machine.identity,
-        SessionConfig {
-            role: SessionRole::Initiator {
-                expected: match &settings.admission {
-                    Admission::Listed { expected, .. } => Some(expected.clone()),
-                    Admission::Chosen => None,
+    settings: SessionSettings,
+    me: JoinIntent,
+    server: SessionServer,
+    /// `None` while [`Arrivals`] has it.
+    events: Option<UnboundedReceiver<SessionEvent>>,
+    stop_responder: CancellationToken,
+    /// Reached out and taking part, not yet confirmed.
+    arrived: Arrived,
+    /// Reached out but not chosen: told so when confirmed.
+    left_out: Arrived,
+    /// Confirmed: these trust us and we trust them.
+    peers: BTreeMap<String, PeerSession>,
+}
+
+impl InitiatorSession {
+    /// Starts the session API on this machine's MicroCloud address and, in
+    /// multicast mode, the discovery responder.
+    pub async fn open(
+        machine: LocalMachine,
+        settings: SessionSettings,
+    ) -> anyhow::Result<InitiatorSession> {
+        let me = machine.intent(settings.dry_run);
+        let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
+        let (server, events) = SessionServer::start(
+            listen,
+            &machine.identity,
+            SessionConfig {
+                role: SessionRole::Initiator {
+                    expected: match &settings.admission {
+                        Admission::Listed { expected, .. } => Some(expected.clone()),
+                        Admission::Chosen => None,
+                    },
                 },
+                passphrase: settings.passphrase.clone(),
+                me: me.clone(),
+                local_lxd: machine.lxd.transport().clone(),
+                machine_disks: crate::sys::machine_disks,
+                join_handler: None,
             },
-            passphrase: settings.passphrase.clone(),
-            me: me.clone(),
-            local_lxd: machine.lxd.transport().clone(),
-            join_handler: None,
-        },
-    )
-    .await?;
-    let stop_responder = CancellationToken::new();
-    let nobody_expected =
-        matches!(&settings.admission, Admission::Listed { expected, .. } if expected.is_empty());
-    if settings.multicast && !nobody_expected {
-        let info = ServerInfo::new(machine.name.clone(), machine.address.address.to_string());
-        let iface = machine.address.clone();
-        let stop = stop_responder.clone();
-        let mut responder = Box::pin(async move { discovery::respond(&iface, info, stop).await });
-        // The responder binds and joins the group on its first poll: a failure
-        // there is reported now, before anyone waits on this machine.
-        match (&mut responder).now_or_never() {
-            Some(result) => result?,
-            None => {
-                tokio::spawn(async move {
-                    if let Err(err) = responder.await {
-                        tracing::warn!("multicast responder stopped: {err}");
+        )
+        .await?;
+        let stop_responder = CancellationToken::new();
+        let nobody_expected = matches!(&settings.admission, Admission::Listed { expected, .. } if expected.is_empty());
+        if settings.multicast && !nobody_expected {
+            let info = ServerInfo::new(machine.name.clone(), machine.address.address.to_string());
+            let iface = machine.address.clone();
+            let stop = stop_responder.clone();
+            let mut responder =
+                Box::pin(async move { discovery::respond(&iface, info, stop).await });
+            // The responder binds and joins the group on its first poll: a
+            // failure there is reported now, before anyone waits on this machine.
+            match (&mut responder).now_or_never() {
+                Some(result) => result?,
+                None => {
+                    tokio::spawn(async move {
+                        if let Err(err) = responder.await {
+                            tracing::warn!("multicast responder stopped: {err}");
+                        }
+                    });
+                }
+            }
+        }
+        Ok(InitiatorSession {
+            machine,
+            settings,
+            me,
+            server,
+            events: Some(events),
+            stop_responder,
+            arrived: Arrived::new(),
+            left_out: Arrived::new(),
+            peers: BTreeMap::new(),
+        })
+    }
+
+    pub fn machine(&self) -> &LocalMachine {
+        &self.machine
+    }
+
+    /// Preseed admission: waits until every listed system has reached out.
+    pub async fn admit_listed(&mut self, printer: &Printer) -> anyhow::Result<()> {
+        let Admission::Listed {
+            expected,
+            lookup_timeout,
+        } = self.settings.admission.clone()
+        else {
+            anyhow::bail!("this run lets a person choose its systems: nothing is listed");
+        };
+        if !expected.is_empty() {
+            let names: Vec<&str> = expected.iter().map(String::as_str).collect();
+            printer.status(format!(
+                "Waiting up to {} s for {} to reach out (fingerprint of this system: {}) ...",
+                lookup_timeout.as_secs(),
+                names.join(", "),
+                self.machine.identity.fingerprint().short()
+            ));
+        }
+        let deadline = Instant::now() + lookup_timeout;
+        let events = self
+            .events
+            .as_mut()
+            .context("the session is being watched")?;
+        while self.arrived.len() < expected.len() {
+            let event = match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => anyhow::bail!("The session ended unexpectedly"),
+                Err(_) => {
+                    let missing = expected
+                        .iter()
+                        .find(|name| !self.arrived.contains_key(*name))
+                        .expect("fewer arrived than expected");
+                    anyhow::bail!(
+                        "System {missing:?} hasn't reached out within the lookup timeout ({} s). Check that `microcloud preseed` runs there with the same file and passphrase",
+                        lookup_timeout.as_secs()
+                    );
+                }
+            };
+            match admit(event)? {
+                Admit::Accepted(candidate) => {
+                    printer.status(format!(
+                        "System {} ({}) reached out with fingerprint {}",
+                        candidate.intent.name,
+                        candidate.intent.address,
+                        candidate.fingerprint.short()
+                    ));
+                    self.arrived
+                        .insert(candidate.intent.name.clone(), candidate);
+                }
+                Admit::Refused(message) => printer.warn(message),
+                Admit::Ignored => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Interactive admission: every system that proves the passphrase arrives
+    /// on [`Arrivals::incoming`] while a person chooses. Refusals are kept
+    /// until [`InitiatorSession::end_watch`], because the table owns the
+    /// terminal while it is shown.
+    pub fn watch(&mut self) -> anyhow::Result<Arrivals> {
+        let mut events = self.events.take().context("the session is being watched")?;
+        let (rows, incoming) = std::sync::mpsc::channel();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let collector = tokio::spawn(async move {
+            let (mut arrived, mut refused, mut failure) = (Vec::new(), Vec::new(), None);
+            loop {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    _ = stopped.cancelled() => break,
+                };
+                let Some(event) = event else { break };
+                match admit(event) {
+                    Ok(Admit::Accepted(candidate)) => {
+                        arrived.push(candidate.clone());
+                        // The table may be gone already; the arrival still counts.
+                        let _ = rows.send(candidate);
                     }
-                });
+                    Ok(Admit::Refused(message)) => refused.push(message),
+                    Ok(Admit::Ignored) => {}
+                    Err(err) => {
+                        failure = Some(err);
+                        break;
+                    }
+                }
+            }
+            Collected {
+                events,
+                arrived,
+                refused,
+                failure,
+            }
+        });
+        Ok(Arrivals {
+            incoming,
+            stop,
+            collector,
+        })
+    }
+
+    /// Ends the interactive admission: prints the refusals, and fails if the
+    /// session ended meanwhile (too many wrong passphrases), whatever the
+    /// person chose. Every system that arrived is remembered, so it can be
+    /// told the outcome.
+    pub async fn end_watch(&mut self, arrivals: Arrivals, printer: &Printer) -> anyhow::Result<()> {
+        arrivals.stop.cancel();
+        let collected = arrivals
+            .collector
+            .await
+            .context("the session's event collector failed")?;
+        self.events = Some(collected.events);
+        for message in collected.refused {
+            printer.warn(message);
+        }
+        for candidate in collected.arrived {
+            self.left_out
+                .insert(candidate.intent.name.clone(), candidate);
+        }
+        match collected.failure {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes part the chosen systems (from [`InitiatorSession::watch`]); the
+    /// others that reached out are told they were left out.
+    pub fn select(&mut self, chosen: &[Candidate]) {
+        for candidate in chosen {
+            if let Some(candidate) = self.left_out.remove(candidate.name()) {
+                self.arrived
+                    .insert(candidate.intent.name.clone(), candidate);
             }
         }
     }
-    let arrival = match &settings.admission {
-        Admission::Listed {
-            expected,
-            lookup_timeout,
-        } => {
-            if !expected.is_empty() {
-                let names: Vec<&str> = expected.iter().map(String::as_str).collect();
-                printer.status(format!(
-                    "Waiting up to {} s for {} to reach out (fingerprint of this system: {}) ...",
-                    lookup_timeout.as_secs(),
-                    names.join(", "),
-                    machine.identity.fingerprint().short()
-                ));
-            }
-            wait_for_listed(expected, *lookup_timeout, &mut events, printer).await
+
+    /// Confirms every system that takes part: from then on each trusts this
+    /// machine's certificate. Systems that were left out are confirmed too,
+    /// and told so at once, so none waits for its session timeout.
+    pub async fn confirm(&mut self, printer: &Printer) -> anyhow::Result<()> {
+        let left_out = std::mem::take(&mut self.left_out);
+        let (told, _) = self.confirm_each(&left_out, printer).await;
+        let reason = format!("{} did not select this system", self.machine.name);
+        tell(&told, &StopOutcome::Aborted(reason), printer).await;
+        let arrived = std::mem::take(&mut self.arrived);
+        let (peers, failure) = self.confirm_each(&arrived, printer).await;
+        self.peers.extend(peers);
+        if let Some(err) = failure {
+            return Err(err);
         }
-        Admission::Chosen => choose(answers, events, printer).await,
-    };
-    stop_responder.cancel();
-    let (arrived, left_out, waiting_error) = match arrival {
-        Ok((arrived, left_out)) => (arrived, left_out, None),
-        Err((arrived, err)) => (arrived, Arrived::new(), Some(err)),
-    };
-    // Confirm everyone who reached out, even when aborting or leaving them
-    // out, so each can be told the outcome instead of waiting.
-    let (left_out, _) = confirm(&machine, &settings, &me, &left_out, printer).await;
-    tell_peers(
-        &left_out,
-        &StopOutcome::Aborted(format!("{} did not select this system", machine.name)),
-        printer,
-    )
-    .await;
-    let (peers, confirm_error) = confirm(&machine, &settings, &me, &arrived, printer).await;
-    let peers = match confirm_error {
-        None => Ok(peers),
-        Some(err) => {
-            tell_peers(&peers, &StopOutcome::Aborted(format!("{err:#}")), printer).await;
-            Err(err)
-        }
-    };
-    // A person previewing at a terminal may show joiners the plan; automated
-    // runs (preseed) must all agree.
-    let preview_for_everyone = settings.dry_run && matches!(settings.admission, Admission::Chosen);
-    let waiting_error = waiting_error.or_else(|| {
-        (!preview_for_everyone)
-            .then(|| dry_run_mismatch(&arrived, settings.dry_run))
-            .flatten()
-    });
-    let result = match (waiting_error, peers) {
-        (Some(err), Ok(peers)) => Err((err, peers)),
-        (Some(err), Err(_)) | (None, Err(err)) => Err((err, BTreeMap::new())),
-        (None, Ok(peers)) => {
-            let run = plan_and_apply(&machine, &peers, answers, state, &settings, printer);
-            match run.await {
-                Ok(plan) => Ok((plan, peers)),
-                Err(err) => Err((err, peers)),
+        // A person previewing at a terminal may show joiners the plan;
+        // automated runs (preseed) must all agree.
+        let person_previews =
+            self.settings.dry_run && matches!(self.settings.admission, Admission::Chosen);
+        if !person_previews {
+            if let Some(err) = dry_run_mismatch(&arrived, self.settings.dry_run) {
+                return Err(err);
             }
         }
-    };
-    let outcome = match result {
-        Ok((plan, peers)) => {
-            let outcome = if settings.dry_run {
-                StopOutcome::DryRun
-            } else {
-                StopOutcome::Succeeded
+        Ok(())
+    }
+
+    /// Sends this machine's signed intent to each system, over TLS pinned to
+    /// the certificate it presented. Returns the confirmed ones, and the
+    /// first failure if any could not be confirmed.
+    async fn confirm_each(
+        &self,
+        systems: &Arrived,
+        printer: &Printer,
+    ) -> (BTreeMap<String, PeerSession>, Option<anyhow::Error>) {
+        let mut peers = BTreeMap::new();
+        let mut failure = None;
+        for (name, candidate) in systems {
+            let confirmed = async {
+                let peer = PeerSession::new(
+                    name,
+                    &candidate.intent.address,
+                    &self.machine.identity,
+                    ServerPin::Fingerprint(candidate.fingerprint.clone()),
+                )?;
+                peer.send_intent(&self.settings.passphrase, &self.me)
+                    .await?;
+                anyhow::Ok(peer)
             };
-            tell_peers(&peers, &outcome, printer).await;
-            Ok(plan)
+            match confirmed.await {
+                Ok(peer) => {
+                    printer.status(format!("Selected {name} at {}", candidate.intent.address));
+                    peers.insert(name.clone(), peer);
+                }
+                Err(err) => {
+                    failure
+                        .get_or_insert(err.context(format!("Failed to confirm system {name:?}")));
+                }
+            }
         }
-        Err((err, peers)) => {
-            tell_peers(&peers, &StopOutcome::Aborted(format!("{err:#}")), printer).await;
-            Err(err)
-        }
-    };
-    server.shutdown().await;
-    outcome
+        (peers, failure)
+    }
+
+    /// What every machine reports, before anything changes.
+    pub async fn gather(&self, goal: Goal, printer: &Printer) -> anyhow::Result<Gathered> {
+        let step = printer.step("Gathering system information");
+        let machine = &self.machine;
+        let (local, cluster) = match goal {
+            Goal::Form => {
+                let disks = crate::sys::machine_disks();
+                let local =
+                    gather::system(&machine.name, machine.address.address, &machine.lxd, &disks);
+                (Some(local.await?), None)
+            }
+            // A member changes nothing of its own: the cluster's state is what counts.
+            Goal::Grow => (None, Some(gather::cluster(&machine.lxd).await?)),
+        };
+        let remote = self.peers.values().map(|peer| async move {
+            let address: IpAddr = peer.address().parse().with_context(|| {
+                format!(
+                    "Invalid address {:?} for system {:?}",
+                    peer.address(),
+                    peer.name()
+                )
+            })?;
+            let disks = peer
+                .machine_disks()
+                .await
+                .with_context(|| format!("Failed to gather information from {:?}", peer.name()))?;
+            gather::system(peer.name(), address, &peer.lxd(), &disks).await
+        });
+        let remote = try_join_all(remote).await?;
+        step.done("Gathered system information");
+        Ok(Gathered {
+            initiator: machine.name.clone(),
+            facts: local.into_iter().chain(remote).collect(),
+            cluster,
+            fan_supported: crate::sys::fan_supported(),
+        })
+    }
+
+    /// Applies `plan` in phases, recording progress in `state`.
+    pub async fn apply(
+        &self,
+        plan: &ClusterPlan,
+        goal: Goal,
+        state: StateDir,
+        printer: &Printer,
+    ) -> anyhow::Result<()> {
+        let names: Vec<&str> = apply::phases(plan).iter().map(|p| p.name()).collect();
+        let mut progress = Progress::start(state, goal.command(), "initiator", &names)?;
+        let targets = Targets {
+            local: self.machine.lxd.clone(),
+            peers: self.peers.clone(),
+        };
+        let result = apply::apply(plan, &targets, &mut progress, printer).await;
+        let outcome = match &result {
+            Ok(()) => RunOutcome::Succeeded,
+            Err(err) => RunOutcome::Failed(format!("{err:#}")),
+        };
+        progress.finish(outcome)?;
+        result
+    }
+
+    /// Ends the run: every system that reached out is told `outcome` (those
+    /// not yet confirmed are confirmed first, so they accept it), then the
+    /// session API stops.
+    pub async fn close(mut self, outcome: &StopOutcome, printer: &Printer) {
+        self.stop_responder.cancel();
+        let mut unconfirmed = std::mem::take(&mut self.arrived);
+        unconfirmed.append(&mut self.left_out);
+        let (late, _) = self.confirm_each(&unconfirmed, printer).await;
+        self.peers.extend(late);
+        tell(&self.peers, outcome, printer).await;
+        self.server.shutdown().await;
+    }
 }
 
-type Arrived = BTreeMap<String, (JoinIntent, Fingerprint)>;
+/// How a run that ended with `result` is told to the joiners.
+pub fn outcome<T>(result: &anyhow::Result<T>, dry_run: bool) -> StopOutcome {
+    match result {
+        Ok(_) if dry_run => StopOutcome::DryRun,
+        Ok(_) => StopOutcome::Succeeded,
+        Err(err) => StopOutcome::Aborted(format!("{err:#}")),
+    }
+}
+
+/// The facts of a run, from which the pure planner builds its plan.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    pub initiator: String,
+    /// Every machine that changes: the initiator first when forming a cluster.
+    pub facts: Vec<SystemFacts>,
+    /// The cluster being grown, if any.
+    pub cluster: Option<ClusterFacts>,
+    /// Whether the initiator can run the fan.
+    pub fan_supported: bool,
+}
+
+impl Gathered {
+    pub fn plan(&self, request: &PlanRequest) -> Result<ClusterPlan, Problems> {
+        match &self.cluster {
+            Some(cluster) => plan::build_growth(request, &self.facts, cluster),
+            None => plan::build(request, &self.facts, self.fan_supported),
+        }
+    }
+
+    /// Each system's MicroCloud address, by name.
+    pub fn addresses(&self) -> BTreeMap<String, IpAddr> {
+        self.facts
+            .iter()
+            .map(|f| (f.name.clone(), f.address))
+            .collect()
+    }
+}
 
 /// All machines must agree on `--dry-run`, or a joiner could be changed by a
 /// run it meant only to preview (or the reverse).
 fn dry_run_mismatch(arrived: &Arrived, dry_run: bool) -> Option<anyhow::Error> {
     let (name, _) = arrived
         .iter()
-        .find(|(_, (intent, _))| intent.dry_run != dry_run)?;
+        .find(|(_, candidate)| candidate.intent.dry_run != dry_run)?;
     let (with, without) = if dry_run {
         ("this system", name.as_str())
     } else {
@@ -229,55 +517,9 @@ fn dry_run_mismatch(arrived: &Arrived, dry_run: bool) -> Option<anyhow::Error> {
     ))
 }
 
-/// The systems that take part, and those that reached out but were left out.
-type Admitted = Result<(Arrived, Arrived), (Arrived, anyhow::Error)>;
-
-async fn wait_for_listed(
-    expected: &BTreeSet<String>,
-    lookup_timeout: Duration,
-    events: &mut UnboundedReceiver<SessionEvent>,
-    printer: &Printer,
-) -> Admitted {
-    let deadline = Instant::now() + lookup_timeout;
-    let mut arrived = Arrived::new();
-    while arrived.len() < expected.len() {
-        let event = match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(event)) => event,
-            Ok(None) => return Err((arrived, anyhow::anyhow!("The session ended unexpectedly"))),
-            Err(_) => {
-                let missing: Vec<&String> = expected
-                    .iter()
-                    .filter(|name| !arrived.contains_key(*name))
-                    .collect();
-                let err = anyhow::anyhow!(
-                    "System {:?} hasn't reached out within the lookup timeout ({} s). Check that `microcloud preseed` runs there with the same file and passphrase",
-                    missing[0],
-                    lookup_timeout.as_secs()
-                );
-                return Err((arrived, err));
-            }
-        };
-        match admit(event) {
-            Ok(Admit::Accepted(intent, fingerprint)) => {
-                printer.status(format!(
-                    "System {} ({}) reached out with fingerprint {}",
-                    intent.name,
-                    intent.address,
-                    fingerprint.short()
-                ));
-                arrived.insert(intent.name.clone(), (intent, fingerprint));
-            }
-            Ok(Admit::Refused(message)) => printer.warn(message),
-            Ok(Admit::Ignored) => {}
-            Err(err) => return Err((arrived, err)),
-        }
-    }
-    Ok((arrived, Arrived::new()))
-}
-
 /// What a session event means while systems are being admitted.
 enum Admit {
-    Accepted(JoinIntent, Fingerprint),
+    Accepted(Candidate),
     /// A refused request, with the line to show the person.
     Refused(String),
     Ignored,
@@ -290,7 +532,10 @@ fn admit(event: SessionEvent) -> anyhow::Result<Admit> {
             intent,
             fingerprint,
             ..
-        } => Ok(Admit::Accepted(intent, fingerprint)),
+        } => Ok(Admit::Accepted(Candidate {
+            intent,
+            fingerprint,
+        })),
         SessionEvent::Rejected {
             remote,
             claimed_name,
@@ -314,238 +559,8 @@ fn admit(event: SessionEvent) -> anyhow::Result<Admit> {
     }
 }
 
-/// Shows every system that reaches out as a row while the person chooses.
-async fn choose(
-    answers: &mut dyn Answers,
-    mut events: UnboundedReceiver<SessionEvent>,
-    printer: &Printer,
-) -> Admitted {
-    let (rows, incoming) = std::sync::mpsc::channel();
-    let arrived = Arc::new(Mutex::new(Vec::<(JoinIntent, Fingerprint)>::new()));
-    // The table owns the terminal (and stderr) while it is shown: refusals
-    // are kept and printed once it is closed.
-    let refused = Arc::new(Mutex::new(Vec::<String>::new()));
-    let collector = {
-        let arrived = arrived.clone();
-        let refused = refused.clone();
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                match admit(event) {
-                    Ok(Admit::Accepted(intent, fingerprint)) => {
-                        let row = vec![
-                            intent.name.clone(),
-                            intent.address.clone(),
-                            fingerprint.short().to_string(),
-                        ];
-                        arrived
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((intent, fingerprint));
-                        if rows.send(row).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(Admit::Refused(message)) => refused
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(message),
-                    Ok(Admit::Ignored) => {}
-                    Err(err) => return Err(err),
-                }
-            }
-            Ok(())
-        })
-    };
-    // The table blocks this thread while rows keep arriving from the collector.
-    let chosen = tokio::task::block_in_place(|| answers.choose_systems(incoming));
-    collector.abort();
-    for message in refused.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-        printer.warn(message);
-    }
-    // A session that ended while the table was shown (too many failed
-    // attempts) overrides whatever was chosen.
-    let chosen = match collector.await {
-        Ok(Err(err)) => Err(err),
-        _ => chosen,
-    };
-    let all = std::mem::take(&mut *arrived.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut selected = Arrived::new();
-    let mut left_out = Arrived::new();
-    let chosen = match chosen {
-        Ok(chosen) => chosen,
-        Err(err) => {
-            let everyone = all
-                .into_iter()
-                .map(|(i, f)| (i.name.clone(), (i, f)))
-                .collect();
-            return Err((everyone, err));
-        }
-    };
-    for (index, (intent, fingerprint)) in all.into_iter().enumerate() {
-        let entry = (intent.name.clone(), (intent, fingerprint));
-        if chosen.contains(&index) {
-            selected.insert(entry.0, entry.1);
-        } else {
-            left_out.insert(entry.0, entry.1);
-        }
-    }
-    Ok((selected, left_out))
-}
-
-/// Sends this machine's signed intent to each joiner, over TLS pinned to the
-/// certificate it presented: from then on the two trust each other.
-/// Returns the confirmed peers, and the first failure if any system could
-/// not be confirmed (the others are still confirmed, so they can be told).
-async fn confirm(
-    machine: &LocalMachine,
-    settings: &InitiatorSettings,
-    me: &JoinIntent,
-    arrived: &Arrived,
-    printer: &Printer,
-) -> (BTreeMap<String, PeerSession>, Option<anyhow::Error>) {
-    let mut peers = BTreeMap::new();
-    let mut failure = None;
-    for (name, (intent, fingerprint)) in arrived {
-        let confirmed = async {
-            let peer = PeerSession::new(
-                name,
-                &intent.address,
-                &machine.identity,
-                ServerPin::Fingerprint(fingerprint.clone()),
-            )?;
-            peer.send_intent(&settings.passphrase, me).await?;
-            anyhow::Ok(peer)
-        };
-        match confirmed.await {
-            Ok(peer) => {
-                printer.status(format!("Selected {name} at {}", intent.address));
-                peers.insert(name.clone(), peer);
-            }
-            Err(err) => {
-                failure.get_or_insert(err.context(format!("Failed to confirm system {name:?}")));
-            }
-        }
-    }
-    (peers, failure)
-}
-
-async fn plan_and_apply(
-    machine: &LocalMachine,
-    peers: &BTreeMap<String, PeerSession>,
-    answers: &mut dyn Answers,
-    state: StateDir,
-    settings: &InitiatorSettings,
-    printer: &Printer,
-) -> anyhow::Result<ClusterPlan> {
-    let step = printer.step("Gathering system information");
-    let (local, cluster) = match settings.goal {
-        Goal::Form => {
-            let local = gather(&machine.name, machine.address.address, &machine.lxd).await?;
-            (Some(local), None)
-        }
-        // A member changes nothing of its own: the cluster's state is what counts.
-        Goal::Grow => (None, Some(gather_cluster(&machine.lxd).await?)),
-    };
-    let remote = peers.values().map(|peer| async move {
-        let address: IpAddr = peer.address().parse().with_context(|| {
-            format!(
-                "Invalid address {:?} for system {:?}",
-                peer.address(),
-                peer.name()
-            )
-        })?;
-        gather(peer.name(), address, &peer.lxd()).await
-    });
-    let remote = try_join_all(remote).await?;
-    step.done("Gathered system information");
-    let facts: Vec<SystemFacts> = local.into_iter().chain(remote).collect();
-    let request = tokio::task::block_in_place(|| answers.request(&facts, cluster.as_ref()))?;
-    let plan = match &cluster {
-        Some(cluster) => plan::build_growth(&request, &facts, cluster)?,
-        None => plan::build(&request, &facts, crate::sys::fan_supported())?,
-    };
-    if settings.dry_run {
-        return Ok(plan);
-    }
-    printer.status(plan.to_string().trim_end());
-    if !tokio::task::block_in_place(|| answers.approve(&plan))? {
-        anyhow::bail!("Cluster setup cancelled: nothing was changed");
-    }
-    let mut progress = Progress::start(state, settings.goal.command(), "initiator", apply::PHASES)?;
-    let targets = Targets {
-        local: machine.lxd.clone(),
-        peers: peers.clone(),
-    };
-    match apply::apply(&plan, &targets, &mut progress, printer).await {
-        Ok(()) => {
-            progress.finish(RunOutcome::Succeeded)?;
-            Ok(plan)
-        }
-        Err(err) => {
-            progress.finish(RunOutcome::Failed(format!("{err:#}")))?;
-            Err(err)
-        }
-    }
-}
-
-/// What one machine reports before anything changes.
-async fn gather(name: &str, address: IpAddr, lxd: &LxdClient) -> anyhow::Result<SystemFacts> {
-    let context = || format!("Failed to gather information from {name:?}");
-    // One request at a time: LXD 5.0 was seen (under load) never answering
-    // one of several concurrent resource and network scans.
-    let server = lxd.server().await.with_context(context)?;
-    let pools = lxd.storage_pools().await.with_context(context)?;
-    let networks = lxd.networks().await.with_context(context)?;
-    let resources = lxd.resources().await.with_context(context)?;
-    let mut interface_addresses = Vec::new();
-    for network in networks
-        .iter()
-        .filter(|n| !n.managed && n.kind != "loopback")
-    {
-        let state = lxd
-            .network_state(&network.name)
-            .await
-            .with_context(context)?;
-        interface_addresses.extend(
-            state
-                .addresses
-                .iter()
-                .filter(|a| a.scope == "global")
-                .filter_map(|a| format!("{}/{}", a.address, a.netmask).parse::<IpNet>().ok()),
-        );
-    }
-    Ok(SystemFacts {
-        name: name.to_string(),
-        address,
-        server,
-        pools,
-        networks,
-        interface_addresses,
-        disks: resources.storage.disks,
-    })
-}
-
-/// The cluster a member grows, as its LXD reports it.
-async fn gather_cluster(lxd: &LxdClient) -> anyhow::Result<ClusterFacts> {
-    let context = || "Failed to read the cluster's state from LXD";
-    let members = lxd.cluster_members().await.with_context(context)?;
-    let pools = lxd.storage_pools().await.with_context(context)?;
-    let networks = lxd.networks().await.with_context(context)?;
-    let cluster = lxd.cluster().await.with_context(context)?;
-    Ok(ClusterFacts {
-        members: members.into_iter().map(|m| m.server_name).collect(),
-        pools,
-        networks,
-        member_config: cluster.member_config,
-    })
-}
-
-/// Ends every joiner's session, telling it how the run ended.
-async fn tell_peers(
-    peers: &BTreeMap<String, PeerSession>,
-    outcome: &StopOutcome,
-    printer: &Printer,
-) {
+/// Ends each peer's session, telling it how the run ended.
+async fn tell(peers: &BTreeMap<String, PeerSession>, outcome: &StopOutcome, printer: &Printer) {
     for (name, peer) in peers {
         if let Err(err) = peer.stop(outcome).await {
             printer.warn(format!("Could not tell {name} the outcome: {err}"));

@@ -66,6 +66,7 @@ pub async fn run(
             passphrase: settings.passphrase.clone(),
             me: me.clone(),
             local_lxd: machine.lxd.transport().clone(),
+            machine_disks: crate::sys::machine_disks,
             join_handler: Some(handler),
         },
     )

@@ -1,6 +1,7 @@
 //! Everything a machine checks about itself before it contacts anyone or
 //! changes anything: who it is in the preseed, its MicroCloud address, its
-//! LXD, and its own storage path.
+//! LXD, and its own storage path. The machine is read through [`Machine`],
+//! so every rule here is tested without one.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -11,7 +12,8 @@ use anyhow::{Context, bail};
 use crate::clients::Transport;
 use crate::clients::lxd::{LxdClient, Server, socket};
 use crate::discovery::{self, LocalAddress};
-use crate::plan;
+use crate::inputs;
+use crate::plan::{self, LocalSource};
 use crate::preseed::Preseed;
 use crate::session::JoinIntent;
 use crate::state::StateDir;
@@ -33,6 +35,41 @@ impl Role {
     }
 }
 
+/// What the local checks read of this machine; [`Host`] is the real one.
+pub trait Machine: Send + Sync {
+    fn hostname(&self) -> anyhow::Result<String>;
+    /// Addresses that can carry MicroCloud's traffic.
+    fn addresses(&self) -> anyhow::Result<Vec<LocalAddress>>;
+    fn path_kind(&self, path: &Path) -> PathKind;
+    /// The local LXD (or Incus), and where it was found (for messages).
+    fn lxd(&self, name: &str) -> anyhow::Result<(LxdClient, String)>;
+}
+
+/// The machine this process runs on.
+pub struct Host;
+
+impl Machine for Host {
+    fn hostname(&self) -> anyhow::Result<String> {
+        Ok(sys::hostname()?)
+    }
+
+    fn addresses(&self) -> anyhow::Result<Vec<LocalAddress>> {
+        Ok(discovery::local_addresses()?)
+    }
+
+    fn path_kind(&self, path: &Path) -> PathKind {
+        sys::path_kind(path)
+    }
+
+    fn lxd(&self, name: &str) -> anyhow::Result<(LxdClient, String)> {
+        let socket = socket::find_local_socket()?;
+        let transport = Transport::unix(&socket.path, format!("LXD on {name}"))
+            .context("Failed to set up the LXD client")?;
+        let origin = format!("{} ({})", socket.path.display(), socket.origin);
+        Ok((LxdClient::new(transport), origin))
+    }
+}
+
 /// This machine, checked and ready to take part in a run.
 pub struct LocalMachine {
     pub name: String,
@@ -47,9 +84,13 @@ pub struct LocalMachine {
 impl LocalMachine {
     /// Checks this machine against `preseed`. Changes nothing except creating
     /// the machine's identity in the state directory on first use.
-    pub async fn prepare(preseed: &Preseed, state: &StateDir) -> anyhow::Result<LocalMachine> {
-        let name = sys::hostname()?;
-        let addresses = discovery::local_addresses()?;
+    pub async fn prepare(
+        machine: &dyn Machine,
+        preseed: &Preseed,
+        state: &StateDir,
+    ) -> anyhow::Result<LocalMachine> {
+        let name = machine.hostname()?;
+        let addresses = machine.addresses()?;
         let ips: Vec<IpAddr> = addresses.iter().map(|a| a.address).collect();
         if preseed.is_bootstrap() {
             preseed.check_local_included(&name, &ips)?;
@@ -75,27 +116,25 @@ impl LocalMachine {
                         list(&ips)
                     )
                 })?,
-            (None, Some(subnet)) => discovery::address_in_subnet(subnet)?,
+            (None, Some(subnet)) => discovery::address_in_subnet(addresses, subnet)?,
             (None, None) => bail!("Missing address for system {name:?}"),
         };
-        if let Some(local) = system
-            .local_disk()
-            .filter(|d| !d.is_lxd_storage_directory())
-        {
-            check_storage_path(&name, &local.path)?;
+        if let Some(local) = system.local_disk() {
+            check_storage_path(machine, &name, &inputs::preseed::local_source(local))?;
         }
-        Self::open(name, role, address, state).await
+        Self::open(machine, name, role, address, state).await
     }
 
     /// Checks this machine's LXD (reachable, never initialized), then loads or
     /// creates the machine's identity: the part every kind of run shares.
     pub async fn open(
+        machine: &dyn Machine,
         name: String,
         role: Role,
         address: LocalAddress,
         state: &StateDir,
     ) -> anyhow::Result<LocalMachine> {
-        let (lxd, server) = connect(&name).await?;
+        let (lxd, server) = connect(machine, &name).await?;
         let pools = lxd.storage_pools().await?;
         let networks = lxd.networks().await?;
         let problems = plan::uninitialized_problems(&name, &server, &pools, &networks);
@@ -108,8 +147,12 @@ impl LocalMachine {
     /// This machine as a member of the cluster it will grow (`microcloud
     /// add`): its LXD must be clustered, and its MicroCloud address is its
     /// cluster address.
-    pub async fn open_member(name: String, state: &StateDir) -> anyhow::Result<LocalMachine> {
-        let (lxd, server) = connect(&name).await?;
+    pub async fn open_member(
+        machine: &dyn Machine,
+        state: &StateDir,
+    ) -> anyhow::Result<LocalMachine> {
+        let name = machine.hostname()?;
+        let (lxd, server) = connect(machine, &name).await?;
         if !server.environment.server_clustered {
             bail!(
                 "MicroCloud is not initialized on {name:?}: its LXD is not clustered. Run `microcloud init` first"
@@ -125,7 +168,8 @@ impl LocalMachine {
             .with_context(|| {
                 format!("LXD on {name:?} has no usable cluster.https_address ({cluster_address:?})")
             })?;
-        let address = discovery::local_addresses()?
+        let address = machine
+            .addresses()?
             .into_iter()
             .find(|a| a.address == ip)
             .with_context(|| {
@@ -157,18 +201,12 @@ impl LocalMachine {
 }
 
 /// This machine's LXD and what it says about itself.
-async fn connect(name: &str) -> anyhow::Result<(LxdClient, Server)> {
-    let socket = socket::find_local_socket()?;
-    let transport = Transport::unix(&socket.path, format!("LXD on {name}"))
-        .context("Failed to set up the LXD client")?;
-    let lxd = LxdClient::new(transport);
-    let server = lxd.server().await.with_context(|| {
-        format!(
-            "Failed to reach LXD at {} ({}). Check that LXD is running",
-            socket.path.display(),
-            socket.origin
-        )
-    })?;
+async fn connect(machine: &dyn Machine, name: &str) -> anyhow::Result<(LxdClient, Server)> {
+    let (lxd, origin) = machine.lxd(name)?;
+    let server = lxd
+        .server()
+        .await
+        .with_context(|| format!("Failed to reach LXD at {origin}. Check that LXD is running"))?;
     Ok((lxd, server))
 }
 
@@ -196,16 +234,28 @@ fn list(ips: &[IpAddr]) -> String {
         .join(", ")
 }
 
-/// A directory (project extension) must exist; a `/dev/` path must be a block device.
-fn check_storage_path(name: &str, path: &str) -> anyhow::Result<()> {
-    let kind = sys::path_kind(Path::new(path));
-    match (path.starts_with("/dev/"), kind) {
-        (true, PathKind::BlockDevice) | (false, PathKind::Directory) => Ok(()),
-        (_, PathKind::Missing) => bail!(
+/// A directory (project extension) must exist; a disk must be a block device.
+/// Whether a disk is in use is the planner's question: it hears this
+/// machine's own report and tells every machine the answer.
+fn check_storage_path(
+    machine: &dyn Machine,
+    name: &str,
+    source: &LocalSource,
+) -> anyhow::Result<()> {
+    let (path, wanted) = match source {
+        LocalSource::LxdStorageDirectory => return Ok(()),
+        LocalSource::Directory { path } => (path, PathKind::Directory),
+        LocalSource::Disk { path, .. } => (path, PathKind::BlockDevice),
+    };
+    match machine.path_kind(Path::new(path)) {
+        kind if kind == wanted => Ok(()),
+        PathKind::Missing => bail!(
             "Local storage path {path:?} for system {name:?} does not exist. Give an existing directory (for a dir pool) or a disk under /dev"
         ),
-        (true, _) => bail!("Local storage path {path:?} for system {name:?} is not a block device"),
-        (false, _) => bail!(
+        _ if wanted == PathKind::BlockDevice => {
+            bail!("Local storage path {path:?} for system {name:?} is not a block device")
+        }
+        _ => bail!(
             "Local storage path {path:?} for system {name:?} is neither a directory nor a disk under /dev"
         ),
     }

@@ -1,16 +1,22 @@
 //! Runs: everything that changes machines happens here, driven by a validated
-//! plan, in phases with progress markers and undo.
+//! plan, in phases with progress markers and undo. Nothing here asks a person
+//! anything: the commands sequence these stages and ask in between.
 //!
 //! - [`local`]: checks this machine before anything is contacted or changed.
-//! - [`initiator`]: waits for the joiners, gathers facts, plans, applies.
+//! - [`initiator`]: the initiator's stages (session, admission, confirmation,
+//!   facts, apply, close).
+//! - [`gather`]: reading every machine before anything changes.
+//! - [`apply`]: the phases of a [`crate::plan::ClusterPlan`], with undo;
+//!   [`lxd`] holds LXD's phases.
 //! - [`joiner`]: contacts the initiator, joins LXD when asked, and undoes its
 //!   own changes if the initiator aborts.
-//! - [`apply`]: the phases of an [`crate::plan::ClusterPlan`].
 
 pub mod apply;
+pub mod gather;
 pub mod initiator;
 pub mod joiner;
 pub mod local;
+mod lxd;
 mod progress;
 mod revert;
 

@@ -5,12 +5,15 @@ use std::net::Ipv4Addr;
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::request::{DiskChoice, PlanRequest};
+use std::collections::BTreeMap;
+
+use super::request::PlanRequest;
 use super::{
-    BRIDGE_NETWORK, ClusterPlan, FAN_NETWORK, LocalPoolPlan, LocalSource, MemberPlan, NetworkPlan,
-    ProfilePlan, SystemFacts,
+    BRIDGE_NETWORK, ClusterPlan, FAN_NETWORK, LocalPoolPlan, LocalSource, LxdPlan, MemberPlan,
+    NetworkPlan, ProfilePlan, SystemFacts,
 };
 use crate::clients::lxd::{Network, Server, StoragePool};
+use crate::disks::Disk;
 
 /// Every problem found, so a person can fix them all in one go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,14 +79,13 @@ pub fn build(
     }
 
     let mut sources = plan_local_sources(request, &ordered, &mut problems);
-    let local_pool = choose_local_driver(&ordered, &sources, &mut problems, &mut warnings);
     drop_unsupported_wipes(&ordered, &mut sources, &mut warnings);
+    let local_pool = choose_local_driver(&ordered, sources, &mut problems, &mut warnings);
     let network = plan_network(&ordered, fan_supported, &mut problems);
 
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
-    let members = member_plans(&ordered, &sources);
     let profile = ProfilePlan {
         root_pool: local_pool.as_ref().map(|_| super::LOCAL_POOL.to_string()),
         network: network.as_ref().map(|n| n.name().to_string()),
@@ -91,31 +93,29 @@ pub fn build(
     Ok(ClusterPlan {
         initiator: request.initiator.clone(),
         existing_members: Vec::new(),
-        members,
-        local_pool,
-        network,
-        profile,
+        members: member_plans(&ordered),
+        lxd: LxdPlan {
+            local_pool,
+            network,
+            profile,
+        },
         warnings,
     })
 }
 
-/// Each system, in order, with its `local` source if it gets one.
-pub(super) fn member_plans(
-    systems: &[&SystemFacts],
-    sources: &[(String, LocalSource)],
-) -> Vec<MemberPlan> {
+/// Each system, in order.
+pub(super) fn member_plans(systems: &[&SystemFacts]) -> Vec<MemberPlan> {
     systems
         .iter()
         .map(|f| MemberPlan {
             name: f.name.clone(),
             address: f.address,
-            local_source: sources
-                .iter()
-                .find(|(n, _)| *n == f.name)
-                .map(|(_, s)| s.clone()),
         })
         .collect()
 }
+
+/// Each member's `local` source, by member name.
+pub(super) type Sources = BTreeMap<String, LocalSource>;
 
 /// MicroCloud needs LXD as installed: not clustered, no storage pool, and none
 /// of the networks it will create. Each machine also checks itself with this
@@ -155,15 +155,15 @@ pub(super) fn plan_local_sources(
     request: &PlanRequest,
     systems: &[&SystemFacts],
     problems: &mut Vec<String>,
-) -> Vec<(String, LocalSource)> {
+) -> Sources {
     let storage = &request.local_storage;
-    let mut sources = Vec::new();
+    let mut sources = Sources::new();
     let mut unassigned = Vec::new();
     for system in systems {
         match storage.explicit.get(&system.name) {
             Some(choice) => {
                 if let Some(source) = explicit_source(system, choice, problems) {
-                    sources.push((system.name.clone(), source));
+                    sources.insert(system.name.clone(), source);
                 }
             }
             None => unassigned.push(*system),
@@ -182,22 +182,20 @@ pub(super) fn plan_local_sources(
     // matches that has none yet; find_min/find_max count the systems matched.
     for filter in &storage.filters {
         let mut matched = 0u64;
-        let still_unassigned: Vec<&SystemFacts> = unassigned
-            .iter()
-            .copied()
-            .filter(|s| !sources.iter().any(|(n, _)| *n == s.name))
-            .collect();
-        for system in still_unassigned {
-            let matching = eligible_disks(system).filter(|d| filter.filter.matches(d));
-            if let Some(path) = matching.filter_map(disk_path).next() {
+        for system in &unassigned {
+            if sources.contains_key(&system.name) {
+                continue;
+            }
+            let mut matching = eligible_disks(system).filter(|d| filter.filter.matches(d));
+            if let Some(path) = matching.find_map(Disk::path) {
                 matched += 1;
-                sources.push((
+                sources.insert(
                     system.name.clone(),
-                    LocalSource {
+                    LocalSource::Disk {
                         path,
                         wipe: filter.wipe,
                     },
-                ));
+                );
             }
         }
         if matched < filter.find_min {
@@ -222,27 +220,20 @@ pub(super) fn plan_local_sources(
     sources
 }
 
+/// A disk named explicitly must be one LXD lists on that system, and eligible.
 fn explicit_source(
     system: &SystemFacts,
-    choice: &DiskChoice,
+    choice: &LocalSource,
     problems: &mut Vec<String>,
 ) -> Option<LocalSource> {
-    if !is_block_path(&choice.path) {
-        // A directory (project extension): the machine itself checked that it exists.
-        return Some(LocalSource {
-            path: choice.path.clone(),
-            wipe: false,
-        });
-    }
-    let Some(disk) = system
-        .disks
-        .iter()
-        .find(|d| disk_paths(d).contains(&choice.path))
-    else {
-        let available: Vec<String> = eligible_disks(system).filter_map(disk_path).collect();
+    let LocalSource::Disk { path, .. } = choice else {
+        // A directory: the machine itself checked that it exists.
+        return Some(choice.clone());
+    };
+    let Some(disk) = system.disks.iter().find(|d| d.is_named(path)) else {
+        let available: Vec<String> = eligible_disks(system).filter_map(Disk::path).collect();
         problems.push(format!(
-            "Disk {:?} not found on {:?} (available unpartitioned disks: {})",
-            choice.path,
+            "Disk {path:?} not found on {:?} (available unpartitioned disks: {})",
             system.name,
             if available.is_empty() {
                 "none".to_string()
@@ -252,62 +243,26 @@ fn explicit_source(
         ));
         return None;
     };
-    if has_partitions(disk) {
+    if let Err(why) = disk.eligibility() {
         problems.push(format!(
-            "Disk {:?} on {:?} has partitions: MicroCloud uses whole unpartitioned disks",
-            choice.path, system.name
+            "Disk {path:?} on {:?} cannot be used: {why}; choose another disk",
+            system.name
         ));
         return None;
     }
-    Some(LocalSource {
-        path: choice.path.clone(),
-        wipe: choice.wipe,
-    })
+    Some(choice.clone())
 }
 
-pub(super) fn is_block_path(path: &str) -> bool {
-    path.starts_with("/dev/")
-}
-
-fn has_partitions(disk: &serde_json::Value) -> bool {
-    disk["partitions"].as_array().is_some_and(|p| !p.is_empty())
-}
-
-/// Whole disks that are not in use: unpartitioned, and not mounted where LXD
-/// says so (LXD 5.0 does not report it for whole disks).
-pub fn eligible_disks(system: &SystemFacts) -> impl Iterator<Item = &serde_json::Value> {
-    system
-        .disks
-        .iter()
-        .filter(|d| !has_partitions(d) && d["mounted"] != true)
-}
-
-/// The stable paths a disk can be named by, most stable first (as upstream).
-fn disk_paths(disk: &serde_json::Value) -> Vec<String> {
-    let field = |name: &str| disk[name].as_str().filter(|s| !s.is_empty());
-    let mut paths = Vec::new();
-    if let Some(id) = field("device_id") {
-        paths.push(format!("/dev/disk/by-id/{id}"));
-    }
-    if let Some(path) = field("device_path") {
-        paths.push(format!("/dev/disk/by-path/{path}"));
-    }
-    if let Some(id) = field("id") {
-        paths.push(format!("/dev/{id}"));
-    }
-    paths
-}
-
-/// The path MicroCloud shows and uses for a disk, if LXD reports any.
-pub fn disk_path(disk: &serde_json::Value) -> Option<String> {
-    disk_paths(disk).into_iter().next()
+/// The disks of `system` a pool may use (see [`Disk::eligibility`]).
+pub fn eligible_disks(system: &SystemFacts) -> impl Iterator<Item = &Disk> {
+    system.disks.iter().filter(|d| d.is_eligible())
 }
 
 /// One driver for the whole pool: `dir` for directories, otherwise the first
 /// block driver every member's LXD supports.
 fn choose_local_driver(
     systems: &[&SystemFacts],
-    sources: &[(String, LocalSource)],
+    sources: Sources,
     problems: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Option<LocalPoolPlan> {
@@ -319,38 +274,49 @@ fn choose_local_driver(
         }
         return None;
     }
-    let (block, dirs): (Vec<_>, Vec<_>) = sources.iter().partition(|(_, s)| is_block_path(&s.path));
-    if !block.is_empty() && !dirs.is_empty() {
+    let (disks, dirs): (Vec<&String>, Vec<&String>) =
+        sources.iter().map(|(n, s)| (n, s.is_disk())).fold(
+            (Vec::new(), Vec::new()),
+            |(mut disks, mut dirs), (name, is_disk)| {
+                if is_disk {
+                    disks.push(name)
+                } else {
+                    dirs.push(name)
+                }
+                (disks, dirs)
+            },
+        );
+    if !disks.is_empty() && !dirs.is_empty() {
         problems.push(format!(
             "Local storage must be all directories or all disks: {} use a directory, {} a disk",
             names(&dirs),
-            names(&block)
+            names(&disks)
         ));
         return None;
     }
-    if block.is_empty() {
-        return Some(LocalPoolPlan {
-            driver: "dir".into(),
-            exists: false,
-        });
-    }
-    let members: Vec<&&SystemFacts> = systems
-        .iter()
-        .filter(|s| block.iter().any(|(n, _)| *n == s.name))
-        .collect();
-    let Some(driver) = BLOCK_DRIVERS
-        .iter()
-        .find(|d| members.iter().all(|s| s.server.supports_storage_driver(d)))
-    else {
-        problems.push(format!(
-            "LXD supports none of the block storage drivers ({}) on every system with a local disk. Install zfsutils-linux or lvm2 on them, or give a directory as local storage",
-            BLOCK_DRIVERS.join(", ")
-        ));
-        return None;
+    let driver = if disks.is_empty() {
+        "dir"
+    } else {
+        let members: Vec<&&SystemFacts> = systems
+            .iter()
+            .filter(|s| disks.contains(&&s.name))
+            .collect();
+        let Some(driver) = BLOCK_DRIVERS
+            .iter()
+            .find(|d| members.iter().all(|s| s.server.supports_storage_driver(d)))
+        else {
+            problems.push(format!(
+                "LXD supports none of the block storage drivers ({}) on every system with a local disk. Install zfsutils-linux or lvm2 on them, or give a directory as local storage",
+                BLOCK_DRIVERS.join(", ")
+            ));
+            return None;
+        };
+        driver
     };
     Some(LocalPoolPlan {
         driver: driver.to_string(),
         exists: false,
+        sources,
     })
 }
 
@@ -358,28 +324,34 @@ fn choose_local_driver(
 /// the disk is used as it is, and the plan says so instead of promising a wipe.
 pub(super) fn drop_unsupported_wipes(
     systems: &[&SystemFacts],
-    sources: &mut [(String, LocalSource)],
+    sources: &mut Sources,
     warnings: &mut Vec<String>,
 ) {
-    for (name, source) in sources.iter_mut().filter(|(_, s)| s.wipe) {
+    for (name, source) in sources.iter_mut() {
+        let LocalSource::Disk {
+            path,
+            wipe: wipe @ true,
+        } = source
+        else {
+            continue;
+        };
         let supported = systems
             .iter()
             .find(|s| s.name == *name)
             .is_some_and(|s| s.server.has_extension("storage_pool_source_wipe"));
         if !supported {
-            source.wipe = false;
+            *wipe = false;
             warnings.push(format!(
-                "LXD on {name:?} cannot wipe disks (no storage_pool_source_wipe): {} is used as it is",
-                source.path
+                "LXD on {name:?} cannot wipe disks (no storage_pool_source_wipe): {path} is used as it is"
             ));
         }
     }
 }
 
-fn names(sources: &[&(String, LocalSource)]) -> String {
-    sources
+fn names(names: &[&String]) -> String {
+    names
         .iter()
-        .map(|(n, _)| n.as_str())
+        .map(|n| n.as_str())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -456,8 +428,8 @@ pub(super) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::disks::DiskFilter;
     use crate::plan::request::{LocalFilter, RequestedSystem};
-    use crate::preseed::DiskFilter;
 
     /// A directory given as local storage (the project's extension).
     const DIR: &str = "/var/lib/microcloud/local";
@@ -512,14 +484,23 @@ pub(super) mod tests {
         PlanRequest::for_systems("micro1", facts, Default::default())
     }
 
-    fn explicit(request: &mut PlanRequest, name: &str, path: &str, wipe: bool) {
-        request.local_storage.explicit.insert(
-            name.into(),
-            DiskChoice {
+    /// What a person or a preseed names: a disk under `/dev`, else a directory.
+    pub(in crate::plan) fn named(path: &str, wipe: bool) -> LocalSource {
+        if path.starts_with("/dev/") {
+            LocalSource::Disk {
                 path: path.into(),
                 wipe,
-            },
-        );
+            }
+        } else {
+            LocalSource::Directory { path: path.into() }
+        }
+    }
+
+    fn explicit(request: &mut PlanRequest, name: &str, path: &str, wipe: bool) {
+        request
+            .local_storage
+            .explicit
+            .insert(name.into(), named(path, wipe));
     }
 
     fn explicit_all(request: &mut PlanRequest, path: &str, wipe: bool) {
@@ -540,21 +521,20 @@ pub(super) mod tests {
     }
 
     /// One entry of `GET /1.0/resources` → `storage.disks`, reachable by all three paths.
-    pub(in crate::plan) fn disk(id: &str, kind: &str, gib: u64) -> Value {
-        json!({
-            "id": id,
-            "device": "8:0",
-            "type": kind,
-            "size": gib << 30,
-            "device_id": format!("wwn-{id}"),
-            "device_path": format!("pci-0000:00:1f.2-{id}"),
-            "partitions": [],
-        })
+    pub(in crate::plan) fn disk(id: &str, kind: &str, gib: u64) -> Disk {
+        Disk {
+            id: id.into(),
+            device: format!("8:{}", id.len()),
+            kind: kind.into(),
+            size: gib << 30,
+            device_id: format!("wwn-{id}"),
+            device_path: format!("pci-0000:00:1f.2-{id}"),
+            ..Default::default()
+        }
     }
 
-    fn partitioned(mut disk: Value) -> Value {
-        let id = disk["id"].as_str().unwrap().to_string();
-        disk["partitions"] = json!([{"id": format!("{id}1"), "partition": 1}]);
+    fn partitioned(mut disk: Disk) -> Disk {
+        disk.partitions = vec![json!({"id": format!("{}1", disk.id), "partition": 1})];
         disk
     }
 
@@ -578,14 +558,14 @@ pub(super) mod tests {
         plan.members
             .iter()
             .map(|m| {
-                let source = m.local_source.as_ref().map(|s| (s.path.as_str(), s.wipe));
+                let source = plan.local_source(&m.name).map(|s| (s.describe(), s.wipe()));
                 (m.name.as_str(), source)
             })
             .collect()
     }
 
     fn driver(plan: &ClusterPlan) -> &str {
-        &plan.local_pool.as_ref().expect("a local pool").driver
+        &plan.lxd.local_pool.as_ref().expect("a local pool").driver
     }
 
     #[test]
@@ -601,25 +581,26 @@ pub(super) mod tests {
         let member = |n: u8| MemberPlan {
             name: format!("micro{n}"),
             address: IpAddr::V4(Ipv4Addr::new(192, 0, 2, n)),
-            local_source: Some(LocalSource {
-                path: DIR.into(),
-                wipe: false,
-            }),
         };
         let expected = ClusterPlan {
             initiator: "micro1".into(),
             existing_members: Vec::new(),
             members: vec![member(1), member(3), member(2)],
-            local_pool: Some(LocalPoolPlan {
-                driver: "dir".into(),
-                exists: false,
-            }),
-            network: Some(NetworkPlan::Bridge {
-                ipv4: net("10.100.0.1/24"),
-            }),
-            profile: ProfilePlan {
-                root_pool: Some("local".into()),
-                network: Some("lxdbr0".into()),
+            lxd: LxdPlan {
+                local_pool: Some(LocalPoolPlan {
+                    driver: "dir".into(),
+                    exists: false,
+                    sources: (1..=3)
+                        .map(|n| (format!("micro{n}"), named(DIR, false)))
+                        .collect(),
+                }),
+                network: Some(NetworkPlan::Bridge {
+                    ipv4: net("10.100.0.1/24"),
+                }),
+                profile: ProfilePlan {
+                    root_pool: Some("local".into()),
+                    network: Some("lxdbr0".into()),
+                },
             },
             warnings: Vec::new(),
         };
@@ -664,13 +645,13 @@ pub(super) mod tests {
             }
             let plan = plan(&request(&facts), &facts);
             assert_eq!(
-                plan.network,
+                plan.lxd.network,
                 Some(NetworkPlan::Bridge {
                     ipv4: net(expected)
                 }),
                 "members use {used:?}"
             );
-            assert_eq!(plan.profile.network.as_deref(), Some(BRIDGE_NETWORK));
+            assert_eq!(plan.lxd.profile.network.as_deref(), Some(BRIDGE_NETWORK));
         }
     }
 
@@ -701,13 +682,13 @@ pub(super) mod tests {
             let plan = build(&request(&facts), &facts, true).unwrap();
 
             assert_eq!(
-                plan.network,
+                plan.lxd.network,
                 Some(NetworkPlan::Fan {
                     underlay: net(underlay)
                 }),
                 "initiator on {subnet}"
             );
-            assert_eq!(plan.profile.network.as_deref(), Some(FAN_NETWORK));
+            assert_eq!(plan.lxd.profile.network.as_deref(), Some(FAN_NETWORK));
         }
     }
 
@@ -821,7 +802,7 @@ pub(super) mod tests {
             sources(&plan),
             choices.map(|(name, path, wipe)| (name, Some((path, wipe))))
         );
-        assert_eq!(plan.profile.root_pool.as_deref(), Some("local"));
+        assert_eq!(plan.lxd.profile.root_pool.as_deref(), Some("local"));
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
     }
 
@@ -829,8 +810,8 @@ pub(super) mod tests {
     fn a_missing_disk_lists_the_available_unpartitioned_ones() {
         let mut facts = systems(2);
         let mut only_named = disk("nvme0n1", "nvme", 1000);
-        only_named["device_id"] = json!("");
-        only_named.as_object_mut().unwrap().remove("device_path");
+        only_named.device_id.clear();
+        only_named.device_path.clear();
         facts[0].disks = vec![
             partitioned(disk("sda", "sata", 100)),
             disk("sdb", "sata", 500),
@@ -858,7 +839,42 @@ pub(super) mod tests {
         assert_eq!(
             problems(&request, &facts),
             [
-                r#"Disk "/dev/sda" on "micro1" has partitions: MicroCloud uses whole unpartitioned disks"#
+                r#"Disk "/dev/sda" on "micro1" cannot be used: it has partitions, and MicroCloud uses only whole unpartitioned disks; choose another disk"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_disk_the_machine_reports_in_use_is_never_chosen() {
+        let mut facts = systems(2);
+        let mut root = disk("vda", "virtio", 100);
+        root.in_use = vec!["mounted at /".into()];
+        facts[0].disks = vec![root.clone(), disk("vdb", "virtio", 50)];
+        facts[1].disks = vec![root];
+        // Named explicitly: refused with the machine's reason.
+        let mut named = request(&facts);
+        explicit(&mut named, "micro2", "/dev/vda", true);
+        explicit(&mut named, "micro1", "/dev/vdb", true);
+        assert_eq!(
+            problems(&named, &facts),
+            [
+                r#"Disk "/dev/vda" on "micro2" cannot be used: it is in use (mounted at /); choose another disk"#
+            ]
+        );
+        // Found by a filter: skipped, even though it matches better.
+        let mut found = request(&facts);
+        found.local_storage.filters = vec![filter("size > 60GiB || type == virtio", 1, 0, true)];
+        assert_eq!(
+            problems(&found, &facts),
+            ["Failed to find at least 1 disk on each machine for local storage pool configuration"]
+        );
+        facts[1].disks.push(disk("vdc", "virtio", 50));
+        let plan = plan(&found, &facts);
+        assert_eq!(
+            sources(&plan),
+            [
+                ("micro1", Some(("/dev/disk/by-id/wwn-vdb", true))),
+                ("micro2", Some(("/dev/disk/by-id/wwn-vdc", true))),
             ]
         );
     }
@@ -1069,10 +1085,9 @@ pub(super) mod tests {
     fn without_local_storage_there_is_no_pool_and_no_root_disk() {
         let facts = systems(3);
         let plan = plan(&request(&facts), &facts);
-        assert_eq!(plan.local_pool, None);
-        assert!(plan.members.iter().all(|m| m.local_source.is_none()));
+        assert_eq!(plan.lxd.local_pool, None);
         assert_eq!(
-            plan.profile,
+            plan.lxd.profile,
             ProfilePlan {
                 root_pool: None,
                 network: Some(BRIDGE_NETWORK.into()),

@@ -30,8 +30,10 @@ impl fmt::Display for ClusterPlan {
                 "joins the cluster"
             };
             writeln!(f, "  {} ({}): {role}", member.name, member.address)?;
-            if let (Some(pool), Some(source)) = (&self.local_pool, &member.local_source) {
-                let wipe = if source.wipe { ", WIPED first" } else { "" };
+            if let (Some(pool), Some(source)) =
+                (&self.lxd.local_pool, self.local_source(&member.name))
+            {
+                let wipe = if source.wipe() { ", WIPED first" } else { "" };
                 writeln!(
                     f,
                     "    storage pool {:?} ({}) on {}{wipe}",
@@ -40,7 +42,7 @@ impl fmt::Display for ClusterPlan {
                     source.describe()
                 )?;
             }
-            match &self.network {
+            match &self.lxd.network {
                 Some(NetworkPlan::Bridge { ipv4 }) => writeln!(
                     f,
                     "    network {:?}: bridge with {ipv4} and NAT",
@@ -58,8 +60,8 @@ impl fmt::Display for ClusterPlan {
             }
         }
         if !self.grows() {
-            let root = self.profile.root_pool.as_deref().unwrap_or("none");
-            let nic = self.profile.network.as_deref().unwrap_or("none");
+            let root = self.lxd.profile.root_pool.as_deref().unwrap_or("none");
+            let nic = self.lxd.profile.network.as_deref().unwrap_or("none");
             writeln!(
                 f,
                 "  profile {:?}: root disk on pool {root}, eth0 on network {nic}",

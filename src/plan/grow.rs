@@ -3,13 +3,13 @@
 //! only needs what LXD cannot copy from the others (its own disk).
 
 use super::build::{
-    Problems, drop_unsupported_wipes, is_block_path, member_plans, plan_local_sources,
+    Problems, Sources, drop_unsupported_wipes, member_plans, plan_local_sources,
     uninitialized_problems,
 };
 use super::request::PlanRequest;
 use super::{
     BRIDGE_NETWORK, ClusterFacts, ClusterPlan, FAN_NETWORK, LOCAL_POOL, LocalPoolPlan, LocalSource,
-    NetworkPlan, ProfilePlan, SystemFacts,
+    LxdPlan, NetworkPlan, ProfilePlan, SystemFacts,
 };
 
 /// Member-specific pool keys MicroCloud fills in for its `local` pool.
@@ -64,22 +64,22 @@ pub fn build_growth(
     }
 
     let local = cluster.pools.iter().find(|p| p.name == LOCAL_POOL);
-    let (local_pool, sources) = match local {
+    let local_pool = match local {
         Some(pool) => {
             let mut sources = plan_local_sources(request, &joining, &mut problems);
             complete_local_sources(&pool.driver, &joining, &mut sources, &mut problems);
             drop_unsupported_wipes(&joining, &mut sources, &mut warnings);
-            let plan = LocalPoolPlan {
+            Some(LocalPoolPlan {
                 driver: pool.driver.clone(),
                 exists: true,
-            };
-            (Some(plan), sources)
+                sources,
+            })
         }
         None => {
             warnings.push(format!(
                 "The cluster has no {LOCAL_POOL:?} storage pool: new members join without one"
             ));
-            (None, Vec::new())
+            None
         }
     };
     warnings.extend(copied_member_config(cluster, &request.initiator));
@@ -103,13 +103,15 @@ pub fn build_growth(
     Ok(ClusterPlan {
         initiator: request.initiator.clone(),
         existing_members: cluster.members.clone(),
-        members: member_plans(&joining, &sources),
-        local_pool,
-        network,
-        // The profile already points at the cluster's pool and network.
-        profile: ProfilePlan {
-            root_pool: None,
-            network: None,
+        members: member_plans(&joining),
+        lxd: LxdPlan {
+            local_pool,
+            network,
+            // The profile already points at the cluster's pool and network.
+            profile: ProfilePlan {
+                root_pool: None,
+                network: None,
+            },
         },
         warnings,
     })
@@ -120,7 +122,7 @@ pub fn build_growth(
 fn complete_local_sources(
     driver: &str,
     joining: &[&SystemFacts],
-    sources: &mut Vec<(String, LocalSource)>,
+    sources: &mut Sources,
     problems: &mut Vec<String>,
 ) {
     let dir_pool = driver == "dir";
@@ -131,18 +133,14 @@ fn complete_local_sources(
                 "LXD on {name:?} has no {driver:?} storage driver, which the cluster's {LOCAL_POOL:?} pool uses"
             ));
         }
-        match sources.iter().find(|(n, _)| n == name) {
-            None if dir_pool => sources.push((
-                name.clone(),
-                LocalSource {
-                    path: String::new(),
-                    wipe: false,
-                },
-            )),
+        match sources.get(name) {
+            None if dir_pool => {
+                sources.insert(name.clone(), LocalSource::LxdStorageDirectory);
+            }
             None => problems.push(format!(
                 "System {name:?} needs an unpartitioned disk for the cluster's {LOCAL_POOL:?} pool ({driver})"
             )),
-            Some((_, source)) if is_block_path(&source.path) == dir_pool => {
+            Some(source) if source.is_disk() == dir_pool => {
                 let wanted = if dir_pool { "a directory" } else { "a disk" };
                 problems.push(format!(
                     "The cluster's {LOCAL_POOL:?} pool uses {driver}: give {name:?} {wanted}, not {}",
@@ -176,10 +174,9 @@ fn copied_member_config(cluster: &ClusterFacts, initiator: &str) -> Vec<String> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::build::tests::{disk, system};
+    use super::super::build::tests::{disk, named, system};
     use super::*;
     use crate::clients::lxd::{MemberConfig, Network, StoragePool};
-    use crate::plan::DiskChoice;
 
     fn pool(driver: &str) -> StoragePool {
         StoragePool {
@@ -225,13 +222,10 @@ mod tests {
     }
 
     fn choose(request: &mut PlanRequest, name: &str, path: &str, wipe: bool) {
-        request.local_storage.explicit.insert(
-            name.into(),
-            DiskChoice {
-                path: path.into(),
-                wipe,
-            },
-        );
+        request
+            .local_storage
+            .explicit
+            .insert(name.into(), named(path, wipe));
     }
 
     fn problems(request: &PlanRequest, new: &[SystemFacts], cluster: &ClusterFacts) -> Vec<String> {
@@ -251,27 +245,21 @@ mod tests {
         let joiners: Vec<&str> = plan.joiners().map(|m| m.name.as_str()).collect();
         assert_eq!(joiners, ["micro3"]);
         assert_eq!(
-            plan.members[0].local_source,
-            Some(LocalSource {
-                path: String::new(),
-                wipe: false
-            })
-        );
-        assert_eq!(
-            plan.local_pool,
+            plan.lxd.local_pool,
             Some(LocalPoolPlan {
                 driver: "dir".into(),
-                exists: true
+                exists: true,
+                sources: [("micro3".to_string(), LocalSource::LxdStorageDirectory)].into(),
             })
         );
         assert_eq!(
-            plan.network,
+            plan.lxd.network,
             Some(NetworkPlan::Existing {
                 name: BRIDGE_NETWORK.into()
             })
         );
-        assert_eq!(plan.profile.root_pool, None);
-        assert_eq!(plan.profile.network, None);
+        assert_eq!(plan.lxd.profile.root_pool, None);
+        assert_eq!(plan.lxd.profile.network, None);
         assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
     }
 
@@ -300,11 +288,8 @@ mod tests {
         };
         let plan = build_growth(&req, &new, &cluster("zfs")).unwrap();
         assert_eq!(
-            plan.members[0].local_source,
-            Some(LocalSource {
-                path: "/dev/disk/by-id/wwn-sdb".into(),
-                wipe: true
-            })
+            plan.local_source("micro3"),
+            Some(&named("/dev/disk/by-id/wwn-sdb", true))
         );
     }
 
@@ -345,8 +330,8 @@ mod tests {
             ..Default::default()
         }];
         let plan = build_growth(&request(&new), &new, &cluster).unwrap();
-        assert_eq!(plan.local_pool, None);
-        assert_eq!(plan.network, None);
+        assert_eq!(plan.lxd.local_pool, None);
+        assert_eq!(plan.lxd.network, None);
         assert_eq!(
             plan.warnings,
             [

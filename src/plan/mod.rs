@@ -8,16 +8,18 @@ mod display;
 mod grow;
 pub mod request;
 
-pub use build::{Problems, build, disk_path, eligible_disks, uninitialized_problems};
+pub use build::{Problems, build, eligible_disks, uninitialized_problems};
 pub use grow::build_growth;
-pub use request::{DiskChoice, LocalStorageRequest, PlanRequest, RequestedSystem};
+pub use request::{LocalFilter, LocalStorageRequest, PlanRequest, RequestedSystem};
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::clients::lxd::{MemberConfig, Network, Server, StoragePool};
+use crate::disks::Disk;
 
 /// Name of the per-member local storage pool, as upstream.
 pub const LOCAL_POOL: &str = "local";
@@ -39,8 +41,8 @@ pub struct SystemFacts {
     pub networks: Vec<Network>,
     /// Every address LXD sees on the machine's interfaces, with its prefix.
     pub interface_addresses: Vec<IpNet>,
-    /// `GET /1.0/resources` → `storage.disks`, raw.
-    pub disks: Vec<serde_json::Value>,
+    /// LXD's disks, marked with what the machine itself reports in use.
+    pub disks: Vec<Disk>,
 }
 
 /// What an existing cluster looks like, read from the LXD of the member that
@@ -54,8 +56,9 @@ pub struct ClusterFacts {
     pub member_config: Vec<MemberConfig>,
 }
 
-/// Everything a run will do, per member. Pure data: shown by `--dry-run`,
-/// applied by the orchestrator.
+/// Everything a run will do. Pure data: shown by `--dry-run`, applied by the
+/// orchestrator. One section per service; MicroCeph and MicroOVN get theirs
+/// beside [`LxdPlan`].
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ClusterPlan {
     pub initiator: String,
@@ -66,9 +69,7 @@ pub struct ClusterPlan {
     /// first, then the joiners in the order they join; when growing it only
     /// the new members.
     pub members: Vec<MemberPlan>,
-    pub local_pool: Option<LocalPoolPlan>,
-    pub network: Option<NetworkPlan>,
-    pub profile: ProfilePlan,
+    pub lxd: LxdPlan,
     /// Things the person should know that do not stop the run.
     pub warnings: Vec<String>,
 }
@@ -77,25 +78,49 @@ pub struct ClusterPlan {
 pub struct MemberPlan {
     pub name: String,
     pub address: IpAddr,
-    /// The source of this member's `local` pool, if it gets one.
-    pub local_source: Option<LocalSource>,
 }
 
+/// What LXD gets: the cluster itself (from [`ClusterPlan::members`]), the
+/// `local` pool, a network and the default profile.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct LocalSource {
-    pub path: String,
-    /// Set `source.wipe` (block devices only).
-    pub wipe: bool,
+pub struct LxdPlan {
+    pub local_pool: Option<LocalPoolPlan>,
+    pub network: Option<NetworkPlan>,
+    pub profile: ProfilePlan,
+}
+
+/// Where one member keeps its `local` pool.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LocalSource {
+    /// A `dir` pool in LXD's own storage directory (LXD is given no source).
+    LxdStorageDirectory,
+    /// A `dir` pool in this directory (project extension).
+    Directory { path: String },
+    /// A whole disk, wiped first when `wipe` is set (`source.wipe`).
+    Disk { path: String, wipe: bool },
 }
 
 impl LocalSource {
+    /// The `source` LXD is given, if any.
+    pub fn lxd_source(&self) -> Option<&str> {
+        match self {
+            LocalSource::LxdStorageDirectory => None,
+            LocalSource::Directory { path } | LocalSource::Disk { path, .. } => Some(path),
+        }
+    }
+
+    pub fn is_disk(&self) -> bool {
+        matches!(self, LocalSource::Disk { .. })
+    }
+
+    pub fn wipe(&self) -> bool {
+        matches!(self, LocalSource::Disk { wipe: true, .. })
+    }
+
     /// The path, or where LXD puts a pool given no source.
     pub fn describe(&self) -> &str {
-        if self.path.is_empty() {
-            "LXD's storage directory"
-        } else {
-            &self.path
-        }
+        self.lxd_source().unwrap_or("LXD's storage directory")
     }
 }
 
@@ -105,6 +130,8 @@ pub struct LocalPoolPlan {
     /// The cluster has it already: new members get their source through
     /// their join instead of the pool being created.
     pub exists: bool,
+    /// Each member's source, by member name.
+    pub sources: BTreeMap<String, LocalSource>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -146,5 +173,10 @@ impl ClusterPlan {
     /// Whether the run grows an existing cluster rather than forming one.
     pub fn grows(&self) -> bool {
         !self.existing_members.is_empty()
+    }
+
+    /// Where `member` keeps its `local` pool, if it gets one.
+    pub fn local_source(&self, member: &str) -> Option<&LocalSource> {
+        self.lxd.local_pool.as_ref()?.sources.get(member)
     }
 }

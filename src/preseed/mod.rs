@@ -6,14 +6,12 @@
 //! - [`Preseed::validate`] runs upstream's static checks in upstream's order with upstream's
 //!   messages, each followed by what would be valid. The check that needs this machine's
 //!   hostname is [`Preseed::check_local_included`].
-//! - [`DiskFilter`] is the `find:` language of `storage` filters.
+//! - `find:` expressions of `storage` filters use [`crate::disks::DiskFilter`].
 //!
 //! The user-facing reference is `docs/preseed.md`.
 
 mod error;
-mod filter;
 mod model;
-mod reproduce;
 mod source;
 mod validate;
 
@@ -21,7 +19,6 @@ mod validate;
 mod tests;
 
 pub use error::PreseedError;
-pub use filter::{DiskFilter, FilterError};
 pub use model::{
     CephConfig, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_SESSION_TIMEOUT, DiskFilterSpec, DiskRequest,
     Ipv4Range, LXD_STORAGE_DIRECTORY, OvnConfig, Preseed, StorageFilters, System, SystemStorage,

@@ -14,8 +14,8 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::filter::{DiskFilter, FilterError};
 use super::source::Origin;
+use crate::disks::{DiskFilter, FilterError};
 
 /// `lookup_timeout` when the preseed leaves it out.
 pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -356,6 +356,17 @@ impl Serialize for Ipv4Range {
 }
 
 impl Preseed {
+    /// A preseed that forms a cluster of `systems`, initiated by `initiator`
+    /// and found by multicast in `lookup_subnet`, with nothing else set.
+    pub fn bootstrap(initiator: String, lookup_subnet: IpNet, systems: Vec<System>) -> Preseed {
+        Preseed {
+            initiator: Some(initiator),
+            lookup_subnet: Some(lookup_subnet),
+            systems,
+            ..Default::default()
+        }
+    }
+
     /// How long a joiner looks for the initiator, and the initiator waits for every joiner.
     /// Values that do not validate (0 or negative) fall back to the default, like upstream.
     pub fn lookup_timeout(&self) -> Duration {

@@ -799,3 +799,49 @@ fn good_fixtures_validate() {
         assert_eq!(parse(&preseed.to_yaml()), preseed, "{}", file.display());
     }
 }
+
+#[test]
+fn fields_of_services_this_version_cannot_set_up_are_refused_by_name() {
+    const BASE: &str = "initiator: m1\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: p\n";
+    let cases = [
+        (
+            "ovn:\n  ipv4_gateway: 10.1.0.1/24\n  ipv4_range: 10.1.0.10-10.1.0.20\nsystems:\n- name: m1\n",
+            "ovn",
+            "MicroOVN",
+        ),
+        (
+            "ceph:\n  cephfs: true\nsystems:\n- name: m1\n",
+            "ceph",
+            "MicroCeph",
+        ),
+        (
+            "systems:\n- name: m1\n  storage:\n    ceph:\n    - path: /dev/sdb\n",
+            "systems[0].storage.ceph",
+            "MicroCeph",
+        ),
+        (
+            "systems:\n- name: m1\n- name: m2\n  ovn_underlay_ip: 10.0.0.2\n",
+            "systems[1].ovn_underlay_ip",
+            "MicroOVN",
+        ),
+        (
+            "storage:\n  ceph:\n  - find: size > 1GiB\n    find_min: 1\nsystems:\n- name: m1\n",
+            "storage.ceph",
+            "MicroCeph",
+        ),
+    ];
+    for (rest, field, service) in cases {
+        let preseed = parse(&format!("{BASE}{rest}"));
+        let err = preseed
+            .check_services_available()
+            .expect_err(field)
+            .to_string();
+        assert!(
+            err.contains(&format!("remove `{field}`"))
+                && err.contains(&format!("{service} support is not available yet")),
+            "{field}: {err}"
+        );
+    }
+    let lxd_only = parse(&format!("{BASE}systems:\n- name: m1\n"));
+    lxd_only.check_services_available().unwrap();
+}

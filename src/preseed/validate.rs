@@ -8,9 +8,11 @@
 use std::net::IpAddr;
 
 use super::PreseedError;
-use super::filter::DiskFilter;
-use super::model::{DEFAULT_SESSION_TIMEOUT, DiskFilterSpec, Preseed, System};
+use super::model::{
+    CephConfig, DEFAULT_SESSION_TIMEOUT, DiskFilterSpec, OvnConfig, Preseed, System,
+};
 use super::source::FieldPath;
+use crate::disks::DiskFilter;
 
 /// Upstream's message, then what would be valid.
 fn hinted(upstream: impl AsRef<str>, hint: impl AsRef<str>) -> String {
@@ -41,6 +43,46 @@ impl Preseed {
             self.check_filters(pool)?;
         }
         Ok(())
+    }
+
+    /// (this version) Fields for MicroCeph and MicroOVN are refused rather than
+    /// ignored: a run that printed "ready" without the storage or network the
+    /// file asked for would be worse than no run. The first such field is named.
+    pub fn check_services_available(&self) -> Result<(), PreseedError> {
+        const CEPH: &str = "MicroCeph";
+        const OVN: &str = "MicroOVN";
+        let mut fields: Vec<(FieldPath, &str)> = Vec::new();
+        if self.ovn != OvnConfig::default() {
+            fields.push((top("ovn"), OVN));
+        }
+        if self.ceph != CephConfig::default() {
+            fields.push((top("ceph"), CEPH));
+        }
+        if !self.storage.ceph.is_empty() {
+            fields.push((top("storage").key("ceph"), CEPH));
+        }
+        for (index, system) in self.systems.iter().enumerate() {
+            let path = top("systems").index(index);
+            if !system.ceph_disks().is_empty() {
+                fields.push((path.key("storage").key("ceph"), CEPH));
+            }
+            if system.ovn_uplink_interface.is_some() {
+                fields.push((path.key("ovn_uplink_interface"), OVN));
+            }
+            if system.ovn_underlay_ip.is_some() {
+                fields.push((path.key("ovn_underlay_ip"), OVN));
+            }
+        }
+        match fields.into_iter().next() {
+            None => Ok(()),
+            Some((path, service)) => Err(self.origin.error(
+                &path,
+                format!(
+                    "this configures {service}, and {service} support is not available yet in \
+                     this version of MicroCloud; remove `{path}` to set up LXD alone"
+                ),
+            )),
+        }
     }
 
     /// Item 6: when bootstrapping, this machine must be one of the systems.

@@ -9,6 +9,7 @@ use super::types::{
 };
 use crate::clients::lxd::LxdClient;
 use crate::clients::{ApiError, Transport};
+use crate::disks::MachineDisks;
 use crate::trust::{self, Identity, Secret, ServerPin};
 
 /// How long a peer may take to join its services.
@@ -105,6 +106,13 @@ impl PeerSession {
             .request(Method::PUT, "/1.0/session/stop", Some(&body))
             .await
             .map(drop)
+    }
+
+    /// What the peer itself knows about its disks in use.
+    pub async fn machine_disks(&self) -> Result<MachineDisks, ApiError> {
+        let path = super::server::MACHINE_DISKS_PATH;
+        let envelope = self.transport.request(Method::GET, path, None).await?;
+        self.transport.metadata(&Method::GET, path, envelope)
     }
 
     /// The peer's LXD, through its session proxy.

@@ -22,7 +22,11 @@ use super::types::{
     IntentAccepted, JoinIntent, ServicesPut, SessionInfo, SessionStop, StopOutcome,
 };
 use crate::clients::Transport;
+use crate::disks::MachineDisks;
 use crate::trust::{self, Fingerprint, PeerCertificate, Secret};
+
+/// Where a trusted peer reads this machine's own report on its disks.
+pub const MACHINE_DISKS_PATH: &str = "/1.0/machine/disks";
 
 /// Where a trusted peer reaches this machine's LXD.
 pub const LXD_PROXY_PREFIX: &str = "/1.0/services/lxd";
@@ -75,6 +79,8 @@ pub struct SessionConfig {
     pub me: JoinIntent,
     /// The local LXD, for the proxy that lets the initiator read this machine.
     pub local_lxd: Transport,
+    /// What this machine knows about its disks in use, read when asked.
+    pub machine_disks: fn() -> MachineDisks,
     pub join_handler: Option<Arc<dyn JoinHandler>>,
 }
 
@@ -135,7 +141,9 @@ impl SessionServer {
         ))
     }
 
-    /// Adds a certificate to the session's temporary trust store.
+    /// Adds a certificate to the session's temporary trust store (tests
+    /// trust a peer without a full admission).
+    #[cfg(test)]
     pub fn trust(&self, fingerprint: Fingerprint, name: &str) {
         lock(&self.shared.trusted).insert(fingerprint, name.to_string());
     }
@@ -172,6 +180,7 @@ fn router(shared: Arc<Shared>) -> Router {
     let trusted_only = Router::new()
         .route("/1.0/services", put(services_put))
         .route("/1.0/session/stop", put(session_stop))
+        .route(MACHINE_DISKS_PATH, get(machine_disks))
         .route(&format!("{LXD_PROXY_PREFIX}/{{*path}}"), any(lxd_proxy))
         .route_layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -200,6 +209,17 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         "error_code": status.as_u16(), "error": message.into(), "metadata": null,
     });
     (status, axum::Json(body)).into_response()
+}
+
+async fn machine_disks(State(shared): State<Arc<Shared>>) -> Response {
+    let read = shared.config.machine_disks;
+    match tokio::task::spawn_blocking(read).await {
+        Ok(disks) => sync(json!(disks)),
+        Err(err) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Failed to read this machine's disks: {err}"),
+        ),
+    }
 }
 
 async fn hello(State(shared): State<Arc<Shared>>) -> Response {

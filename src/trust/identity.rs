@@ -9,10 +9,9 @@
 //! have leaked, and the operator should decide.
 
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::{self, DirBuilder};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,6 +25,7 @@ use sha2::{Digest, Sha256};
 use super::secret::Secret;
 use super::tls::provider;
 use super::{CertificateError, TrustError};
+use crate::files::Existing;
 
 /// File names inside the identity directory (the names LXD and microcluster use).
 const CERT_FILE: &str = "server.crt";
@@ -289,38 +289,13 @@ fn create(dir: &Path, cert_path: &Path, key_path: &Path, name: &str) -> Result<(
     Ok(())
 }
 
-/// Writes `contents` to a temporary file beside `path`, flushes it, and renames
-/// it into place, so `path` is either absent or complete.
 fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), TrustError> {
-    let fail = |source| TrustError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = temp_path(path);
-    let result = (|| -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file may not exist or may already be renamed.
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(fail)
-}
-
-/// `.<name>.<random>.tmp` in the same directory (a rename must not cross filesystems).
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()))
+    crate::files::write_atomic(path, contents, mode, Existing::Replace).map_err(|source| {
+        TrustError::Write {
+            path: path.to_owned(),
+            source,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@ use crossterm::style::{Attribute, Print, SetAttribute};
 use crossterm::terminal::{self, Clear, ClearType};
 use crossterm::{cursor, execute, queue};
 
-use super::select_table::{self, Action, Incoming, TableState};
+pub use super::select_table::RowFeed;
+use super::select_table::{self, Action, Feed, Incoming, TableState};
 use crate::trust::passphrase;
 
 /// Asks the questions of the interactive commands.
@@ -48,10 +49,11 @@ pub trait Prompter: Send {
     fn passphrase(&mut self, question: &str) -> Result<String, PromptError>;
 
     /// A selectable table under `title`. `rows` are shown at once; more
-    /// arrive on `incoming` (one `Vec` per row, cells matching `headers`)
-    /// until its sender is dropped, and are appended to `rows`, however the
-    /// question ends, so that asking again shows them again. Returns the
-    /// indices into `rows` of the selected rows once Enter is pressed. Keys:
+    /// arrive from `incoming` (cells matching `headers`) until it closes, and
+    /// are appended to `rows`, however the question ends, so that asking
+    /// again shows them again. Returns the indices into `rows` of the
+    /// selected rows once Enter is pressed ([`select_rows`] returns the
+    /// chosen items themselves). Keys:
     /// Up/Down move, Space toggles, Right selects all shown rows, Left selects
     /// none, typing filters rows (case-insensitive substring), Backspace edits
     /// the filter.
@@ -60,12 +62,76 @@ pub trait Prompter: Send {
         title: &str,
         headers: &[&str],
         rows: &mut Vec<Vec<String>>,
-        incoming: Option<&Receiver<Vec<String>>>,
+        incoming: Option<&mut dyn RowFeed>,
         selection: Selection,
     ) -> Result<Vec<usize>, PromptError>;
 
     /// A `! <message>` warning line, printed before a question.
     fn warn(&mut self, message: &str);
+}
+
+/// Something shown as one row of a selectable table.
+pub trait Row {
+    /// The cells, matching the table's headers.
+    fn cells(&self) -> Vec<String>;
+}
+
+/// A table of `items` (more arrive on `incoming` while it is shown, and are
+/// appended to `items`); returns the items chosen.
+pub fn select_rows<R: Row + Clone>(
+    prompter: &mut dyn Prompter,
+    title: &str,
+    headers: &[&str],
+    items: &mut Vec<R>,
+    incoming: Option<&Receiver<R>>,
+    selection: Selection,
+) -> Result<Vec<R>, PromptError> {
+    let mut cells: Vec<Vec<String>> = items.iter().map(Row::cells).collect();
+    let chosen = match incoming {
+        None => prompter.select(title, headers, &mut cells, None, selection)?,
+        Some(receiver) => {
+            let mut feed = ItemFeed { receiver, items };
+            prompter.select(title, headers, &mut cells, Some(&mut feed), selection)?
+        }
+    };
+    Ok(chosen
+        .into_iter()
+        .map(|index| items[index].clone())
+        .collect())
+}
+
+/// Feeds arriving items to a table as rows, keeping each item at the index of
+/// its row.
+struct ItemFeed<'a, R> {
+    receiver: &'a Receiver<R>,
+    items: &'a mut Vec<R>,
+}
+
+impl<R: Row> ItemFeed<'_, R> {
+    fn add(&mut self, item: R) -> Feed {
+        let cells = item.cells();
+        self.items.push(item);
+        Feed::Row(cells)
+    }
+}
+
+impl<R: Row> RowFeed for ItemFeed<'_, R> {
+    fn try_next(&mut self) -> Feed {
+        match self.receiver.try_recv() {
+            Ok(item) => self.add(item),
+            Err(std::sync::mpsc::TryRecvError::Empty) => Feed::Empty,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Feed::Closed,
+        }
+    }
+
+    fn next_before(&mut self, deadline: Instant) -> Feed {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match self.receiver.recv_timeout(wait) {
+            Ok(item) => self.add(item),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Feed::Empty,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Feed::Closed,
+        }
+    }
 }
 
 /// How many rows a table lets the user select.
@@ -173,7 +239,7 @@ impl<C: Console + Send> Prompter for C {
         title: &str,
         headers: &[&str],
         rows: &mut Vec<Vec<String>>,
-        incoming: Option<&Receiver<Vec<String>>>,
+        incoming: Option<&mut dyn RowFeed>,
         selection: Selection,
     ) -> Result<Vec<usize>, PromptError> {
         let mut table = TableState::new(headers, std::mem::take(rows), selection);
@@ -608,14 +674,15 @@ mod tests {
     fn select(
         prompter: &mut ScriptedPrompter,
         rows: &[&str],
-        incoming: Option<&mpsc::Receiver<Vec<String>>>,
+        incoming: Option<mpsc::Receiver<Vec<String>>>,
     ) -> Result<Vec<usize>, PromptError> {
         let mut rows = rows.iter().map(|name| row(name)).collect();
+        let mut incoming = incoming;
         prompter.select(
             "Select systems:",
             &["NAME", "ADDRESS"],
             &mut rows,
-            incoming,
+            incoming.as_mut().map(|r| r as &mut dyn RowFeed),
             Selection::Many,
         )
     }
@@ -773,34 +840,47 @@ mod tests {
         );
         let started = Instant::now();
         assert_eq!(
-            select(&mut p, &["micro01"], Some(&receiver)).unwrap(),
+            select(&mut p, &["micro01"], Some(receiver)).unwrap(),
             vec![2, 3]
         );
         assert!(started.elapsed() >= Duration::from_millis(200));
         discovery.join().unwrap();
     }
 
+    #[derive(Debug, Clone, PartialEq)]
+    struct System(&'static str);
+
+    impl Row for System {
+        fn cells(&self) -> Vec<String> {
+            row(self.0)
+        }
+    }
+
     #[test]
-    fn rows_that_arrived_stay_with_the_caller() {
+    fn items_that_arrived_stay_with_the_caller_and_are_what_is_chosen() {
         let (sender, receiver) = mpsc::channel();
-        sender.send(row("micro02")).unwrap();
-        let mut rows = vec![row("micro01")];
-        let ask = |script: &str, rows: &mut Vec<Vec<String>>| {
-            ScriptedPrompter::new(script).select(
+        sender.send(System("micro02")).unwrap();
+        let mut items = vec![System("micro01")];
+        let ask = |script: &str, items: &mut Vec<System>| {
+            select_rows(
+                &mut ScriptedPrompter::new(script),
                 "Select systems:",
                 &["NAME", "ADDRESS"],
-                rows,
+                items,
                 Some(&receiver),
                 Selection::Many,
             )
         };
-        // A question that fails still hands back the rows it received.
-        assert!(ask("table:expect 2\n", &mut rows).is_err());
-        assert_eq!(rows, vec![row("micro01"), row("micro02")]);
-        sender.send(row("micro03")).unwrap();
-        let chosen = ask("table:expect 3\ntable:select-all\ntable:done\n", &mut rows);
-        assert_eq!(chosen.unwrap(), vec![0, 1, 2]);
-        assert_eq!(rows.len(), 3);
+        // A question that fails still hands back the items it received.
+        assert!(ask("table:expect 2\n", &mut items).is_err());
+        assert_eq!(items, [System("micro01"), System("micro02")]);
+        sender.send(System("micro03")).unwrap();
+        let chosen = ask(
+            "table:expect 3\ntable:down\ntable:select\ntable:down\ntable:select\ntable:done\n",
+            &mut items,
+        );
+        assert_eq!(chosen.unwrap(), [System("micro02"), System("micro03")]);
+        assert_eq!(items.len(), 3);
     }
 
     #[test]

@@ -244,17 +244,34 @@ impl TableState {
     }
 }
 
-/// Rows that may still arrive for a shown table, until their sender is
-/// dropped. The caller keeps the receiver, so rows arriving after the table
-/// is closed wait for its next showing.
-pub(crate) struct Incoming<'r>(Option<&'r Receiver<Vec<String>>>);
+/// Where more rows come from while a table is shown.
+pub trait RowFeed {
+    /// A row that has already arrived, if any.
+    fn try_next(&mut self) -> Feed;
+    /// Waits until `deadline` for one more row.
+    fn next_before(&mut self, deadline: Instant) -> Feed;
+}
+
+/// What a [`RowFeed`] has.
+pub enum Feed {
+    Row(Vec<String>),
+    /// Nothing yet.
+    Empty,
+    /// No more rows can come.
+    Closed,
+}
+
+/// Rows that may still arrive for a shown table, until the feed closes. The
+/// caller keeps the feed, so rows arriving after the table is closed wait for
+/// its next showing.
+pub(crate) struct Incoming<'r>(Option<&'r mut dyn RowFeed>);
 
 impl<'r> Incoming<'r> {
-    pub(crate) fn new(receiver: Option<&'r Receiver<Vec<String>>>) -> Self {
-        Incoming(receiver)
+    pub(crate) fn new(feed: Option<&'r mut dyn RowFeed>) -> Self {
+        Incoming(feed)
     }
 
-    /// True once the sender is gone and every row has been taken.
+    /// True once the feed is closed and every row has been taken.
     pub(crate) fn is_closed(&self) -> bool {
         self.0.is_none()
     }
@@ -262,14 +279,14 @@ impl<'r> Incoming<'r> {
     /// Adds the rows that have already arrived; true if there were any.
     pub(crate) fn drain(&mut self, table: &mut TableState) -> bool {
         let mut added = false;
-        while let Some(receiver) = self.0 {
-            match receiver.try_recv() {
-                Ok(row) => {
+        while let Some(feed) = self.0.as_mut() {
+            match feed.try_next() {
+                Feed::Row(row) => {
                     table.push(row);
                     added = true;
                 }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => self.0 = None,
+                Feed::Empty => break,
+                Feed::Closed => self.0 = None,
             }
         }
         added
@@ -278,19 +295,38 @@ impl<'r> Incoming<'r> {
     /// Waits until `deadline` for one more row; false on timeout or when no
     /// more rows can come.
     pub(crate) fn wait_one(&mut self, table: &mut TableState, deadline: Instant) -> bool {
-        let Some(receiver) = self.0 else {
+        let Some(feed) = self.0.as_mut() else {
             return false;
         };
-        match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(row) => {
+        match feed.next_before(deadline) {
+            Feed::Row(row) => {
                 table.push(row);
                 true
             }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => {
+            Feed::Empty => false,
+            Feed::Closed => {
                 self.0 = None;
                 false
             }
+        }
+    }
+}
+
+/// A channel of rows is a feed (tests, and tables of plain rows).
+impl RowFeed for Receiver<Vec<String>> {
+    fn try_next(&mut self) -> Feed {
+        match self.try_recv() {
+            Ok(row) => Feed::Row(row),
+            Err(TryRecvError::Empty) => Feed::Empty,
+            Err(TryRecvError::Disconnected) => Feed::Closed,
+        }
+    }
+
+    fn next_before(&mut self, deadline: Instant) -> Feed {
+        match self.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(row) => Feed::Row(row),
+            Err(RecvTimeoutError::Timeout) => Feed::Empty,
+            Err(RecvTimeoutError::Disconnected) => Feed::Closed,
         }
     }
 }
@@ -520,7 +556,8 @@ mod tests {
     #[test]
     fn incoming_rows_keep_the_cursor_and_close() {
         let (sender, receiver) = mpsc::channel();
-        let mut incoming = Incoming::new(Some(&receiver));
+        let mut receiver = receiver;
+        let mut incoming = Incoming::new(Some(&mut receiver));
         let mut t = table(Selection::Many);
         t.apply(Action::Down);
         sender.send(row("micro04", "10.0.0.4")).unwrap();

@@ -2,6 +2,7 @@
 //! fields and missing ones, because LXD grows its API through extensions.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -99,8 +100,9 @@ pub struct MemberConfig {
     pub description: String,
 }
 
-/// `PUT /1.0/cluster`: bootstrap (no `cluster_address`) or join.
-#[derive(Debug, Clone, Default, Serialize)]
+/// `PUT /1.0/cluster`: bootstrap (no `cluster_address`) or join. Its
+/// `Debug` hides the join secret.
+#[derive(Clone, Default, Serialize)]
 pub struct ClusterPut {
     pub server_name: String,
     pub enabled: bool,
@@ -131,8 +133,9 @@ pub struct ClusterMember {
     pub description: String,
 }
 
-/// The join token `lxc cluster add` prints: base64 (standard, padded) of this JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// The join token `lxc cluster add` prints: base64 (standard, padded) of this
+/// JSON. Its `Debug` hides the secret.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JoinToken {
     pub server_name: String,
     pub fingerprint: String,
@@ -142,8 +145,9 @@ pub struct JoinToken {
     pub expires_at: String,
 }
 
-/// Metadata of the `token` class operation `POST /1.0/cluster/members` returns.
-#[derive(Debug, Clone, Deserialize)]
+/// Metadata of the `token` class operation `POST /1.0/cluster/members`
+/// returns. Its `Debug` hides the secret.
+#[derive(Clone, Deserialize)]
 pub struct JoinTokenOperation {
     #[serde(rename = "serverName")]
     pub server_name: String,
@@ -152,6 +156,49 @@ pub struct JoinTokenOperation {
     pub secret: String,
     #[serde(rename = "expiresAt", default)]
     pub expires_at: String,
+}
+
+/// Shown in place of a join secret.
+const REDACTED: &str = "[redacted]";
+
+impl fmt::Debug for ClusterPut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| REDACTED);
+        f.debug_struct("ClusterPut")
+            .field("server_name", &self.server_name)
+            .field("enabled", &self.enabled)
+            .field("cluster_address", &self.cluster_address)
+            .field("cluster_certificate", &self.cluster_certificate)
+            .field("server_address", &self.server_address)
+            .field("cluster_token", &hidden(&self.cluster_token))
+            .field("cluster_password", &hidden(&self.cluster_password))
+            .field("member_config", &self.member_config)
+            .finish()
+    }
+}
+
+impl fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinToken")
+            .field("server_name", &self.server_name)
+            .field("fingerprint", &self.fingerprint)
+            .field("addresses", &self.addresses)
+            .field("secret", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for JoinTokenOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinTokenOperation")
+            .field("server_name", &self.server_name)
+            .field("fingerprint", &self.fingerprint)
+            .field("addresses", &self.addresses)
+            .field("secret", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -269,8 +316,7 @@ pub struct VolumesPost {
     pub config: BTreeMap<String, String>,
 }
 
-/// The part of `GET /1.0/resources` MicroCloud reads: disks stay raw JSON so the
-/// preseed disk filter can see every field LXD reports.
+/// The part of `GET /1.0/resources` MicroCloud reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct Resources {
@@ -280,7 +326,7 @@ pub struct Resources {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct ResourcesStorage {
-    pub disks: Vec<serde_json::Value>,
+    pub disks: Vec<crate::disks::Disk>,
 }
 
 /// A finished (or timed-out) operation, `GET /1.0/operations/<id>/wait`.
@@ -297,6 +343,26 @@ pub struct Operation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn join_secrets_never_show_in_debug() {
+        let token = JoinToken {
+            server_name: "micro2".into(),
+            fingerprint: "ab".into(),
+            addresses: vec!["10.0.0.1:8443".into()],
+            secret: "s3cr3t-token".into(),
+            expires_at: String::new(),
+        };
+        let put = ClusterPut {
+            cluster_password: Some("s3cr3t-password".into()),
+            cluster_token: Some("s3cr3t-token".into()),
+            ..Default::default()
+        };
+        for shown in [format!("{token:?}"), format!("{put:?}")] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(shown.contains(REDACTED), "{shown}");
+        }
+    }
 
     #[test]
     fn join_token_round_trips_in_lxd_key_order() {

@@ -6,27 +6,21 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc::Receiver;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
 
 use crate::discovery::LocalAddress;
-use crate::orchestrate::initiator::Answers;
+use crate::disks::Disk;
+use crate::files::Existing;
+use crate::orchestrate::initiator::{Candidate, Gathered};
 use crate::plan::{
-    ClusterFacts, ClusterPlan, DiskChoice, LOCAL_POOL, LocalStorageRequest, PlanRequest,
+    ClusterFacts, ClusterPlan, LOCAL_POOL, LocalSource, LocalStorageRequest, PlanRequest,
     SystemFacts,
 };
-use crate::preseed::Preseed;
 use crate::ui::format::{bytes_iec, natural_cmp};
-use crate::ui::prompt::{Prompter, Selection};
-
-/// Answers for `microcloud init`, asked when the run needs them.
-pub struct InitAnswers<'p> {
-    pub prompter: &'p mut dyn Prompter,
-    pub initiator: String,
-}
+use crate::ui::prompt::{Prompter, Row, Selection, select_rows};
 
 /// What `microcloud init` asks before anything else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,73 +77,89 @@ pub fn choose_address(
             prompter.warn(&format!("Using address {} for MicroCloud", only.address));
             Ok(only)
         }
-        _ => {
-            let mut rows = candidates
-                .iter()
-                .map(|a| vec![a.address.to_string(), a.interface.clone()])
-                .collect();
-            loop {
-                let chosen = prompter.select(
-                    "Select an address for MicroCloud's internal traffic:",
-                    &["ADDRESS", "IFACE"],
-                    &mut rows,
-                    None,
-                    Selection::One,
-                )?;
-                if let [index] = chosen.as_slice() {
-                    return Ok(candidates.swap_remove(*index));
-                }
-                prompter.warn("You must select exactly one address");
-                if !prompter.confirm("Retry selecting an address?", true)? {
-                    bail!("No address selected for MicroCloud");
-                }
+        _ => loop {
+            let chosen = select_rows(
+                prompter,
+                "Select an address for MicroCloud's internal traffic:",
+                &["ADDRESS", "IFACE"],
+                &mut candidates,
+                None,
+                Selection::One,
+            )?;
+            if let [only] = chosen.as_slice() {
+                return Ok(only.clone());
             }
+            prompter.warn("You must select exactly one address");
+            if !prompter.confirm("Retry selecting an address?", true)? {
+                bail!("No address selected for MicroCloud");
+            }
+        },
+    }
+}
+
+impl Row for LocalAddress {
+    fn cells(&self) -> Vec<String> {
+        vec![self.address.to_string(), self.interface.clone()]
+    }
+}
+
+impl Row for Candidate {
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.intent.name.clone(),
+            self.intent.address.clone(),
+            self.fingerprint.short().to_string(),
+        ]
+    }
+}
+
+/// The system table of `init` and `add`: systems appear as they reach out;
+/// asks again after an empty selection, keeping those already shown.
+pub fn choose_systems(
+    prompter: &mut dyn Prompter,
+    incoming: &Receiver<Candidate>,
+) -> anyhow::Result<Vec<Candidate>> {
+    let mut shown = Vec::new();
+    loop {
+        let chosen = select_rows(
+            prompter,
+            "Systems will appear in the table as they are detected. Select those that should join the cluster:",
+            &["NAME", "ADDRESS", "FINGERPRINT"],
+            &mut shown,
+            Some(incoming),
+            Selection::Many,
+        )?;
+        if !chosen.is_empty() {
+            return Ok(chosen);
+        }
+        prompter.warn("No system selected");
+        if !prompter.confirm("Retry selecting systems?", true)? {
+            bail!("No system selected");
         }
     }
 }
 
-impl Answers for InitAnswers<'_> {
-    fn choose_systems(&mut self, incoming: Receiver<Vec<String>>) -> anyhow::Result<Vec<usize>> {
-        // Systems that reached out stay in the table when it is shown again,
-        // so the indices keep following the order they arrived in.
-        let mut rows = Vec::new();
-        loop {
-            let chosen = self.prompter.select(
-                "Systems will appear in the table as they are detected. Select those that should join the cluster:",
-                &["NAME", "ADDRESS", "FINGERPRINT"],
-                &mut rows,
-                Some(&incoming),
-                Selection::Many,
-            )?;
-            if !chosen.is_empty() {
-                return Ok(chosen);
-            }
-            self.prompter.warn("No system selected");
-            if !self.prompter.confirm("Retry selecting systems?", true)? {
-                bail!("No system selected");
-            }
-        }
-    }
+/// The questions asked once every machine's facts are known: local storage
+/// for a new cluster, or each new member's disk when growing one.
+pub fn ask_request(
+    prompter: &mut dyn Prompter,
+    gathered: &Gathered,
+) -> anyhow::Result<PlanRequest> {
+    let facts = &gathered.facts;
+    let local_storage = match &gathered.cluster {
+        None => ask_local_storage(prompter, facts)?,
+        Some(cluster) => ask_local_storage_to_join(prompter, facts, cluster)?,
+    };
+    Ok(PlanRequest::for_systems(
+        &gathered.initiator,
+        facts,
+        local_storage,
+    ))
+}
 
-    fn request(
-        &mut self,
-        facts: &[SystemFacts],
-        cluster: Option<&ClusterFacts>,
-    ) -> anyhow::Result<PlanRequest> {
-        let local_storage = match cluster {
-            None => ask_local_storage(self.prompter, facts)?,
-            Some(cluster) => ask_local_storage_to_join(self.prompter, facts, cluster)?,
-        };
-        Ok(PlanRequest::for_systems(
-            &self.initiator,
-            facts,
-            local_storage,
-        ))
-    }
-
-    fn approve(&mut self, _plan: &ClusterPlan) -> anyhow::Result<bool> {
-        Ok(self.prompter.confirm("Proceed with this plan?", true)?)
-    }
+/// Whether to apply the plan just shown.
+pub fn approve(prompter: &mut dyn Prompter) -> anyhow::Result<bool> {
+    Ok(prompter.confirm("Proceed with this plan?", true)?)
 }
 
 /// Where the saved preseed goes unless the person says otherwise.
@@ -194,51 +204,51 @@ pub fn offer_to_save_preseed(
              # session_passphrase: ...\n",
         );
     }
-    text.push_str(&Preseed::reproducing(plan, lookup_subnet).to_yaml());
+    text.push_str(&super::preseed::reproducing(plan, lookup_subnet).to_yaml());
     let path = PathBuf::from(path);
-    // create_new: never overwrite a file that appeared after the question.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
+    // Keep: never overwrite a file that appeared after the question.
+    crate::files::write_atomic(&path, text.as_bytes(), 0o644, Existing::Keep)
         .with_context(|| format!("Failed to write the preseed to {}", path.display()))?;
     Ok(Some(path))
 }
 
 /// One row of the disk tables: which system and which disk.
+/// A disk offered in the storage tables.
+#[derive(Debug, Clone)]
 struct DiskRow {
     system: String,
     path: String,
-    /// The system's LXD can wipe the disk when it creates the pool.
+    /// The system's LXD can wipe it (`storage_pool_source_wipe`).
     wipable: bool,
-    cells: Vec<String>,
+    disk: Disk,
 }
 
-/// Disks MicroCloud may offer: whole, unused, not optical.
+impl Row for DiskRow {
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.system.clone(),
+            self.disk.model.clone(),
+            bytes_iec(self.disk.size),
+            self.disk.kind.clone(),
+            self.path.clone(),
+        ]
+    }
+}
+
+/// The disks of `system` a pool may use, as table rows.
 fn eligible_disks(system: &SystemFacts) -> Vec<DiskRow> {
     crate::plan::eligible_disks(system)
-        .filter(|d| d["type"] != "cdrom")
-        .filter_map(|d| {
-            let path = crate::plan::disk_path(d)?;
-            let size = d["size"].as_u64().unwrap_or(0);
+        .filter_map(|disk| {
             Some(DiskRow {
                 system: system.name.clone(),
-                cells: vec![
-                    system.name.clone(),
-                    d["model"].as_str().unwrap_or("").to_string(),
-                    bytes_iec(size),
-                    d["type"].as_str().unwrap_or("").to_string(),
-                    path.clone(),
-                ],
-                path,
+                path: disk.path()?,
                 wipable: system.server.has_extension("storage_pool_source_wipe"),
+                disk: disk.clone(),
             })
         })
         .collect()
 }
 
-/// Every system's eligible disks, in upstream's natural order.
 fn offered_disks(facts: &[SystemFacts]) -> Vec<DiskRow> {
     let mut disks: Vec<DiskRow> = facts.iter().flat_map(eligible_disks).collect();
     disks.sort_by(|a, b| {
@@ -308,7 +318,9 @@ fn ask_local_storage(
             true,
         )? {
             for system in facts {
-                request.explicit.insert(system.name.clone(), DiskChoice { path: String::new(), wipe: false });
+                request
+                    .explicit
+                    .insert(system.name.clone(), LocalSource::LxdStorageDirectory);
             }
         }
         return Ok(request);
@@ -328,17 +340,18 @@ fn select_one_disk_each(
     prompter: &mut dyn Prompter,
     disks: &[DiskRow],
     facts: &[SystemFacts],
-) -> anyhow::Result<Option<BTreeMap<String, DiskChoice>>> {
-    let mut rows = disks.iter().map(|d| d.cells.clone()).collect();
+) -> anyhow::Result<Option<BTreeMap<String, LocalSource>>> {
+    let mut offered = disks.to_vec();
     let chosen = loop {
-        let selected = prompter.select(
+        let selected = select_rows(
+            prompter,
             "Select exactly one disk from each cluster member:",
             DISK_HEADERS,
-            &mut rows,
+            &mut offered,
             None,
             Selection::Many,
         )?;
-        match one_per_system(disks, &selected, facts) {
+        match one_per_system(&selected, facts) {
             Ok(()) => break selected,
             Err(problem) => {
                 prompter.warn(&format!("Failed to add local storage pool: {problem}"));
@@ -348,58 +361,41 @@ fn select_one_disk_each(
             }
         }
     };
-    // As upstream, only disks whose LXD can wipe them are offered for wiping,
-    // and without any such disk there is no question.
-    let wipable: Vec<usize> = chosen
-        .iter()
-        .copied()
-        .filter(|&i| disks[i].wipable)
-        .collect();
-    let wiped: Vec<usize> = if wipable.is_empty() {
+    let mut wipable: Vec<DiskRow> = chosen.iter().filter(|d| d.wipable).cloned().collect();
+    let wiped: Vec<DiskRow> = if wipable.is_empty() {
         Vec::new()
     } else {
-        let mut wipe_rows = wipable.iter().map(|&i| disks[i].cells.clone()).collect();
-        prompter
-            .select(
-                "Select which disks to wipe:",
-                DISK_HEADERS,
-                &mut wipe_rows,
-                None,
-                Selection::Many,
-            )?
-            .into_iter()
-            .map(|position| wipable[position])
-            .collect()
+        select_rows(
+            prompter,
+            "Select which disks to wipe:",
+            DISK_HEADERS,
+            &mut wipable,
+            None,
+            Selection::Many,
+        )?
     };
-    let choices: BTreeMap<String, DiskChoice> = chosen
-        .iter()
-        .map(|index| {
-            let disk = &disks[*index];
-            (
-                disk.system.clone(),
-                DiskChoice {
-                    path: disk.path.clone(),
-                    wipe: wiped.contains(index),
-                },
-            )
+    let choices = chosen
+        .into_iter()
+        .map(|disk| {
+            let wipe = wiped
+                .iter()
+                .any(|w| w.system == disk.system && w.path == disk.path);
+            let source = LocalSource::Disk {
+                path: disk.path,
+                wipe,
+            };
+            (disk.system, source)
         })
         .collect();
     Ok(Some(choices))
 }
 
-fn one_per_system(
-    disks: &[DiskRow],
-    selected: &[usize],
-    facts: &[SystemFacts],
-) -> Result<(), String> {
+fn one_per_system(selected: &[DiskRow], facts: &[SystemFacts]) -> Result<(), String> {
     if selected.is_empty() {
         return Err("No disks selected".into());
     }
     for system in facts {
-        let count = selected
-            .iter()
-            .filter(|i| disks[**i].system == system.name)
-            .count();
+        let count = selected.iter().filter(|d| d.system == system.name).count();
         if count > 1 {
             return Err(format!(
                 "Selected more than one disk for target peer {:?}",
@@ -420,14 +416,13 @@ mod tests {
     use std::thread;
     use std::time::Duration;
 
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     use super::*;
     use crate::clients::lxd::Server;
+    use crate::disks::tests::disk;
     use crate::plan::ProfilePlan;
     use crate::ui::prompt::ScriptedPrompter;
-
-    const GIB: u64 = 1 << 30;
 
     fn local(interface: &str, address: &str, prefix_len: u8) -> LocalAddress {
         LocalAddress {
@@ -442,20 +437,8 @@ mod tests {
         text.parse().unwrap()
     }
 
-    /// A whole, unused disk as LXD's `/1.0/resources` reports it.
-    fn disk(id: &str, device_id: &str) -> Value {
-        json!({
-            "id": id,
-            "device_id": device_id,
-            "type": "sata",
-            "size": 100 * GIB,
-            "model": "QEMU",
-            "partitions": [],
-        })
-    }
-
     /// A system whose LXD can wipe disks (`storage_pool_source_wipe`).
-    fn system(name: &str, address: &str, disks: Vec<Value>) -> SystemFacts {
+    fn system(name: &str, address: &str, disks: Vec<Disk>) -> SystemFacts {
         SystemFacts {
             name: name.into(),
             address: ip(address),
@@ -470,8 +453,8 @@ mod tests {
         }
     }
 
-    fn choice(path: &str, wipe: bool) -> DiskChoice {
-        DiskChoice {
+    fn choice(path: &str, wipe: bool) -> LocalSource {
+        LocalSource::Disk {
             path: path.into(),
             wipe,
         }
@@ -481,35 +464,35 @@ mod tests {
         format!("/dev/disk/by-id/{device_id}")
     }
 
-    /// `InitAnswers::choose_systems` on `p`, with rows arriving on `receiver`.
-    fn choose_systems(
+    /// [`choose_systems`] on `p`, with systems arriving on `receiver`; the
+    /// names of those chosen.
+    fn choose(
         p: &mut ScriptedPrompter,
-        receiver: mpsc::Receiver<Vec<String>>,
-    ) -> anyhow::Result<Vec<usize>> {
-        InitAnswers {
-            prompter: p,
-            initiator: "micro01".into(),
-        }
-        .choose_systems(receiver)
+        receiver: mpsc::Receiver<Candidate>,
+    ) -> anyhow::Result<Vec<String>> {
+        let chosen = choose_systems(p, &receiver)?;
+        Ok(chosen.iter().map(|c| c.name().to_string()).collect())
     }
 
-    /// Runs `InitAnswers::request` with `script`; returns the result and the transcript.
-    fn ask_request(script: &str, facts: &[SystemFacts]) -> (anyhow::Result<PlanRequest>, String) {
+    /// Runs [`ask_request`] with `script`; returns the result and the transcript.
+    fn ask(script: &str, facts: &[SystemFacts]) -> (anyhow::Result<PlanRequest>, String) {
         ask_growing(script, facts, None)
     }
 
-    /// [`ask_request`] for `microcloud add` when `cluster` is given.
+    /// [`ask`] for `microcloud add` when `cluster` is given.
     fn ask_growing(
         script: &str,
         facts: &[SystemFacts],
         cluster: Option<&ClusterFacts>,
     ) -> (anyhow::Result<PlanRequest>, String) {
         let mut prompter = ScriptedPrompter::new(script);
-        let result = InitAnswers {
-            prompter: &mut prompter,
+        let gathered = Gathered {
             initiator: "micro01".into(),
-        }
-        .request(facts, cluster);
+            facts: facts.to_vec(),
+            cluster: cluster.cloned(),
+            fan_supported: false,
+        };
+        let result = super::ask_request(&mut prompter, &gathered);
         (result, prompter.transcript().to_string())
     }
 
@@ -530,7 +513,7 @@ mod tests {
         }
     }
 
-    fn explicit(request: &PlanRequest) -> Vec<(&str, &DiskChoice)> {
+    fn explicit(request: &PlanRequest) -> Vec<(&str, &LocalSource)> {
         request
             .local_storage
             .explicit
@@ -714,8 +697,19 @@ mod tests {
 
     // ---- choose_systems -------------------------------------------------
 
-    fn system_row(name: &str, address: &str) -> Vec<String> {
-        vec![name.into(), address.into(), "0123456789ab".into()]
+    /// A system that reached out; every fingerprint starts 0123456789ab.
+    fn system_row(name: &str, address: &str) -> Candidate {
+        Candidate {
+            intent: crate::session::JoinIntent {
+                name: name.into(),
+                version: crate::VERSION.into(),
+                address: address.into(),
+                certificate: String::new(),
+                services: Default::default(),
+                dry_run: false,
+            },
+            fingerprint: format!("0123456789ab{}", "0".repeat(52)).parse().unwrap(),
+        }
     }
 
     #[test]
@@ -729,9 +723,9 @@ mod tests {
             // The sender is dropped here; the rows already sent still count.
         });
         let mut p = ScriptedPrompter::new("table:expect 2\ntable:select-all\ntable:done\n");
-        let chosen = choose_systems(&mut p, receiver).unwrap();
+        let chosen = choose(&mut p, receiver).unwrap();
         discovery.join().unwrap();
-        assert_eq!(chosen, vec![0, 1]);
+        assert_eq!(chosen, ["micro02", "micro03"]);
         assert_eq!(
             p.transcript(),
             "Systems will appear in the table as they are detected. Select those that should join the cluster:\n\
@@ -750,9 +744,9 @@ mod tests {
             sender.send(system_row("micro03", "10.0.0.3")).unwrap();
         });
         let mut p = ScriptedPrompter::new("table:expect 2\ntable:down\ntable:select\ntable:done\n");
-        let chosen = choose_systems(&mut p, receiver).unwrap();
+        let chosen = choose(&mut p, receiver).unwrap();
         discovery.join().unwrap();
-        assert_eq!(chosen, vec![1]);
+        assert_eq!(chosen, ["micro03"]);
     }
 
     const SELECT_SYSTEMS: &str = "Systems will appear in the table as they are detected. Select those that should join the cluster:";
@@ -772,9 +766,9 @@ mod tests {
         let mut p = ScriptedPrompter::new(
             "table:done\n\ntable:expect 2\ntable:down\ntable:select\ntable:done\n",
         );
-        let chosen = choose_systems(&mut p, receiver).unwrap();
+        let chosen = choose(&mut p, receiver).unwrap();
         discovery.join().unwrap();
-        assert_eq!(chosen, vec![1]);
+        assert_eq!(chosen, ["micro03"]);
         assert_eq!(
             p.transcript(),
             [
@@ -797,7 +791,7 @@ mod tests {
         sender.send(system_row("micro02", "10.0.0.2")).unwrap();
         drop(sender);
         let mut p = ScriptedPrompter::new("table:expect 1\ntable:done\nno\n");
-        let err = choose_systems(&mut p, receiver).unwrap_err();
+        let err = choose(&mut p, receiver).unwrap_err();
         assert_eq!(err.to_string(), "No system selected");
         assert_eq!(
             p.transcript(),
@@ -815,7 +809,7 @@ mod tests {
         let script = "\n\
                       table:expect 3\ntable:down\ntable:select\ntable:down\ntable:select\ntable:done\n\
                       table:expect 2\ntable:down\ntable:select\ntable:done\n";
-        let (result, transcript) = ask_request(script, &facts);
+        let (result, transcript) = ask(script, &facts);
         let request = result.unwrap();
         assert_eq!(request.initiator, "micro01");
         let systems: Vec<(&str, IpAddr)> = request
@@ -884,7 +878,7 @@ mod tests {
 
     #[test]
     fn wiping_every_chosen_disk() {
-        let (result, _) = ask_request(
+        let (result, _) = ask(
             "yes\ntable:select\ntable:down\ntable:down\ntable:select\ntable:done\ntable:select-all\ntable:done\n",
             &two_systems(),
         );
@@ -910,7 +904,7 @@ mod tests {
         let script = "\n\
                       table:select\ntable:down\ntable:down\ntable:select\ntable:done\n\
                       table:expect 1\ntable:select\ntable:done\n";
-        let (result, transcript) = ask_request(script, &one_wiping_system());
+        let (result, transcript) = ask(script, &one_wiping_system());
         assert_eq!(
             explicit(&result.unwrap()),
             vec![
@@ -928,7 +922,7 @@ mod tests {
         facts[1].server.api_extensions.clear();
         // The script ends with the disk table: a wipe table would fail it.
         let script = "\ntable:down\ntable:select\ntable:down\ntable:select\ntable:done\n";
-        let (result, transcript) = ask_request(script, &facts);
+        let (result, transcript) = ask(script, &facts);
         assert_eq!(
             explicit(&result.unwrap()),
             vec![
@@ -946,7 +940,7 @@ mod tests {
                       yes\n\
                       table:down\ntable:select\ntable:down\ntable:select\ntable:done\n\
                       table:done\n";
-        let (result, transcript) = ask_request(script, &two_systems());
+        let (result, transcript) = ask(script, &two_systems());
         assert_eq!(
             explicit(&result.unwrap()),
             vec![
@@ -969,7 +963,7 @@ mod tests {
     fn other_disk_selection_errors_and_declining_the_retry() {
         // No disk at all, then a disk for micro01 only, then give up.
         let script = "\ntable:done\n\ntable:select\ntable:done\nno\n";
-        let (result, transcript) = ask_request(script, &two_systems());
+        let (result, transcript) = ask(script, &two_systems());
         let request = result.unwrap();
         assert!(request.local_storage.explicit.is_empty());
         assert!(request.local_storage.filters.is_empty());
@@ -993,7 +987,7 @@ mod tests {
 
     #[test]
     fn declining_local_storage_requests_none() {
-        let (result, transcript) = ask_request("no\n", &two_systems());
+        let (result, transcript) = ask("no\n", &two_systems());
         let request = result.unwrap();
         assert!(request.local_storage.explicit.is_empty());
         assert!(request.local_storage.filters.is_empty());
@@ -1002,14 +996,18 @@ mod tests {
     }
 
     /// Disks MicroCloud must never offer.
-    fn unusable_disks() -> Vec<Value> {
+    fn unusable_disks() -> Vec<Disk> {
         let mut partitioned = disk("sdc", "wwn-partitioned");
-        partitioned["partitions"] = json!([{"id": "sdc1", "partition": 1}]);
+        partitioned.partitions = vec![json!({"id": "sdc1", "partition": 1})];
         let mut mounted = disk("sdd", "wwn-mounted");
-        mounted["mounted"] = json!(true);
+        mounted.mounted = Some(true);
+        let mut root = disk("vda", "wwn-root");
+        root.in_use = vec!["mounted at /".into()];
         let mut cdrom = disk("sr0", "wwn-cdrom");
-        cdrom["type"] = json!("cdrom");
-        vec![partitioned, mounted, cdrom]
+        cdrom.kind = "cdrom".into();
+        let mut read_only = disk("sde", "wwn-ro");
+        read_only.read_only = true;
+        vec![partitioned, mounted, root, cdrom, read_only]
     }
 
     #[test]
@@ -1021,7 +1019,7 @@ mod tests {
             system("micro02", "10.0.0.2", vec![disk("sdb", "wwn-3")]),
         ];
         // `table:expect 2` fails if the table has more than two rows.
-        let (result, transcript) = ask_request(
+        let (result, transcript) = ask(
             "\ntable:expect 2\ntable:select-all\ntable:done\ntable:done\n",
             &facts,
         );
@@ -1045,14 +1043,14 @@ mod tests {
             system("micro03", "10.0.0.3", Vec::new()),
         ];
         let question = "Would you like to set up local storage in LXD's storage directory on every system instead? (yes/no) [default=yes]: ";
-        let (result, transcript) = ask_request("\n", &facts);
+        let (result, transcript) = ask("\n", &facts);
         let request = result.unwrap();
         assert_eq!(
             explicit(&request),
             vec![
-                ("micro01", &choice("", false)),
-                ("micro02", &choice("", false)),
-                ("micro03", &choice("", false)),
+                ("micro01", &LocalSource::LxdStorageDirectory),
+                ("micro02", &LocalSource::LxdStorageDirectory),
+                ("micro03", &LocalSource::LxdStorageDirectory),
             ]
         );
         assert_eq!(
@@ -1060,7 +1058,7 @@ mod tests {
             format!("! No disks available for local storage on micro02, micro03\n{question}\n")
         );
 
-        let (result, transcript) = ask_request("no\n", &facts);
+        let (result, transcript) = ask("no\n", &facts);
         assert!(result.unwrap().local_storage.explicit.is_empty());
         assert_eq!(
             transcript,
@@ -1075,7 +1073,7 @@ mod tests {
             system("micro02", "10.0.0.2", vec![disk("sdb", "wwn-2")]),
         ];
         let script = "\ntable:select-all\ntable:done\ntable:down\ntable:select\ntable:done\n";
-        let (result, transcript) = ask_request(script, &facts);
+        let (result, transcript) = ask(script, &facts);
         assert_eq!(
             explicit(&result.unwrap()),
             vec![
@@ -1106,16 +1104,16 @@ mod tests {
     fn disks_are_sorted_naturally_and_sized_in_iec_units() {
         // No device ID: the paths fall back to /dev/<id>.
         let mut sdaa = disk("sdaa", "");
-        sdaa["size"] = json!(2_000_398_934_016u64);
+        sdaa.size = 2_000_398_934_016;
         let mut sdb = disk("sdb", "");
-        sdb["size"] = json!(512u64 << 20);
+        sdb.size = 512 << 20;
         let mut small = disk("sdc", "wwn-small");
-        small["size"] = json!(512);
+        small.size = 512;
         let facts = vec![
             system("micro10", "10.0.0.10", vec![sdaa, sdb]),
             system("micro2", "10.0.0.2", vec![small]),
         ];
-        let (result, transcript) = ask_request("\ntable:select-all\ntable:done\nno\n", &facts);
+        let (result, transcript) = ask("\ntable:select-all\ntable:done\nno\n", &facts);
         assert!(result.unwrap().local_storage.explicit.is_empty());
         let table = [
             SELECT_DISKS,
@@ -1130,33 +1128,44 @@ mod tests {
 
     #[test]
     fn a_script_that_ends_early_is_an_error() {
-        let (result, _) = ask_request("\ntable:select-all\n", &two_systems());
+        let (result, _) = ask("\ntable:select-all\n", &two_systems());
         let err = result.unwrap_err();
         assert!(err.to_string().contains("script ended"), "{err:#}");
     }
 
     // ---- approve --------------------------------------------------------
 
+    /// A plan whose members keep `local` at the given path ("" for LXD's
+    /// storage directory).
     fn plan_of(members: &[(&str, &str)]) -> ClusterPlan {
+        let source = |path: &str| match path {
+            "" => LocalSource::LxdStorageDirectory,
+            path => choice(path, false),
+        };
         ClusterPlan {
             initiator: "micro01".into(),
             existing_members: Vec::new(),
             members: members
                 .iter()
-                .map(|(name, path)| crate::plan::MemberPlan {
+                .map(|(name, _)| crate::plan::MemberPlan {
                     name: name.to_string(),
                     address: ip("10.0.0.1"),
-                    local_source: Some(crate::plan::LocalSource {
-                        path: path.to_string(),
-                        wipe: false,
-                    }),
                 })
                 .collect(),
-            local_pool: None,
-            network: None,
-            profile: ProfilePlan {
-                root_pool: None,
+            lxd: crate::plan::LxdPlan {
+                local_pool: Some(crate::plan::LocalPoolPlan {
+                    driver: "dir".into(),
+                    exists: false,
+                    sources: members
+                        .iter()
+                        .map(|(name, path)| (name.to_string(), source(path)))
+                        .collect(),
+                }),
                 network: None,
+                profile: ProfilePlan {
+                    root_pool: None,
+                    network: None,
+                },
             },
             warnings: Vec::new(),
         }
@@ -1217,27 +1226,11 @@ mod tests {
 
     #[test]
     fn approve_asks_to_proceed() {
-        let plan = ClusterPlan {
-            initiator: "micro01".into(),
-            existing_members: Vec::new(),
-            members: Vec::new(),
-            local_pool: None,
-            network: None,
-            profile: ProfilePlan {
-                root_pool: None,
-                network: None,
-            },
-            warnings: Vec::new(),
-        };
         let mut p = ScriptedPrompter::new("\nno\ny\n");
-        let mut answers = InitAnswers {
-            prompter: &mut p,
-            initiator: "micro01".into(),
-        };
-        assert!(answers.approve(&plan).unwrap());
-        assert!(!answers.approve(&plan).unwrap());
-        assert!(answers.approve(&plan).unwrap());
-        assert!(answers.approve(&plan).is_err());
+        assert!(approve(&mut p).unwrap());
+        assert!(!approve(&mut p).unwrap());
+        assert!(approve(&mut p).unwrap());
+        assert!(approve(&mut p).is_err());
         assert_eq!(
             p.transcript(),
             "Proceed with this plan? (yes/no) [default=yes]: \n\

@@ -21,7 +21,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use serde_json::Value;
+use super::Disk;
 
 /// A parsed disk filter, ready to match disks.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,12 +84,10 @@ impl DiskFilter {
         })
     }
 
-    /// Whether `disk`, one entry of LXD's `storage.disks[]`, matches.
-    ///
-    /// A field LXD leaves out counts as its zero value (`""`, `0`, `false`), as in upstream
-    /// where the JSON is decoded into a Go struct first. A field of an unexpected JSON type
-    /// matches no comparison.
-    pub fn matches(&self, disk: &Value) -> bool {
+    /// Whether `disk` matches. A field LXD leaves out counts as its zero value (`""`, `0`,
+    /// `false`), as in upstream where the JSON is decoded into a Go struct first; `mounted`
+    /// is also true when the machine itself reports the disk in use.
+    pub fn matches(&self, disk: &Disk) -> bool {
         self.expr.eval(disk)
     }
 
@@ -115,27 +113,54 @@ enum FieldType {
     Size,
 }
 
-/// The fields of LXD's `ResourcesStorageDisk` that filters may use (spec §2.1).
-const FIELDS: &[(&str, FieldType)] = &[
-    ("id", FieldType::Text),
-    ("device", FieldType::Text),
-    ("model", FieldType::Text),
-    ("type", FieldType::Text),
-    ("read_only", FieldType::Bool),
-    ("mounted", FieldType::Bool),
-    ("size", FieldType::Size),
-    ("removable", FieldType::Bool),
-    ("wwn", FieldType::Text),
-    ("numa_node", FieldType::Uint),
-    ("device_path", FieldType::Text),
-    ("block_size", FieldType::Uint),
-    ("firmware_version", FieldType::Text),
-    ("rpm", FieldType::Uint),
-    ("serial", FieldType::Text),
-    ("device_id", FieldType::Text),
-    ("pci_address", FieldType::Text),
-    ("used_by", FieldType::Text),
+/// The fields of LXD's `ResourcesStorageDisk` that filters may use (spec §2.1), each with
+/// how to read it from a [`Disk`].
+const FIELDS: &[(&str, FieldType, Accessor)] = &[
+    ("id", FieldType::Text, |d| FieldValue::Text(&d.id)),
+    ("device", FieldType::Text, |d| FieldValue::Text(&d.device)),
+    ("model", FieldType::Text, |d| FieldValue::Text(&d.model)),
+    ("type", FieldType::Text, |d| FieldValue::Text(&d.kind)),
+    ("read_only", FieldType::Bool, |d| {
+        FieldValue::Bool(d.read_only)
+    }),
+    ("mounted", FieldType::Bool, |d| {
+        FieldValue::Bool(d.is_mounted())
+    }),
+    ("size", FieldType::Size, |d| FieldValue::Uint(d.size)),
+    ("removable", FieldType::Bool, |d| {
+        FieldValue::Bool(d.removable)
+    }),
+    ("wwn", FieldType::Text, |d| FieldValue::Text(&d.wwn)),
+    ("numa_node", FieldType::Uint, |d| {
+        FieldValue::Uint(d.numa_node)
+    }),
+    ("device_path", FieldType::Text, |d| {
+        FieldValue::Text(&d.device_path)
+    }),
+    ("block_size", FieldType::Uint, |d| {
+        FieldValue::Uint(d.block_size)
+    }),
+    ("firmware_version", FieldType::Text, |d| {
+        FieldValue::Text(&d.firmware_version)
+    }),
+    ("rpm", FieldType::Uint, |d| FieldValue::Uint(d.rpm)),
+    ("serial", FieldType::Text, |d| FieldValue::Text(&d.serial)),
+    ("device_id", FieldType::Text, |d| {
+        FieldValue::Text(&d.device_id)
+    }),
+    ("pci_address", FieldType::Text, |d| {
+        FieldValue::Text(&d.pci_address)
+    }),
+    ("used_by", FieldType::Text, |d| FieldValue::Text(&d.used_by)),
 ];
+
+type Accessor = for<'a> fn(&'a Disk) -> FieldValue<'a>;
+
+enum FieldValue<'a> {
+    Text(&'a str),
+    Bool(bool),
+    Uint(u64),
+}
 
 /// Byte suffixes of LXD's `units.ParseByteSizeString`.
 const SIZE_SUFFIXES: &[(&str, u64)] = &[
@@ -164,7 +189,8 @@ enum Expr {
 
 #[derive(Debug, Clone, PartialEq)]
 struct Comparison {
-    field: &'static str,
+    /// Index into [`FIELDS`].
+    field: usize,
     op: CompareOp,
     operand: Operand,
 }
@@ -221,7 +247,7 @@ enum Operand {
 }
 
 impl Expr {
-    fn eval(&self, disk: &Value) -> bool {
+    fn eval(&self, disk: &Disk) -> bool {
         match self {
             Expr::Or(left, right) => left.eval(disk) || right.eval(disk),
             Expr::And(left, right) => left.eval(disk) && right.eval(disk),
@@ -232,25 +258,20 @@ impl Expr {
 }
 
 impl Comparison {
-    fn eval(&self, disk: &Value) -> bool {
-        let field = disk.get(self.field).filter(|value| !value.is_null());
-        // The parser only lets `==` and `!=` through for text and booleans.
-        match &self.operand {
-            Operand::Text(pattern) => match field {
-                None => self.op.equality_holds(pattern.matches("")),
-                Some(Value::String(text)) => self.op.equality_holds(pattern.matches(text)),
-                Some(_) => false,
-            },
-            Operand::Bool(wanted) => match field {
-                None => self.op.equality_holds(!wanted),
-                Some(Value::Bool(actual)) => self.op.equality_holds(actual == wanted),
-                Some(_) => false,
-            },
-            Operand::Uint(wanted) => match field.map(Value::as_u64) {
-                None => self.op.ordering_holds(0.cmp(wanted)),
-                Some(Some(actual)) => self.op.ordering_holds(actual.cmp(wanted)),
-                Some(None) => false,
-            },
+    fn eval(&self, disk: &Disk) -> bool {
+        // The parser only lets `==` and `!=` through for text and booleans, and
+        // checks each operand against the field's type.
+        match (&self.operand, (FIELDS[self.field].2)(disk)) {
+            (Operand::Text(pattern), FieldValue::Text(text)) => {
+                self.op.equality_holds(pattern.matches(text))
+            }
+            (Operand::Bool(wanted), FieldValue::Bool(actual)) => {
+                self.op.equality_holds(actual == *wanted)
+            }
+            (Operand::Uint(wanted), FieldValue::Uint(actual)) => {
+                self.op.ordering_holds(actual.cmp(wanted))
+            }
+            _ => false,
         }
     }
 }
@@ -506,7 +527,7 @@ impl<'a> Parser<'a> {
 
     /// `<field> <operator> <value>`, after the field's word.
     fn parse_comparison(&mut self, field: &str, field_column: usize) -> Result<Expr, FilterError> {
-        let (name, field_type) = lookup_field(field, field_column)?;
+        let (index, name, field_type) = lookup_field(field, field_column)?;
         let op = match self.take(&format!("a comparison operator after `{name}`"))? {
             Token {
                 kind: TokenKind::Compare(op),
@@ -552,20 +573,23 @@ impl<'a> Parser<'a> {
         let operand = typed_operand(name, field_type, op, value)
             .map_err(|message| FilterError::new(value_token.column, message))?;
         Ok(Expr::Compare(Comparison {
-            field: name,
+            field: index,
             op,
             operand,
         }))
     }
 }
 
-fn lookup_field(name: &str, column: usize) -> Result<(&'static str, FieldType), FilterError> {
+fn lookup_field(
+    name: &str,
+    column: usize,
+) -> Result<(usize, &'static str, FieldType), FilterError> {
     FIELDS
         .iter()
-        .find(|(field, _)| *field == name)
-        .copied()
+        .position(|(field, _, _)| *field == name)
+        .map(|index| (index, FIELDS[index].0, FIELDS[index].1))
         .ok_or_else(|| {
-            let valid: Vec<&str> = FIELDS.iter().map(|(field, _)| *field).collect();
+            let valid: Vec<&str> = FIELDS.iter().map(|(field, _, _)| *field).collect();
             FilterError::new(
                 column,
                 format!(
@@ -639,8 +663,8 @@ mod tests {
 
     use super::*;
 
-    fn disk() -> Value {
-        json!({
+    fn disk() -> Disk {
+        serde_json::from_value(json!({
             "id": "nvme0n1",
             "device": "259:0",
             "model": "Samsung SSD 970 EVO Plus 1TB",
@@ -656,7 +680,8 @@ mod tests {
             "serial": "S4EWNX0N123456",
             "device_id": "nvme-eui.0025385b71b0e3a2",
             "partitions": []
-        })
+        }))
+        .unwrap()
     }
 
     fn matches(expr: &str) -> bool {
@@ -709,12 +734,13 @@ mod tests {
     }
 
     #[test]
-    fn fields_of_the_wrong_json_type_never_match() {
-        let filter = DiskFilter::parse("size > 1 || size <= 1").unwrap();
-        assert!(!filter.matches(&json!({"size": "big"})));
-        assert!(!filter.matches(&json!({"size": -1})));
-        let filter = DiskFilter::parse("model == x || model != x").unwrap();
-        assert!(!filter.matches(&json!({"model": 7})));
+    fn mounted_is_also_what_the_machine_reports() {
+        let filter = DiskFilter::parse("mounted == false").unwrap();
+        let mut disk = disk();
+        disk.mounted = None;
+        assert!(filter.matches(&disk));
+        disk.in_use = vec!["mounted at /".into()];
+        assert!(!filter.matches(&disk));
     }
 
     #[test]
