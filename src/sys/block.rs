@@ -461,6 +461,100 @@ pub fn disks_in_use(
     Ok(disks)
 }
 
+/// Why a disk that was asked for is not free to wipe.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path} ({name}, {number}) is in use: {reasons}; choose a disk that is not in use \
+     (MicroCloud never wipes a disk in use)",
+    path = path.display(),
+    reasons = reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+)]
+pub struct DiskInUse {
+    pub path: PathBuf,
+    pub name: String,
+    pub number: DeviceNumber,
+    pub reasons: Vec<InUse>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskCheckError {
+    #[error(transparent)]
+    InUse(#[from] DiskInUse),
+    #[error("{path} does not exist on this machine", path = path.display())]
+    NotFound { path: PathBuf },
+    #[error("{path} is not a block device", path = path.display())]
+    NotBlockDevice { path: PathBuf },
+    #[error(
+        "{path} is partition {name} of disk {disk}; choose a whole disk \
+         (MicroCloud uses whole disks only)",
+        path = path.display()
+    )]
+    Partition {
+        path: PathBuf,
+        name: String,
+        disk: String,
+    },
+    #[error(
+        "{path} is block device {number}, which {SYS_CLASS_BLOCK} does not list",
+        path = path.display()
+    )]
+    Unlisted { path: PathBuf, number: DeviceNumber },
+    #[error(transparent)]
+    Read(#[from] BlockReadError),
+}
+
+/// The whole disk that `path` (as `/dev/disk/by-id/…`) names, when nothing
+/// uses it.
+pub fn check_disk_free(
+    files: &dyn MachineFiles,
+    path: &Path,
+) -> Result<DeviceNumber, DiskCheckError> {
+    let number = match files.device_number(path) {
+        Ok(Some(number)) => number,
+        Ok(None) => {
+            return Err(DiskCheckError::NotBlockDevice {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(DiskCheckError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(error) => return Err(read_error(path)(error).into()),
+    };
+    if let Some(Disk { name, uses }) = disks_in_use(files)?.remove(&number) {
+        if uses.is_empty() {
+            return Ok(number);
+        }
+        return Err(DiskInUse {
+            path: path.to_path_buf(),
+            name,
+            number,
+            reasons: uses,
+        }
+        .into());
+    }
+    match block_devices(files)?
+        .into_iter()
+        .find(|device| device.number == number)
+    {
+        Some(BlockDevice {
+            name,
+            disk: Some(disk),
+            ..
+        }) => Err(DiskCheckError::Partition {
+            path: path.to_path_buf(),
+            name,
+            disk,
+        }),
+        _ => Err(DiskCheckError::Unlisted {
+            path: path.to_path_buf(),
+            number,
+        }),
+    }
+}
+
 /// A made-up machine: a tree of files, directories, symlinks and block
 /// device nodes, with helpers that lay out sysfs and procfs as Linux does.
 #[cfg(test)]
@@ -913,5 +1007,86 @@ mod tests {
         machine.disk("sdd", dev(8, 48));
         let error = disks_in_use(&machine).unwrap_err();
         assert_eq!(error.to_string(), "failed to read /proc/self/mountinfo");
+    }
+
+    #[test]
+    fn free_disk_passes_the_check_through_its_by_id_link() {
+        let free = check_disk_free(&machine(), Path::new("/dev/disk/by-id/scsi-blank"));
+        assert_eq!(free.unwrap(), dev(8, 48));
+    }
+
+    #[test]
+    fn disk_in_use_fails_the_check_with_every_reason_and_what_to_do() {
+        let error =
+            check_disk_free(&machine(), Path::new("/dev/disk/by-id/virtio-root")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/dev/disk/by-id/virtio-root (vda, 254:0) is in use: mounted at /; choose a disk \
+             that is not in use (MicroCloud never wipes a disk in use)"
+        );
+        let error = check_disk_free(&machine(), Path::new("/dev/sdb")).unwrap_err();
+        let DiskCheckError::InUse(in_use) = error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(in_use.reasons.len(), 3);
+    }
+
+    #[test]
+    fn check_names_missing_paths_non_devices_and_partitions() {
+        let check = |path: &str| {
+            check_disk_free(&machine(), Path::new(path))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            check("/dev/disk/by-id/gone"),
+            "/dev/disk/by-id/gone does not exist on this machine"
+        );
+        assert_eq!(
+            check("/etc/hostname"),
+            "/etc/hostname is not a block device"
+        );
+        assert_eq!(
+            check("/dev/sda1"),
+            "/dev/sda1 is partition sda1 of disk sda; choose a whole disk \
+             (MicroCloud uses whole disks only)"
+        );
+        let mut machine = machine();
+        machine.block_device("/dev/odd", dev(240, 3));
+        let error = check_disk_free(&machine, Path::new("/dev/odd")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "/dev/odd is block device 240:3, which /sys/class/block does not list"
+        );
+    }
+
+    #[test]
+    fn this_machine_reports_the_disk_holding_its_root_filesystem_in_use() {
+        use std::os::unix::fs::MetadataExt;
+        let root = DeviceNumber::from_dev_t(std::fs::metadata("/").unwrap().dev());
+        if root.major == 0 {
+            // overlay, tmpfs or btrfs: no block device number to look up.
+            println!("skipped: / is on {root}, an anonymous device (container or btrfs)");
+            return;
+        }
+        let disks = disks_in_use(&HostFiles).unwrap();
+        let sysfs = Path::new("/sys/dev/block").join(root.to_string());
+        // A partition's disk is its sysfs parent directory.
+        let disk = if sysfs.join("partition").exists() {
+            std::fs::read_to_string(sysfs.join("../dev"))
+                .unwrap()
+                .parse()
+                .unwrap()
+        } else {
+            root
+        };
+        let uses = &disks[&disk].uses;
+        assert!(
+            uses.iter().any(
+                |used| matches!(used, InUse::Mounted { mount_point, .. } if mount_point == "/")
+            ),
+            "{} ({disk}) holds / but is reported as {uses:?}",
+            disks[&disk].name
+        );
     }
 }
