@@ -1,5 +1,7 @@
 //! Facts about this machine that the product reads from the OS.
 
+pub mod block;
+
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
