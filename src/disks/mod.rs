@@ -39,11 +39,23 @@ pub struct Disk {
     pub device_id: String,
     pub pci_address: String,
     pub used_by: String,
-    pub partitions: Vec<serde_json::Value>,
+    pub partitions: Vec<Partition>,
     /// Why the machine considers the disk in use (its mounts, swap, holders),
     /// from [`MachineDisks`]; empty when it is free.
     #[serde(skip)]
     pub in_use: Vec<String>,
+}
+
+/// One partition of a [`Disk`]: a disk with any is never used whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Partition {
+    pub id: String,
+    /// `major:minor`.
+    pub device: String,
+    pub partition: u64,
+    pub size: u64,
+    pub read_only: bool,
 }
 
 /// Why a disk cannot hold a storage pool.
@@ -194,7 +206,7 @@ pub(crate) mod tests {
             d.eligibility()
         };
         assert_eq!(
-            with(|d| d.partitions = vec![serde_json::json!({"id": "sdb1"})]),
+            with(|d| d.partitions = vec![Partition::default()]),
             Err(Ineligible::Partitioned)
         );
         assert_eq!(with(|d| d.read_only = true), Err(Ineligible::ReadOnly));

@@ -416,8 +416,6 @@ mod tests {
     use std::thread;
     use std::time::Duration;
 
-    use serde_json::json;
-
     use super::*;
     use crate::clients::lxd::Server;
     use crate::disks::tests::disk;
@@ -998,7 +996,11 @@ mod tests {
     /// Disks MicroCloud must never offer.
     fn unusable_disks() -> Vec<Disk> {
         let mut partitioned = disk("sdc", "wwn-partitioned");
-        partitioned.partitions = vec![json!({"id": "sdc1", "partition": 1})];
+        partitioned.partitions = vec![crate::disks::Partition {
+            id: "sdc1".into(),
+            partition: 1,
+            ..Default::default()
+        }];
         let mut mounted = disk("sdd", "wwn-mounted");
         mounted.mounted = Some(true);
         let mut root = disk("vda", "wwn-root");

@@ -394,7 +394,12 @@ impl InitiatorSession {
         let machine = &self.machine;
         let (local, cluster) = match goal {
             Goal::Form => {
-                let disks = crate::sys::machine_disks();
+                let disks = crate::sys::machine_disks().with_context(|| {
+                    format!(
+                        "Failed to read which disks are in use on {:?}",
+                        machine.name
+                    )
+                })?;
                 let local =
                     gather::system(&machine.name, machine.address.address, &machine.lxd, &disks);
                 (Some(local.await?), None)

@@ -534,7 +534,11 @@ pub(super) mod tests {
     }
 
     fn partitioned(mut disk: Disk) -> Disk {
-        disk.partitions = vec![json!({"id": format!("{}1", disk.id), "partition": 1})];
+        disk.partitions = vec![crate::disks::Partition {
+            id: format!("{}1", disk.id),
+            partition: 1,
+            ..Default::default()
+        }];
         disk
     }
 

@@ -23,6 +23,7 @@ use super::types::{
 };
 use crate::clients::Transport;
 use crate::disks::MachineDisks;
+use crate::sys::block::BlockReadError;
 use crate::trust::{self, Fingerprint, PeerCertificate, Secret};
 
 /// Where a trusted peer reads this machine's own report on its disks.
@@ -80,7 +81,7 @@ pub struct SessionConfig {
     /// The local LXD, for the proxy that lets the initiator read this machine.
     pub local_lxd: Transport,
     /// What this machine knows about its disks in use, read when asked.
-    pub machine_disks: fn() -> MachineDisks,
+    pub machine_disks: fn() -> Result<MachineDisks, BlockReadError>,
     pub join_handler: Option<Arc<dyn JoinHandler>>,
 }
 
@@ -214,7 +215,14 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 async fn machine_disks(State(shared): State<Arc<Shared>>) -> Response {
     let read = shared.config.machine_disks;
     match tokio::task::spawn_blocking(read).await {
-        Ok(disks) => sync(json!(disks)),
+        Ok(Ok(disks)) => sync(json!(disks)),
+        Ok(Err(err)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "Failed to read which disks are in use on {}: {err}",
+                shared.config.me.name
+            ),
+        ),
         Err(err) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("Failed to read this machine's disks: {err}"),

@@ -85,7 +85,7 @@ impl Session {
                 passphrase: Secret::new(PASSPHRASE.to_string()),
                 me: intent(&identity),
                 local_lxd: local_lxd.clone(),
-                machine_disks: crate::disks::MachineDisks::default,
+                machine_disks: || Ok(crate::disks::MachineDisks::default()),
                 join_handler: None,
             };
             match SessionServer::start(address, &identity, config).await {
