@@ -4,13 +4,17 @@
 //! first, and what could not be undone is reported as needing attention.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
 
 use super::lxd;
 use super::progress::Progress;
 use super::revert::Reverter;
+use crate::clients::ApiError;
 use crate::clients::lxd::LxdClient;
 use crate::plan::ClusterPlan;
-use crate::session::PeerSession;
+use crate::session::{PeerSession, ServicesPut};
 use crate::state::PhaseStatus;
 use crate::ui::Printer;
 
@@ -73,10 +77,26 @@ pub fn phases(_plan: &ClusterPlan) -> Vec<Phase> {
     LXD_PHASES.to_vec()
 }
 
-/// Where the plan is applied: the initiator's LXD and each joiner's session.
+/// What applying a plan needs of a joiner: that it joins the services it
+/// is asked to (a [`PeerSession`] in a run, a fake in tests).
+pub trait Joiner: Send + Sync {
+    fn join_services<'a>(&'a self, request: &'a ServicesPut)
+    -> BoxFuture<'a, Result<(), ApiError>>;
+}
+
+impl Joiner for PeerSession {
+    fn join_services<'a>(
+        &'a self,
+        request: &'a ServicesPut,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(PeerSession::join_services(self, request))
+    }
+}
+
+/// Where the plan is applied: the initiator's LXD and each joiner, by name.
 pub struct Targets {
     pub local: LxdClient,
-    pub peers: BTreeMap<String, PeerSession>,
+    pub peers: BTreeMap<String, Arc<dyn Joiner>>,
 }
 
 /// Applies `plan`. On failure every change is undone and the error returned.

@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,7 +26,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::apply::{self, Targets};
+use super::apply::{self, Joiner, Targets};
 use super::gather;
 use super::local::LocalMachine;
 use super::progress::Progress;
@@ -443,7 +444,11 @@ impl InitiatorSession {
         let mut progress = Progress::start(state, goal.command(), "initiator", &names)?;
         let targets = Targets {
             local: self.machine.lxd.clone(),
-            peers: self.peers.clone(),
+            peers: self
+                .peers
+                .iter()
+                .map(|(name, peer)| (name.clone(), Arc::new(peer.clone()) as Arc<dyn Joiner>))
+                .collect(),
         };
         let result = apply::apply(plan, &targets, &mut progress, printer).await;
         let outcome = match &result {
