@@ -58,9 +58,16 @@ impl Transport {
             None,
             ServerPin::Capture(crate::trust::CapturedCertificate::new()),
         )?;
+        // No idle connections: LXD 5.0's socket listener reads the first bytes
+        // of each new connection before accepting the next one, so a silent
+        // connection stalls every later client, LXD's own join included. A
+        // pool parks exactly such connections (one finished in the background
+        // after a freed one was reused); without a pool, each connection
+        // carries one request and is closed.
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(unused_tls)
             .unix_socket(socket)
+            .pool_max_idle_per_host(0)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(crate::trust::TrustError::HttpClient)?;
@@ -248,5 +255,150 @@ fn truncated(bytes: &[u8]) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None if text.is_empty() => "empty response".into(),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures_util::future::join_all;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{UnixListener, UnixStream};
+
+    use super::*;
+
+    /// Per accepted connection: still open, and how many bytes it sent.
+    type Connections = Arc<Mutex<Vec<(bool, usize)>>>;
+
+    /// A socket server that accepts like LXD 5.0.2: the accept loop reads the
+    /// first 8 bytes of each connection before it accepts the next one.
+    fn lxd_5_0_like_socket(path: &Path) -> Connections {
+        let listener = UnixListener::bind(path).unwrap();
+        let connections = Connections::default();
+        let tracked = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let id = {
+                    let mut all = tracked.lock().unwrap();
+                    all.push((true, 0));
+                    all.len() - 1
+                };
+                let mut first = [0u8; 8];
+                let mut read = 0;
+                while read < first.len() {
+                    match stream.read(&mut first[read..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                    tracked.lock().unwrap()[id].1 = read;
+                }
+                if read < first.len() {
+                    tracked.lock().unwrap()[id].0 = false;
+                    continue;
+                }
+                let tracked = tracked.clone();
+                tokio::spawn(async move {
+                    serve_http(&mut stream, first.to_vec(), &tracked, id).await;
+                    tracked.lock().unwrap()[id].0 = false;
+                });
+            }
+        });
+        connections
+    }
+
+    /// Minimal HTTP/1.1 with keep-alive: every request gets a sync envelope.
+    async fn serve_http(
+        stream: &mut UnixStream,
+        mut buffer: Vec<u8>,
+        tracked: &Connections,
+        id: usize,
+    ) {
+        const BODY: &str = r#"{"type":"sync","status":"Success","status_code":200,"metadata":{}}"#;
+        loop {
+            while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if buffer.len() < end + 4 + length {
+                    break;
+                }
+                buffer.drain(..end + 4 + length);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
+                    BODY.len()
+                );
+                if stream.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    buffer.extend_from_slice(&chunk[..n]);
+                    tracked.lock().unwrap()[id].1 += n;
+                }
+            }
+        }
+    }
+
+    fn silent_open(connections: &Connections) -> usize {
+        let all = connections.lock().unwrap();
+        all.iter()
+            .filter(|(open, bytes)| *open && *bytes == 0)
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unix_socket_never_leaves_a_silent_connection_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("lxd.socket");
+        let connections = lxd_5_0_like_socket(&socket);
+        // A stalled socket shows up as requests timing out.
+        let connect = || {
+            Transport::unix(&socket, "LXD")
+                .unwrap()
+                .with_timeout(Duration::from_secs(2))
+        };
+        let (mut stalled, mut clients) = (0, Vec::new());
+        for round in 0..20u64 {
+            // A new client each round: its first requests all race to connect.
+            // Kept alive to the end, so whatever it holds open stays open.
+            let transport = connect();
+            clients.push(transport.clone());
+            let requests = (0..50u64).map(|i| {
+                let transport = transport.clone();
+                async move {
+                    // Staggered starts, so requests end while others connect.
+                    tokio::time::sleep(Duration::from_micros((i * 37 + round * 11) % 900)).await;
+                    transport.request(Method::GET, "/1.0", None).await
+                }
+            });
+            stalled += join_all(requests)
+                .await
+                .iter()
+                .filter(|r| r.is_err())
+                .count();
+            if stalled > 0 {
+                break;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while silent_open(&connections) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let accepted = connections.lock().unwrap().len();
+        let silent = silent_open(&connections);
+        assert_eq!(
+            (silent, stalled),
+            (0, 0),
+            "{silent} connection(s) that sent nothing still open, {stalled} of 1000 requests stalled ({accepted} connections accepted)"
+        );
+        // And the socket still serves.
+        connect().request(Method::GET, "/1.0", None).await.unwrap();
     }
 }
