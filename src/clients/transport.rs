@@ -1,11 +1,15 @@
 //! The transport seam: every service client is built on a [`Transport`], which
 //! knows where requests go and how they are authenticated, and decodes the
 //! LXD-style response envelope shared by LXD, microcluster services and our
-//! own session API.
+//! own session API. Requests go through an [`HttpBackend`]: reqwest over a
+//! unix socket or HTTPS, or an in-memory server in tests.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -17,10 +21,53 @@ use crate::trust::{Identity, ServerPin};
 /// but never answers cannot hang a command. Long waits set their own bound.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why a request did not complete (connection refused, TLS failure, timeout).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends one HTTP request to `url` and returns the status and body as they
+/// came; interpreting them is [`Transport`]'s job.
+pub trait HttpBackend: Send + Sync {
+    fn send(
+        &self,
+        method: Method,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>>;
+}
+
+/// The real backend: a reqwest client (unix socket or HTTPS).
+struct Reqwest(reqwest::Client);
+
+impl HttpBackend for Reqwest {
+    fn send(
+        &self,
+        method: Method,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>> {
+        let mut request = self.0.request(method, url).timeout(timeout);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        Box::pin(async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            Ok((status, response.bytes().await?))
+        })
+    }
+}
+
 /// Where a service's REST API is reached, and how.
 #[derive(Clone)]
 pub struct Transport {
-    client: reqwest::Client,
+    backend: Arc<dyn HttpBackend>,
     /// Prefix of every path: `http://lxd` for a unix socket, `https://ip:port[/proxy]` otherwise.
     base: String,
     /// Human description used in errors, e.g. `LXD on micro2`.
@@ -71,12 +118,11 @@ impl Transport {
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(crate::trust::TrustError::HttpClient)?;
-        Ok(Transport {
-            client,
-            base: "http://lxd".into(),
-            target: target.into(),
-            timeout: REQUEST_TIMEOUT,
-        })
+        Ok(Transport::from_backend(
+            Arc::new(Reqwest(client)),
+            "http://lxd",
+            target,
+        ))
     }
 
     /// HTTPS to `authority` (`ip:port`), presenting `identity` as client certificate
@@ -90,19 +136,33 @@ impl Transport {
         target: impl Into<String>,
     ) -> Result<Self, crate::trust::TrustError> {
         let client = crate::trust::https_client(identity, pin)?;
-        Ok(Transport {
-            client,
-            base: format!("https://{authority}{prefix}"),
+        Ok(Transport::from_backend(
+            Arc::new(Reqwest(client)),
+            format!("https://{authority}{prefix}"),
+            target,
+        ))
+    }
+
+    /// Requests to `base` followed by the path, sent through `backend` (an
+    /// in-memory server in tests).
+    pub fn from_backend(
+        backend: Arc<dyn HttpBackend>,
+        base: impl Into<String>,
+        target: impl Into<String>,
+    ) -> Self {
+        Transport {
+            backend,
+            base: base.into(),
             target: target.into(),
             timeout: REQUEST_TIMEOUT,
-        })
+        }
     }
 
     /// The same connection settings with another path prefix and description
     /// (a peer's session API and its LXD proxy share one TLS identity and pin).
     pub fn with_prefix(&self, prefix: &str, target: impl Into<String>) -> Self {
         Transport {
-            client: self.client.clone(),
+            backend: Arc::clone(&self.backend),
             base: format!("{}{prefix}", self.base),
             target: target.into(),
             timeout: self.timeout,
@@ -130,29 +190,24 @@ impl Transport {
         path: &str,
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, bytes::Bytes), ApiError> {
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .timeout(self.timeout);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
+    ) -> Result<(u16, Bytes), ApiError> {
+        let mut headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        if body.is_some() {
+            headers.push(("Content-Type".into(), "application/json".into()));
         }
-        if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
-        }
-        let fail = |source| ApiError::Transport {
-            target: self.target.clone(),
-            method: method.to_string(),
-            path: path.to_string(),
-            source,
-        };
-        let response = request.send().await.map_err(fail)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(fail)?;
-        Ok((status, bytes))
+        let url = format!("{}{path}", self.base);
+        self.backend
+            .send(method.clone(), url, headers, body, self.timeout)
+            .await
+            .map_err(|source| ApiError::Transport {
+                target: self.target.clone(),
+                method: method.to_string(),
+                path: path.to_string(),
+                source,
+            })
     }
 
     /// Sends a request with an optional JSON body and decodes the envelope.
