@@ -45,6 +45,8 @@ pub mod preseed;
 pub mod session;
 pub mod state;
 pub mod sys;
+#[cfg(test)]
+pub mod testing;
 pub mod trust;
 pub mod ui;
 

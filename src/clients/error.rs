@@ -22,7 +22,7 @@ pub enum ApiError {
         method: String,
         path: String,
         #[source]
-        source: reqwest::Error,
+        source: super::transport::BackendError,
     },
     /// The server answered, but not with what the API promises.
     #[error("{method} {path} on {target}: unexpected response")]

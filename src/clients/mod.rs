@@ -7,4 +7,4 @@ pub mod lxd;
 pub mod transport;
 
 pub use error::ApiError;
-pub use transport::Transport;
+pub use transport::{BackendError, HttpBackend, Transport};

@@ -1,11 +1,15 @@
 //! The transport seam: every service client is built on a [`Transport`], which
 //! knows where requests go and how they are authenticated, and decodes the
 //! LXD-style response envelope shared by LXD, microcluster services and our
-//! own session API.
+//! own session API. Requests go through an [`HttpBackend`]: reqwest over a
+//! unix socket or HTTPS, or an in-memory server in tests.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -17,10 +21,53 @@ use crate::trust::{Identity, ServerPin};
 /// but never answers cannot hang a command. Long waits set their own bound.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Why a request did not complete (connection refused, TLS failure, timeout).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Sends one HTTP request to `url` and returns the status and body as they
+/// came; interpreting them is [`Transport`]'s job.
+pub trait HttpBackend: Send + Sync {
+    fn send(
+        &self,
+        method: Method,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>>;
+}
+
+/// The real backend: a reqwest client (unix socket or HTTPS).
+struct Reqwest(reqwest::Client);
+
+impl HttpBackend for Reqwest {
+    fn send(
+        &self,
+        method: Method,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>> {
+        let mut request = self.0.request(method, url).timeout(timeout);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        Box::pin(async move {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            Ok((status, response.bytes().await?))
+        })
+    }
+}
+
 /// Where a service's REST API is reached, and how.
 #[derive(Clone)]
 pub struct Transport {
-    client: reqwest::Client,
+    backend: Arc<dyn HttpBackend>,
     /// Prefix of every path: `http://lxd` for a unix socket, `https://ip:port[/proxy]` otherwise.
     base: String,
     /// Human description used in errors, e.g. `LXD on micro2`.
@@ -58,18 +105,24 @@ impl Transport {
             None,
             ServerPin::Capture(crate::trust::CapturedCertificate::new()),
         )?;
+        // No idle connections: LXD 5.0's socket listener reads the first bytes
+        // of each new connection before accepting the next one, so a silent
+        // connection stalls every later client, LXD's own join included. A
+        // pool parks exactly such connections (one finished in the background
+        // after a freed one was reused); without a pool, each connection
+        // carries one request and is closed.
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(unused_tls)
             .unix_socket(socket)
+            .pool_max_idle_per_host(0)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
             .map_err(crate::trust::TrustError::HttpClient)?;
-        Ok(Transport {
-            client,
-            base: "http://lxd".into(),
-            target: target.into(),
-            timeout: REQUEST_TIMEOUT,
-        })
+        Ok(Transport::from_backend(
+            Arc::new(Reqwest(client)),
+            "http://lxd",
+            target,
+        ))
     }
 
     /// HTTPS to `authority` (`ip:port`), presenting `identity` as client certificate
@@ -83,19 +136,33 @@ impl Transport {
         target: impl Into<String>,
     ) -> Result<Self, crate::trust::TrustError> {
         let client = crate::trust::https_client(identity, pin)?;
-        Ok(Transport {
-            client,
-            base: format!("https://{authority}{prefix}"),
+        Ok(Transport::from_backend(
+            Arc::new(Reqwest(client)),
+            format!("https://{authority}{prefix}"),
+            target,
+        ))
+    }
+
+    /// Requests to `base` followed by the path, sent through `backend` (an
+    /// in-memory server in tests).
+    pub fn from_backend(
+        backend: Arc<dyn HttpBackend>,
+        base: impl Into<String>,
+        target: impl Into<String>,
+    ) -> Self {
+        Transport {
+            backend,
+            base: base.into(),
             target: target.into(),
             timeout: REQUEST_TIMEOUT,
-        })
+        }
     }
 
     /// The same connection settings with another path prefix and description
     /// (a peer's session API and its LXD proxy share one TLS identity and pin).
     pub fn with_prefix(&self, prefix: &str, target: impl Into<String>) -> Self {
         Transport {
-            client: self.client.clone(),
+            backend: Arc::clone(&self.backend),
             base: format!("{}{prefix}", self.base),
             target: target.into(),
             timeout: self.timeout,
@@ -123,29 +190,24 @@ impl Transport {
         path: &str,
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, bytes::Bytes), ApiError> {
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .timeout(self.timeout);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
+    ) -> Result<(u16, Bytes), ApiError> {
+        let mut headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        if body.is_some() {
+            headers.push(("Content-Type".into(), "application/json".into()));
         }
-        if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
-        }
-        let fail = |source| ApiError::Transport {
-            target: self.target.clone(),
-            method: method.to_string(),
-            path: path.to_string(),
-            source,
-        };
-        let response = request.send().await.map_err(fail)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(fail)?;
-        Ok((status, bytes))
+        let url = format!("{}{path}", self.base);
+        self.backend
+            .send(method.clone(), url, headers, body, self.timeout)
+            .await
+            .map_err(|source| ApiError::Transport {
+                target: self.target.clone(),
+                method: method.to_string(),
+                path: path.to_string(),
+                source,
+            })
     }
 
     /// Sends a request with an optional JSON body and decodes the envelope.
@@ -248,5 +310,150 @@ fn truncated(bytes: &[u8]) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None if text.is_empty() => "empty response".into(),
         None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures_util::future::join_all;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{UnixListener, UnixStream};
+
+    use super::*;
+
+    /// Per accepted connection: still open, and how many bytes it sent.
+    type Connections = Arc<Mutex<Vec<(bool, usize)>>>;
+
+    /// A socket server that accepts like LXD 5.0.2: the accept loop reads the
+    /// first 8 bytes of each connection before it accepts the next one.
+    fn lxd_5_0_like_socket(path: &Path) -> Connections {
+        let listener = UnixListener::bind(path).unwrap();
+        let connections = Connections::default();
+        let tracked = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let id = {
+                    let mut all = tracked.lock().unwrap();
+                    all.push((true, 0));
+                    all.len() - 1
+                };
+                let mut first = [0u8; 8];
+                let mut read = 0;
+                while read < first.len() {
+                    match stream.read(&mut first[read..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                    tracked.lock().unwrap()[id].1 = read;
+                }
+                if read < first.len() {
+                    tracked.lock().unwrap()[id].0 = false;
+                    continue;
+                }
+                let tracked = tracked.clone();
+                tokio::spawn(async move {
+                    serve_http(&mut stream, first.to_vec(), &tracked, id).await;
+                    tracked.lock().unwrap()[id].0 = false;
+                });
+            }
+        });
+        connections
+    }
+
+    /// Minimal HTTP/1.1 with keep-alive: every request gets a sync envelope.
+    async fn serve_http(
+        stream: &mut UnixStream,
+        mut buffer: Vec<u8>,
+        tracked: &Connections,
+        id: usize,
+    ) {
+        const BODY: &str = r#"{"type":"sync","status":"Success","status_code":200,"metadata":{}}"#;
+        loop {
+            while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if buffer.len() < end + 4 + length {
+                    break;
+                }
+                buffer.drain(..end + 4 + length);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
+                    BODY.len()
+                );
+                if stream.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    buffer.extend_from_slice(&chunk[..n]);
+                    tracked.lock().unwrap()[id].1 += n;
+                }
+            }
+        }
+    }
+
+    fn silent_open(connections: &Connections) -> usize {
+        let all = connections.lock().unwrap();
+        all.iter()
+            .filter(|(open, bytes)| *open && *bytes == 0)
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unix_socket_never_leaves_a_silent_connection_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("lxd.socket");
+        let connections = lxd_5_0_like_socket(&socket);
+        // A stalled socket shows up as requests timing out.
+        let connect = || {
+            Transport::unix(&socket, "LXD")
+                .unwrap()
+                .with_timeout(Duration::from_secs(2))
+        };
+        let (mut stalled, mut clients) = (0, Vec::new());
+        for round in 0..20u64 {
+            // A new client each round: its first requests all race to connect.
+            // Kept alive to the end, so whatever it holds open stays open.
+            let transport = connect();
+            clients.push(transport.clone());
+            let requests = (0..50u64).map(|i| {
+                let transport = transport.clone();
+                async move {
+                    // Staggered starts, so requests end while others connect.
+                    tokio::time::sleep(Duration::from_micros((i * 37 + round * 11) % 900)).await;
+                    transport.request(Method::GET, "/1.0", None).await
+                }
+            });
+            stalled += join_all(requests)
+                .await
+                .iter()
+                .filter(|r| r.is_err())
+                .count();
+            if stalled > 0 {
+                break;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while silent_open(&connections) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let accepted = connections.lock().unwrap().len();
+        let silent = silent_open(&connections);
+        assert_eq!(
+            (silent, stalled),
+            (0, 0),
+            "{silent} connection(s) that sent nothing still open, {stalled} of 1000 requests stalled ({accepted} connections accepted)"
+        );
+        // And the socket still serves.
+        connect().request(Method::GET, "/1.0", None).await.unwrap();
     }
 }

@@ -16,10 +16,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{Method as HttpMethod, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use reqwest::Method;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -30,6 +26,7 @@ use super::server::SessionServerError;
 use super::*;
 use crate::clients::lxd::LxdClient;
 use crate::clients::{ApiError, Transport};
+use crate::testing::FakeLxd;
 use crate::trust::{self, Identity, Secret, ServerPin};
 
 const PASSPHRASE: &str = "hundred pebble toast lantern";
@@ -382,38 +379,14 @@ async fn joiner_accepts_the_confirmation_only_from_the_initiator_it_contacted() 
     }
 }
 
-/// A tiny LXD on a unix socket: `GET /1.0` answers, anything else is a 404
-/// naming the method, path, query and body it received.
-async fn fake_lxd(dir: &Path) -> Transport {
-    async fn server() -> Response {
-        axum::Json(json!({
-            "type": "sync", "status": "Success", "status_code": 200, "metadata": {
-                "api_extensions": ["storage_pool_source_wipe"],
-                "environment": {"server": "lxd", "server_name": "micro2", "server_clustered": false},
-            },
-        }))
-        .into_response()
-    }
-    async fn not_found(method: HttpMethod, uri: Uri, body: String) -> Response {
-        let message = format!("no {method} {uri} {body}");
-        let envelope = json!({"type": "error", "error_code": 404, "error": message});
-        (StatusCode::NOT_FOUND, axum::Json(envelope)).into_response()
-    }
-    let socket = dir.join("lxd.socket");
-    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-    let router = Router::new().route("/1.0", get(server)).fallback(not_found);
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Transport::unix(&socket, "LXD").unwrap()
-}
-
 #[tokio::test]
 async fn stop_and_the_lxd_proxy_need_a_trusted_client_certificate() {
-    let dir = tempfile::tempdir().unwrap();
     let (micro1, stranger) = (identity("micro1"), identity("stranger"));
+    let lxd = FakeLxd::lxd_5_21("micro2");
     let mut session = Session::start(
         identity("micro2"),
         SessionRole::Joiner { initiator: None },
-        fake_lxd(dir.path()).await,
+        lxd.transport(),
     )
     .await;
     let anonymous = session.client(None);
@@ -440,9 +413,9 @@ async fn stop_and_the_lxd_proxy_need_a_trusted_client_certificate() {
 
     assert_refused(stop(&stranger, "").await, 403, MTLS_REFUSED);
     assert_refused(proxied_lxd(&stranger).server().await, 403, MTLS_REFUSED);
-    let lxd = proxied_lxd(&initiator).server().await.unwrap();
-    assert_eq!(lxd.environment.server_name, "micro2");
-    assert!(lxd.has_extension("storage_pool_source_wipe"));
+    let server = proxied_lxd(&initiator).server().await.unwrap();
+    assert_eq!(server.environment.server_name, "micro2");
+    assert!(server.has_extension("storage_pool_source_wipe"));
     // Method, path, query and body reach LXD; its status and error come back.
     let proxied = initiator
         .request(
@@ -451,10 +424,11 @@ async fn stop_and_the_lxd_proxy_need_a_trusted_client_certificate() {
             Some(&json!({"name": "c1"})),
         )
         .await;
-    assert_refused(
-        proxied,
-        404,
-        r#"no POST /1.0/instances?project=demo {"name":"c1"}"#,
+    assert_refused(proxied, 404, "not found");
+    let call = lxd.calls().pop().expect("the request reached LXD");
+    assert_eq!(
+        (call.method.as_str(), call.path.as_str(), call.body),
+        ("POST", "/1.0/instances?project=demo", json!({"name": "c1"}))
     );
     // This session does not join anything itself.
     let services = initiator
@@ -511,12 +485,12 @@ async fn shutdown_closes_the_session() {
 
 #[tokio::test]
 async fn the_lxd_proxy_forwards_the_path_as_sent() {
-    let dir = tempfile::tempdir().unwrap();
     let micro1 = identity("micro1");
+    let lxd = FakeLxd::new("micro2");
     let session = Session::start(
         identity("micro2"),
         SessionRole::Joiner { initiator: None },
-        fake_lxd(dir.path()).await,
+        lxd.transport(),
     )
     .await;
     session.server.trust(micro1.fingerprint().clone(), "micro1");
@@ -524,10 +498,12 @@ async fn the_lxd_proxy_forwards_the_path_as_sent() {
     let alias = session
         .client(Some(&micro1))
         .request(
-            Method::GET,
+            Method::DELETE,
             "/1.0/services/lxd/1.0/images/aliases/ubuntu%2F24.04",
             None,
         )
         .await;
-    assert_refused(alias, 404, "no GET /1.0/images/aliases/ubuntu%2F24.04 ");
+    assert_refused(alias, 404, "not found");
+    let call = lxd.calls().pop().expect("the request reached LXD");
+    assert_eq!(call.path, "/1.0/images/aliases/ubuntu%2F24.04");
 }
