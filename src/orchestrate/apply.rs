@@ -518,4 +518,52 @@ mod tests {
         let plan = plan_with(false, "/dev/disk/by-id/wwn-2", true);
         assert!(member_config(&plan, &plan.members[0]).is_empty());
     }
+
+    #[tokio::test]
+    async fn a_failed_phase_undoes_the_run_newest_first() {
+        let micro1 = crate::testing::FakeLxd::new("micro1");
+        micro1.fail("POST", "/1.0/networks", 2, 500, "Failed to start dnsmasq");
+        let mut plan = plan_with(false, "/dev/sdb", false);
+        plan.existing_members.clear();
+        plan.initiator = "micro1".into();
+        plan.members[0].name = "micro1".into();
+        plan.network = Some(NetworkPlan::Bridge {
+            ipv4: "10.123.7.1/24".parse().unwrap(),
+        });
+        let targets = Targets {
+            local: micro1.client(),
+            peers: BTreeMap::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::StateDir::new(dir.path());
+        let mut progress = Progress::start(state, "init", "initiator", PHASES).unwrap();
+        let printer = Printer::new(true);
+
+        let err = apply(&plan, &targets, &mut progress, &printer)
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("Failed to start dnsmasq"),
+            "{err:#}"
+        );
+        assert_eq!(
+            micro1.requests(),
+            [
+                "PATCH /1.0",
+                "PUT /1.0/cluster",
+                "POST /1.0/storage-pools?target=micro1",
+                "POST /1.0/storage-pools",
+                "POST /1.0/networks?target=micro1",
+                // Undone, newest first.
+                "DELETE /1.0/networks/lxdbr0",
+                "DELETE /1.0/storage-pools/local",
+                "PUT /1.0/cluster",
+                "PATCH /1.0",
+            ]
+        );
+        let state = micro1.state();
+        assert!(!state.clustered);
+        assert!(state.pools.is_empty() && state.networks.is_empty());
+        assert!(state.config.is_empty(), "{:?}", state.config);
+    }
 }
