@@ -32,19 +32,35 @@ impl PeerSession {
         identity: &Identity,
         pin: ServerPin,
     ) -> Result<Self, trust::TrustError> {
-        let authority = authority(address);
+        Self::at(name, address, &authority(address), identity, pin)
+    }
+
+    /// A peer whose session listens at `authority` (`ip:port`) rather than on
+    /// the session port: a test's server on an ephemeral port.
+    pub fn at(
+        name: &str,
+        address: &str,
+        authority: &str,
+        identity: &Identity,
+        pin: ServerPin,
+    ) -> Result<Self, trust::TrustError> {
         let transport = Transport::https(
-            &authority,
+            authority,
             "",
             Some(identity),
             pin,
             format!("the MicroCloud session on {name} ({address})"),
         )?;
-        Ok(PeerSession {
+        Ok(Self::from_transport(name, address, transport))
+    }
+
+    /// A peer reached through `transport`.
+    pub fn from_transport(name: &str, address: &str, transport: Transport) -> Self {
+        PeerSession {
             name: name.to_string(),
             address: address.to_string(),
             transport,
-        })
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -1,10 +1,9 @@
 //! The session protocol end to end on 127.0.0.1, with real TLS and real Argon2.
 //!
-//! [`PeerSession`] always dials port 9443 (see [`client::authority`]), which a
-//! test cannot own, so these tests reach the server through
-//! [`Transport::https`] on an ephemeral port and send intents the way
-//! [`PeerSession::send_intent`] does: the exact body bytes, signed with
-//! [`trust::hmac`], in `Authorization`.
+//! The server listens on an ephemeral port, reached with [`PeerSession::at`] or
+//! directly with [`Transport::https`], to send requests a [`PeerSession`] never
+//! sends: intents the way [`PeerSession::send_intent`] does (the exact body
+//! bytes, signed with [`trust::hmac`], in `Authorization`), and forgeries.
 //!
 //! Argon2 costs a noticeable time per signature and per check, so every test
 //! signs each body once, signs its bodies concurrently, and replays a signed
@@ -413,7 +412,12 @@ async fn stop_and_the_lxd_proxy_need_a_trusted_client_certificate() {
 
     assert_refused(stop(&stranger, "").await, 403, MTLS_REFUSED);
     assert_refused(proxied_lxd(&stranger).server().await, 403, MTLS_REFUSED);
-    let server = proxied_lxd(&initiator).server().await.unwrap();
+    // What the initiator's run uses: a peer session, and its LXD through the proxy.
+    let pin = ServerPin::Fingerprint(session.identity.fingerprint().clone());
+    let address = session.address.to_string();
+    let peer = PeerSession::at("micro2", "127.0.0.1", &address, &micro1, pin).unwrap();
+    assert_eq!(peer.hello().await.unwrap().name, "micro2");
+    let server = peer.lxd().server().await.unwrap();
     assert_eq!(server.environment.server_name, "micro2");
     assert!(server.has_extension("storage_pool_source_wipe"));
     // Method, path, query and body reach LXD; its status and error come back.

@@ -764,7 +764,8 @@ impl Inner {
                 .insert(target.to_string(), ("Pending".into(), config));
             return sync(json!({}));
         }
-        if members.len() < 2 {
+        // Without pending definitions, one server creates it at once.
+        if members.len() < 2 && !entities.contains_key(&name) {
             let (own, global): (BTreeMap<_, _>, BTreeMap<_, _>) = config
                 .into_iter()
                 .partition(|(k, _)| kind.words().member_keys.contains(&k.as_str()));

@@ -156,15 +156,6 @@ impl LxdClient {
         self.get("/1.0/storage-pools?recursion=1").await
     }
 
-    pub async fn storage_pool(
-        &self,
-        name: &str,
-        target: Option<&str>,
-    ) -> Result<StoragePool, ApiError> {
-        self.get(&with_target(&format!("/1.0/storage-pools/{name}"), target))
-            .await
-    }
-
     pub async fn create_storage_pool(
         &self,
         pool: &StoragePoolsPost,
@@ -179,35 +170,6 @@ impl LxdClient {
         self.send(Method::DELETE, &format!("/1.0/storage-pools/{name}"), None)
             .await
             .map(drop)
-    }
-
-    pub async fn create_custom_volume(
-        &self,
-        pool: &str,
-        name: &str,
-        target: Option<&str>,
-    ) -> Result<(), ApiError> {
-        let body = serde_json::to_value(VolumesPost {
-            name: name.into(),
-            kind: "custom".into(),
-            config: BTreeMap::new(),
-        })
-        .expect("volume request always serializes");
-        let path = with_target(&format!("/1.0/storage-pools/{pool}/volumes/custom"), target);
-        self.send(Method::POST, &path, Some(&body)).await.map(drop)
-    }
-
-    pub async fn delete_custom_volume(
-        &self,
-        pool: &str,
-        name: &str,
-        target: Option<&str>,
-    ) -> Result<(), ApiError> {
-        let path = with_target(
-            &format!("/1.0/storage-pools/{pool}/volumes/custom/{name}"),
-            target,
-        );
-        self.send(Method::DELETE, &path, None).await.map(drop)
     }
 
     pub async fn networks(&self) -> Result<Vec<Network>, ApiError> {

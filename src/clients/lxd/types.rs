@@ -307,15 +307,6 @@ pub struct Profile {
     pub devices: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// `POST /1.0/storage-pools/<pool>/volumes/custom`.
-#[derive(Debug, Clone, Serialize)]
-pub struct VolumesPost {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub config: BTreeMap<String, String>,
-}
-
 /// The part of `GET /1.0/resources` MicroCloud reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
