@@ -120,7 +120,7 @@ pub async fn run(
             Ok(())
         }
         Err(err) => {
-            undo_join(&machine.lxd, &joined, printer).await;
+            undo_join(&machine.lxd, &joined, LEAVE_TIMEOUT, printer).await;
             Err(err)
         }
     }
@@ -241,8 +241,15 @@ async fn try_contact(
 }
 
 /// What this machine changed when it joined, to undo it if the run aborts.
-struct Joined {
+pub(super) struct Joined {
     previous_config: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+impl Joined {
+    pub(super) fn with_previous_config(previous_config: BTreeMap<String, String>) -> Joined {
+        Joined { previous_config }
+    }
 }
 
 /// Joins the local LXD to the initiator's cluster when asked.
@@ -273,7 +280,10 @@ impl JoinHandler for LxdJoiner {
                 return Ok(());
             };
             printer.status("Joining the LXD cluster ...");
-            join_lxd(&lxd, &name, &address, &identity, join, &joined)
+            let reach = |token: &JoinToken, fingerprint: &trust::Fingerprint| {
+                reachable_member(token.clone(), identity.clone(), fingerprint.clone())
+            };
+            join_lxd(&lxd, &name, &address, join, &joined, &reach)
                 .await
                 .map_err(|e| format!("Failed to join \"LXD\" cluster: {e:#}"))?;
             printer.success(format!("Joined the LXD cluster as {name}"));
@@ -284,13 +294,19 @@ impl JoinHandler for LxdJoiner {
 
 /// LXD does not bind a join token to the joining name, so this checks it; it
 /// also checks the cluster certificate against the token before trusting it.
-async fn join_lxd(
+/// How a joiner finds a member of the cluster it joins that presents the
+/// cluster certificate (over the network in a run).
+pub(super) type ReachMember<'a> = dyn Fn(&JoinToken, &trust::Fingerprint) -> BoxFuture<'static, anyhow::Result<String>>
+    + Sync
+    + 'a;
+
+pub(super) async fn join_lxd(
     lxd: &LxdClient,
     name: &str,
     address: &str,
-    identity: &Identity,
     join: crate::session::LxdJoin,
     joined: &Mutex<Option<Joined>>,
+    reach: &ReachMember<'_>,
 ) -> anyhow::Result<()> {
     let token = JoinToken::decode(join.token.expose())?;
     if token.server_name != name {
@@ -303,7 +319,7 @@ async fn join_lxd(
     if fingerprint.as_str() != token.fingerprint {
         bail!("Certificate fingerprint mismatch between join token and cluster certificate");
     }
-    let cluster_address = reachable_member(&token, identity, &fingerprint).await?;
+    let cluster_address = reach(&token, &fingerprint).await?;
     let server = lxd.server().await?;
     let keys = ["core.https_address", "cluster.https_address"];
     let previous_config = keys
@@ -332,7 +348,15 @@ async fn join_lxd(
 }
 
 /// The first member listed in the token that presents the token's certificate.
-async fn reachable_member(
+fn reachable_member(
+    token: JoinToken,
+    identity: Arc<Identity>,
+    fingerprint: trust::Fingerprint,
+) -> BoxFuture<'static, anyhow::Result<String>> {
+    Box::pin(async move { first_reachable(&token, &identity, &fingerprint).await })
+}
+
+async fn first_reachable(
     token: &JoinToken,
     identity: &Identity,
     fingerprint: &trust::Fingerprint,
@@ -354,12 +378,17 @@ async fn reachable_member(
 
 /// After an abort the initiator removes this machine from the cluster; once
 /// LXD has left, restore the addresses the join set.
-async fn undo_join(lxd: &LxdClient, joined: &Mutex<Option<Joined>>, printer: &Printer) {
+pub(super) async fn undo_join(
+    lxd: &LxdClient,
+    joined: &Mutex<Option<Joined>>,
+    leave_timeout: Duration,
+    printer: &Printer,
+) {
     let Some(Joined { previous_config }) = joined.lock().unwrap_or_else(|e| e.into_inner()).take()
     else {
         return;
     };
-    let deadline = Instant::now() + LEAVE_TIMEOUT;
+    let deadline = Instant::now() + leave_timeout;
     loop {
         match lxd.server().await {
             Ok(server) if !server.environment.server_clustered => break,

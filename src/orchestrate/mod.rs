@@ -19,5 +19,7 @@ pub mod local;
 mod lxd;
 mod progress;
 mod revert;
+#[cfg(test)]
+mod tests;
 
 pub use local::{LocalMachine, Role};

@@ -1,0 +1,483 @@
+//! The phases of a run against fake LXDs: a plan built from what the fakes
+//! report is applied; each phase's failure is injected in turn, and the
+//! tests check what was undone, in which order, on which machine.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use super::apply::{self, Joiner, Targets};
+use super::gather;
+use super::joiner::{self, Joined};
+use super::progress::Progress;
+use crate::clients::ApiError;
+use crate::clients::lxd::JoinToken;
+use crate::disks::MachineDisks;
+use crate::plan::{self, ClusterPlan, LocalSource, LocalStorageRequest, PlanRequest};
+use crate::session::ServicesPut;
+use crate::state::{PhaseStatus, RunOutcome, StateDir};
+use crate::testing::FakeLxd;
+use crate::ui::Printer;
+
+/// A joiner that joins its own fake LXD with the real joining code (only
+/// the network probe for a reachable member is skipped: the fakes are linked).
+struct FakeJoiner {
+    name: String,
+    address: String,
+    lxd: FakeLxd,
+    joined: Mutex<Option<Joined>>,
+}
+
+impl Joiner for FakeJoiner {
+    fn join_services<'a>(
+        &'a self,
+        request: &'a ServicesPut,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            let Some(join) = &request.lxd else {
+                return Ok(());
+            };
+            let join = crate::session::LxdJoin {
+                token: join.token.clone(),
+                cluster_certificate: join.cluster_certificate.clone(),
+                member_config: join.member_config.clone(),
+            };
+            let reach = |token: &JoinToken, _: &crate::trust::Fingerprint| {
+                let first = token.addresses[0].clone();
+                Box::pin(async move { Ok(first) }) as BoxFuture<'static, anyhow::Result<String>>
+            };
+            let lxd = self.lxd.client();
+            joiner::join_lxd(&lxd, &self.name, &self.address, join, &self.joined, &reach)
+                .await
+                .map_err(|err| ApiError::Status {
+                    target: format!("the MicroCloud session on {}", self.name),
+                    method: "PUT".into(),
+                    path: "/1.0/services".into(),
+                    status: 500,
+                    message: format!("Failed to join \"LXD\" cluster: {err:#}"),
+                })
+        })
+    }
+}
+
+/// Three unclustered LXDs, linked so they can form a cluster.
+struct Machines {
+    fakes: Vec<FakeLxd>,
+    state: tempfile::TempDir,
+}
+
+const NAMES: [&str; 3] = ["micro1", "micro2", "micro3"];
+
+fn address(index: usize) -> String {
+    format!("10.0.0.{}", index + 1)
+}
+
+impl Machines {
+    fn new() -> Machines {
+        let fakes: Vec<FakeLxd> = NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                FakeLxd::new(name).with_interface("eth0", &[&format!("{}/24", address(i))])
+            })
+            .collect();
+        FakeLxd::link(&fakes.iter().collect::<Vec<_>>());
+        Machines {
+            fakes,
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn initiator(&self) -> &FakeLxd {
+        &self.fakes[0]
+    }
+
+    /// The plan a preseed with LXD's storage directory on every machine makes.
+    async fn plan(&self) -> ClusterPlan {
+        let mut facts = Vec::new();
+        let no_disks_in_use = MachineDisks::default();
+        for (i, fake) in self.fakes.iter().enumerate() {
+            let client = fake.client();
+            let system = gather::system(
+                NAMES[i],
+                address(i).parse().unwrap(),
+                &client,
+                &no_disks_in_use,
+            );
+            facts.push(system.await.unwrap());
+        }
+        let local_storage = LocalStorageRequest {
+            explicit: NAMES
+                .iter()
+                .map(|n| (n.to_string(), LocalSource::LxdStorageDirectory))
+                .collect(),
+            filters: Vec::new(),
+        };
+        let request = PlanRequest::for_systems("micro1", &facts, local_storage);
+        plan::build(&request, &facts, false).unwrap()
+    }
+
+    fn targets(&self) -> Targets {
+        let peers = (1..3)
+            .map(|i| {
+                let joiner = FakeJoiner {
+                    name: NAMES[i].into(),
+                    address: address(i),
+                    lxd: self.fakes[i].clone(),
+                    joined: Mutex::new(None),
+                };
+                (NAMES[i].to_string(), Arc::new(joiner) as Arc<dyn Joiner>)
+            })
+            .collect();
+        Targets {
+            local: self.initiator().client(),
+            peers,
+        }
+    }
+
+    async fn apply(&self) -> anyhow::Result<()> {
+        let plan = self.plan().await;
+        let names: Vec<&str> = apply::phases(&plan).iter().map(|p| p.name()).collect();
+        let state = StateDir::new(self.state.path());
+        let mut progress = Progress::start(state, "init", "initiator", &names).unwrap();
+        let result = apply::apply(&plan, &self.targets(), &mut progress, &Printer::new(true)).await;
+        let outcome = match &result {
+            Ok(()) => RunOutcome::Succeeded,
+            Err(err) => RunOutcome::Failed(format!("{err:#}")),
+        };
+        progress.finish(outcome).unwrap();
+        result
+    }
+
+    /// Each phase's status in the run record.
+    fn phases(&self) -> Vec<(String, PhaseStatus)> {
+        let text = std::fs::read_to_string(StateDir::new(self.state.path()).run_file()).unwrap();
+        let record: crate::state::RunRecord = serde_json::from_str(&text).unwrap();
+        record
+            .phases
+            .into_iter()
+            .map(|p| (p.name, p.status))
+            .collect()
+    }
+}
+
+/// `METHOD path` without query strings and operation ids, so orders read plainly.
+fn requests(fake: &FakeLxd) -> Vec<String> {
+    fake.requests()
+        .into_iter()
+        .map(|r| {
+            let r = r.split('?').next().unwrap().to_string();
+            match r.strip_prefix("DELETE /1.0/operations/") {
+                Some(_) => "DELETE /1.0/operations/<token>".to_string(),
+                None => r,
+            }
+        })
+        .collect()
+}
+
+const BOOTSTRAP: &[&str] = &["PATCH /1.0", "PUT /1.0/cluster"];
+const JOINS: &[&str] = &["POST /1.0/cluster/members", "POST /1.0/cluster/members"];
+const POOL: &[&str] = &[
+    "POST /1.0/storage-pools",
+    "POST /1.0/storage-pools",
+    "POST /1.0/storage-pools",
+    "POST /1.0/storage-pools",
+];
+const NETWORK: &[&str] = &[
+    "POST /1.0/networks",
+    "POST /1.0/networks",
+    "POST /1.0/networks",
+    "POST /1.0/networks",
+];
+const PROFILE: &[&str] = &["PUT /1.0/profiles/default"];
+
+/// What undoing each phase asks the initiator's LXD, newest first.
+const UNDO_NETWORK: &[&str] = &["DELETE /1.0/networks/lxdbr0"];
+const UNDO_POOL: &[&str] = &["DELETE /1.0/storage-pools/local"];
+const UNDO_JOINS: &[&str] = &[
+    "DELETE /1.0/cluster/members/micro3",
+    "DELETE /1.0/cluster/members/micro2",
+];
+const UNDO_BOOTSTRAP: &[&str] = &["PUT /1.0/cluster", "PATCH /1.0"];
+
+fn concat(parts: &[&[&str]]) -> Vec<String> {
+    parts
+        .iter()
+        .flat_map(|p| p.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_phase_applies_in_order() {
+    let machines = Machines::new();
+    machines.apply().await.unwrap();
+
+    let initiator = machines.initiator();
+    assert_eq!(
+        requests(initiator),
+        concat(&[BOOTSTRAP, JOINS, POOL, NETWORK, PROFILE])
+    );
+    let state = initiator.state();
+    let members: Vec<(&str, &str)> = state
+        .members
+        .iter()
+        .map(|m| (m.server_name.as_str(), m.status.as_str()))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            ("micro1", "Online"),
+            ("micro2", "Online"),
+            ("micro3", "Online")
+        ]
+    );
+    assert_eq!(state.pools["local"].status, "Created");
+    assert_eq!(state.pools["local"].members.len(), 3);
+    assert_eq!(state.networks["lxdbr0"].status, "Created");
+    let devices = &state.profile.devices;
+    assert_eq!(devices["root"]["pool"], "local");
+    assert_eq!(devices["eth0"]["network"], "lxdbr0");
+    // Each joiner joined its own LXD with the initiator's certificate.
+    for joiner in &machines.fakes[1..] {
+        assert!(joiner.state().clustered);
+        assert_eq!(joiner.certificate(), initiator.certificate());
+    }
+    assert!(
+        machines
+            .phases()
+            .iter()
+            .all(|(_, status)| *status == PhaseStatus::Done),
+        "{:?}",
+        machines.phases()
+    );
+}
+
+/// A phase whose first failing call is injected, and what the initiator's
+/// LXD is then asked, in order.
+struct Case {
+    phase: &'static str,
+    /// method, path prefix, nth matching call
+    fault: (&'static str, &'static str, usize),
+    /// Every request the initiator saw, the failed one left out.
+    expected: Vec<String>,
+}
+
+#[tokio::test]
+async fn a_failing_phase_undoes_everything_before_it_newest_first() {
+    let cases = [
+        Case {
+            phase: "bootstrap",
+            fault: ("PUT", "/1.0/cluster", 1),
+            expected: concat(&[&["PATCH /1.0"], &["PATCH /1.0"]]),
+        },
+        Case {
+            phase: "join",
+            // The second member's token.
+            fault: ("POST", "/1.0/cluster/members", 2),
+            expected: concat(&[
+                BOOTSTRAP,
+                &["POST /1.0/cluster/members"],
+                &["DELETE /1.0/cluster/members/micro2"],
+                UNDO_BOOTSTRAP,
+            ]),
+        },
+        Case {
+            phase: "storage",
+            // The pool created cluster-wide, after the three pending definitions.
+            fault: ("POST", "/1.0/storage-pools", 4),
+            expected: concat(&[
+                BOOTSTRAP,
+                JOINS,
+                &POOL[..3],
+                UNDO_POOL,
+                UNDO_JOINS,
+                UNDO_BOOTSTRAP,
+            ]),
+        },
+        Case {
+            phase: "network",
+            fault: ("POST", "/1.0/networks", 4),
+            expected: concat(&[
+                BOOTSTRAP,
+                JOINS,
+                POOL,
+                &NETWORK[..3],
+                UNDO_NETWORK,
+                UNDO_POOL,
+                UNDO_JOINS,
+                UNDO_BOOTSTRAP,
+            ]),
+        },
+        Case {
+            phase: "profile",
+            fault: ("PUT", "/1.0/profiles/default", 1),
+            expected: concat(&[
+                BOOTSTRAP,
+                JOINS,
+                POOL,
+                NETWORK,
+                UNDO_NETWORK,
+                UNDO_POOL,
+                UNDO_JOINS,
+                UNDO_BOOTSTRAP,
+            ]),
+        },
+    ];
+    let order = ["bootstrap", "join", "storage", "network", "profile"];
+    for case in cases {
+        let machines = Machines::new();
+        let (method, prefix, nth) = case.fault;
+        machines
+            .initiator()
+            .fail(method, prefix, nth, 500, "injected failure");
+        let err = machines.apply().await.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("injected failure"),
+            "{}: {err:#}",
+            case.phase
+        );
+        assert_eq!(
+            requests(machines.initiator()),
+            case.expected,
+            "{}",
+            case.phase
+        );
+        // Every machine is back as it was: not clustered, nothing created
+        // (a joiner's own addresses are its own undo, tested below).
+        for fake in &machines.fakes {
+            let state = fake.state();
+            assert!(!state.clustered, "{}: {} clustered", case.phase, state.name);
+            assert!(state.pools.is_empty() && state.networks.is_empty());
+            assert!(state.profile.devices.is_empty(), "{}", case.phase);
+        }
+        let config = machines.initiator().state().config;
+        assert!(config.is_empty(), "{}: {config:?}", case.phase);
+        // The record says which phase failed and which were undone.
+        let failed = order.iter().position(|p| *p == case.phase).unwrap();
+        let expected: Vec<(String, PhaseStatus)> = order
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let status = match i.cmp(&failed) {
+                    std::cmp::Ordering::Less => PhaseStatus::Undone,
+                    std::cmp::Ordering::Equal => PhaseStatus::Reverted,
+                    std::cmp::Ordering::Greater => PhaseStatus::Pending,
+                };
+                (name.to_string(), status)
+            })
+            .collect();
+        assert_eq!(machines.phases(), expected, "{}", case.phase);
+    }
+}
+
+#[tokio::test]
+async fn a_joiner_that_fails_to_join_leaves_no_token_behind() {
+    let machines = Machines::new();
+    // micro3's own LXD refuses the join.
+    machines.fakes[2].fail_operation("PUT", "/1.0/cluster", 1, "Failed to join cluster: boom");
+    let err = machines.apply().await.unwrap_err();
+    assert!(format!("{err:#}").contains("System \"micro3\" failed to join the cluster"));
+    assert_eq!(
+        requests(machines.initiator()),
+        concat(&[
+            BOOTSTRAP,
+            JOINS,
+            &["DELETE /1.0/operations/<token>"],
+            &["DELETE /1.0/cluster/members/micro2"],
+            UNDO_BOOTSTRAP,
+        ])
+    );
+}
+
+#[tokio::test]
+async fn an_undo_that_fails_is_reported_as_needing_attention_and_the_rest_still_runs() {
+    let machines = Machines::new();
+    let initiator = machines.initiator();
+    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
+    initiator.fail_always("DELETE", "/1.0/storage-pools/local", 500, "pool is busy");
+    let err = format!("{:#}", machines.apply().await.unwrap_err());
+    assert!(
+        err.contains("some changes could not be undone and need attention"),
+        "{err}"
+    );
+    assert!(
+        err.contains("delete storage pool \"local\"") && err.contains("pool is busy"),
+        "{err}"
+    );
+    // Later undo steps ran all the same.
+    assert_eq!(
+        requests(initiator),
+        concat(&[
+            BOOTSTRAP,
+            JOINS,
+            POOL,
+            NETWORK,
+            UNDO_NETWORK,
+            UNDO_JOINS,
+            UNDO_BOOTSTRAP
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_joiner_restores_its_addresses_once_the_initiator_removed_it() {
+    let machines = Machines::new();
+    let joiner = FakeJoiner {
+        name: "micro2".into(),
+        address: address(1),
+        lxd: machines.fakes[1].clone(),
+        joined: Mutex::new(None),
+    };
+    machines.apply().await.unwrap();
+    // What micro2 changed when it joined, as the real joiner records it.
+    let before: BTreeMap<String, String> = BTreeMap::from([
+        ("core.https_address".to_string(), String::new()),
+        ("cluster.https_address".to_string(), String::new()),
+    ]);
+    *joiner.joined.lock().unwrap() = Some(Joined::with_previous_config(before));
+    // The initiator aborts: it removes micro2, whose LXD then leaves.
+    let initiator = machines.initiator().client();
+    let lxd = joiner.lxd.client();
+    let printer = Printer::new(true);
+    let undo = joiner::undo_join(&lxd, &joiner.joined, Duration::from_secs(5), &printer);
+    let remove = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        initiator
+            .delete_cluster_member("micro2", false)
+            .await
+            .unwrap();
+    };
+    tokio::join!(undo, remove);
+    let state = joiner.lxd.state();
+    assert!(!state.clustered);
+    assert_eq!(state.config.get("core.https_address"), None);
+    assert_eq!(
+        requests(&joiner.lxd).last().map(String::as_str),
+        Some("PATCH /1.0")
+    );
+    assert!(joiner.joined.lock().unwrap().is_none(), "undone once");
+}
+
+#[tokio::test]
+async fn a_joiner_still_clustered_after_the_timeout_is_told_what_to_do_and_changes_nothing() {
+    let machines = Machines::new();
+    machines.apply().await.unwrap();
+    let lxd = machines.fakes[1].client();
+    let joined = Mutex::new(Some(Joined::with_previous_config(BTreeMap::new())));
+    let before = machines.fakes[1].requests().len();
+    joiner::undo_join(
+        &lxd,
+        &joined,
+        Duration::from_millis(300),
+        &Printer::new(true),
+    )
+    .await;
+    assert_eq!(
+        machines.fakes[1].requests().len(),
+        before,
+        "nothing changed"
+    );
+    assert!(machines.fakes[1].state().clustered);
+}
