@@ -260,3 +260,185 @@ fn check_storage_path(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeLxd;
+
+    /// A machine with these addresses, paths and LXD.
+    struct FakeMachine {
+        name: &'static str,
+        addresses: Vec<LocalAddress>,
+        paths: Vec<(&'static str, PathKind)>,
+        lxd: FakeLxd,
+    }
+
+    impl Machine for FakeMachine {
+        fn hostname(&self) -> anyhow::Result<String> {
+            Ok(self.name.to_string())
+        }
+
+        fn addresses(&self) -> anyhow::Result<Vec<LocalAddress>> {
+            Ok(self.addresses.clone())
+        }
+
+        fn path_kind(&self, path: &Path) -> PathKind {
+            self.paths
+                .iter()
+                .find(|(p, _)| Path::new(p) == path)
+                .map_or(PathKind::Missing, |(_, kind)| *kind)
+        }
+
+        fn lxd(&self, _: &str) -> anyhow::Result<(LxdClient, String)> {
+            Ok((self.lxd.client(), "the fake LXD".into()))
+        }
+    }
+
+    fn micro2() -> FakeMachine {
+        FakeMachine {
+            name: "micro2",
+            addresses: vec![LocalAddress {
+                interface: "eth0".into(),
+                index: 2,
+                address: "10.0.0.2".parse().unwrap(),
+                prefix_len: 24,
+            }],
+            paths: vec![
+                ("/dev/sdb", PathKind::BlockDevice),
+                ("/srv/pool", PathKind::Directory),
+                ("/etc/hosts", PathKind::Other),
+            ],
+            lxd: FakeLxd::new("micro2"),
+        }
+    }
+
+    fn preseed(micro2_storage: &str) -> Preseed {
+        let text = format!(
+            "initiator: micro1\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: p\n\
+             systems:\n- name: micro1\n- name: micro2\n{micro2_storage}"
+        );
+        Preseed::parse(&text, "test.yaml").unwrap()
+    }
+
+    async fn prepare(machine: &FakeMachine, preseed: &Preseed) -> anyhow::Result<LocalMachine> {
+        let state = tempfile::tempdir().unwrap();
+        LocalMachine::prepare(machine, preseed, &StateDir::new(state.path())).await
+    }
+
+    fn error(result: anyhow::Result<LocalMachine>) -> String {
+        format!("{:#}", result.err().expect("an error"))
+    }
+
+    #[tokio::test]
+    async fn a_listed_joiner_uses_its_address_in_the_lookup_subnet() {
+        let machine = prepare(&micro2(), &preseed("")).await.unwrap();
+        assert_eq!(machine.role, Role::Joiner);
+        assert_eq!(machine.address.address.to_string(), "10.0.0.2");
+        assert_eq!(machine.identity.name(), "micro2");
+    }
+
+    #[tokio::test]
+    async fn storage_paths_must_exist_with_the_right_kind() {
+        let storage = |path: &str| format!("  storage:\n    local:\n      path: {path}\n");
+        for path in ["/dev/sdb", "/srv/pool", "default"] {
+            prepare(&micro2(), &preseed(&storage(path)))
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e:#}"));
+        }
+        for (path, expected) in [
+            (
+                "/dev/sdz",
+                "\"/dev/sdz\" for system \"micro2\" does not exist",
+            ),
+            (
+                "/srv/pool2",
+                "\"/srv/pool2\" for system \"micro2\" does not exist",
+            ),
+            ("/dev/shm", "does not exist"),
+            ("/etc/hosts", "is neither a directory nor a disk under /dev"),
+        ] {
+            let err = error(prepare(&micro2(), &preseed(&storage(path))).await);
+            assert!(err.contains(expected), "{path}: {err}");
+        }
+        let mut machine = micro2();
+        machine
+            .paths
+            .push(("/dev/disk/by-id/odd", PathKind::Directory));
+        let err = error(prepare(&machine, &preseed(&storage("/dev/disk/by-id/odd"))).await);
+        assert!(err.contains("is not a block device"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_machine_not_listed_or_without_an_address_in_the_subnet_is_refused() {
+        let mut machine = micro2();
+        machine.name = "micro9";
+        let err = error(prepare(&machine, &preseed("")).await);
+        assert!(
+            err.contains("Local MicroCloud must be included in the list of systems"),
+            "{err}"
+        );
+
+        let mut machine = micro2();
+        machine.addresses[0].address = "192.168.1.2".parse().unwrap();
+        let err = error(prepare(&machine, &preseed("")).await);
+        assert!(err.contains("10.0.0.0/24"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_initialized_or_unreachable_lxd_is_refused_before_anything_changes() {
+        let machine = micro2();
+        machine.lxd.update(|state| state.clustered = true);
+        let err = error(prepare(&machine, &preseed("")).await);
+        assert!(
+            err.contains("LXD is already clustered on \"micro2\""),
+            "{err}"
+        );
+
+        let machine = micro2();
+        machine.lxd.fail_always("GET", "/1.0", 500, "boom");
+        let err = error(prepare(&machine, &preseed("")).await);
+        assert!(
+            err.contains("Failed to reach LXD at the fake LXD. Check that LXD is running"),
+            "{err}"
+        );
+        assert!(machine.lxd.requests().is_empty(), "nothing changed");
+    }
+
+    #[tokio::test]
+    async fn a_member_grows_from_its_cluster_address() {
+        let state = tempfile::tempdir().unwrap();
+        let state = StateDir::new(state.path());
+        let machine = micro2();
+        let err = LocalMachine::open_member(&machine, &state)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            format!("{err:#}").contains("its LXD is not clustered. Run `microcloud init` first"),
+            "{err:#}"
+        );
+        machine.lxd.update(|s| {
+            s.clustered = true;
+            s.config
+                .insert("cluster.https_address".into(), "10.0.0.2:8443".into());
+        });
+        let member = LocalMachine::open_member(&machine, &state).await.unwrap();
+        assert_eq!(member.role, Role::Initiator);
+        assert_eq!(member.address.interface, "eth0");
+        machine.lxd.update(|s| {
+            s.config
+                .insert("cluster.https_address".into(), "10.9.9.9:8443".into());
+        });
+        let err = LocalMachine::open_member(&machine, &state)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            format!("{err:#}").contains(
+                "The cluster address 10.9.9.9 of \"micro2\" is not an address of this machine"
+            ),
+            "{err:#}"
+        );
+    }
+}

@@ -25,8 +25,16 @@ use super::server::SessionServerError;
 use super::*;
 use crate::clients::lxd::LxdClient;
 use crate::clients::{ApiError, Transport};
+use crate::disks::MachineDisks;
 use crate::testing::FakeLxd;
 use crate::trust::{self, Identity, Secret, ServerPin};
+
+/// What every test machine reports: its root disk is in use.
+fn root_disk_in_use() -> Result<MachineDisks, crate::sys::block::BlockReadError> {
+    Ok(MachineDisks {
+        in_use: BTreeMap::from([("254:0".to_string(), vec!["mounted at /".to_string()])]),
+    })
+}
 
 const PASSPHRASE: &str = "hundred pebble toast lantern";
 const MTLS_REFUSED: &str = "Failed to authenticate using mTLS";
@@ -81,7 +89,7 @@ impl Session {
                 passphrase: Secret::new(PASSPHRASE.to_string()),
                 me: intent(&identity),
                 local_lxd: local_lxd.clone(),
-                machine_disks: || Ok(crate::disks::MachineDisks::default()),
+                machine_disks: root_disk_in_use,
                 join_handler: None,
             };
             match SessionServer::start(address, &identity, config).await {
@@ -402,9 +410,18 @@ async fn stop_and_the_lxd_proxy_need_a_trusted_client_certificate() {
         ("micro2", crate::VERSION)
     );
 
+    let disks = |client: &Transport| {
+        let client = client.clone();
+        async move {
+            client
+                .request(Method::GET, "/1.0/machine/disks", None)
+                .await
+        }
+    };
     for client in [&anonymous, &stranger, &initiator] {
         assert_refused(stop(client, "").await, 403, MTLS_REFUSED);
         assert_refused(proxied_lxd(client).server().await, 403, MTLS_REFUSED);
+        assert_refused(disks(client).await, 403, MTLS_REFUSED);
     }
     session.assert_no_event();
 
@@ -417,6 +434,12 @@ async fn stop_and_the_lxd_proxy_need_a_trusted_client_certificate() {
     let address = session.address.to_string();
     let peer = PeerSession::at("micro2", "127.0.0.1", &address, &micro1, pin).unwrap();
     assert_eq!(peer.hello().await.unwrap().name, "micro2");
+    // The machine's own report on its disks, for the initiator's plan.
+    assert_eq!(
+        peer.machine_disks().await.unwrap(),
+        root_disk_in_use().unwrap()
+    );
+    assert_refused(disks(&stranger).await, 403, MTLS_REFUSED);
     let server = peer.lxd().server().await.unwrap();
     assert_eq!(server.environment.server_name, "micro2");
     assert!(server.has_extension("storage_pool_source_wipe"));
