@@ -112,6 +112,24 @@ fn same_preseed_on_three_machines_forms_a_cluster_that_runs_a_container() {
     );
 
     // A container with the default profile on member 3 gets an IPv4 address.
+    let ipv4 = launch_busybox(&lab, "c3", "micro3");
+    assert!(ipv4.starts_with("10."), "{ipv4}");
+    let out = lab.exec(1, &["lxc", "list", "c3", "--format", "csv", "-c", "nL"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("micro3"),
+        "{}",
+        text(&out)
+    );
+}
+
+fn lab_image() -> Output {
+    lab(&["image"]).output().expect("scripts/lab image")
+}
+
+/// Imports the lab's busybox image through micro1 and launches container
+/// `name` with the default profile on member `target`; returns its IPv4
+/// address once it has one.
+fn launch_busybox(lab: &Lab, name: &str, target: &str) -> String {
     let image = lab_dir().join("busybox.tar.gz");
     let out = lab_image();
     assert!(out.status.success(), "{}", text(&out));
@@ -127,20 +145,9 @@ fn same_preseed_on_three_machines_forms_a_cluster_that_runs_a_container() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let out = lab.exec(1, &["lxc", "launch", "busybox", "c3", "--target", "micro3"]);
+    let out = lab.exec(1, &["lxc", "launch", "busybox", name, "--target", target]);
     assert!(out.status.success(), "{}", text(&out));
-    let ipv4 = wait_for_ipv4(&lab, "c3");
-    assert!(ipv4.starts_with("10."), "{ipv4}");
-    let out = lab.exec(1, &["lxc", "list", "c3", "--format", "csv", "-c", "nL"]);
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("micro3"),
-        "{}",
-        text(&out)
-    );
-}
-
-fn lab_image() -> Output {
-    lab(&["image"]).output().expect("scripts/lab image")
+    wait_for_ipv4(lab, name)
 }
 
 fn wait_for_ipv4(lab: &Lab, name: &str) -> String {
@@ -416,4 +423,157 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
         !lab_dir().join("m1/microcloud/run.json").exists(),
         "a dry run records no run"
     );
+}
+
+/// The head of a multicast preseed for the lab, up to `systems:`.
+fn preseed_head(passphrase: &str, lookup_timeout: u64) -> String {
+    format!(
+        "initiator: micro1\nlookup_subnet: {}.0/24\nlookup_timeout: {lookup_timeout}\n\
+         session_passphrase: {passphrase}\nsystems:\n",
+        lab_subnet()
+    )
+}
+
+fn stderr_of(outputs: &[(usize, Output)], i: usize) -> String {
+    String::from_utf8_lossy(&outputs[i - 1].1.stderr).to_string()
+}
+
+/// The filesystem type `blkid` finds on a device, probed from the host.
+fn fs_type(device: &str) -> String {
+    let out = std::process::Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE", device])
+        .output()
+        .expect("blkid");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn local_pool_on_disks() {
+    // Each machine: a mounted ext4 system disk, and two blank 2 GiB disks.
+    let lab = Lab::up_with_disks(3, 2);
+    let explicit = lab.blank_disks(1)[0].clone();
+    let mut yaml = preseed_head("btrfs on real disks", 60);
+    yaml.push_str(&format!(
+        "- name: micro1\n  storage:\n    local: {{path: {explicit}, wipe: true}}\n\
+         - name: micro2\n- name: micro3\n\
+         storage:\n  local:\n  - find: size > 1GiB\n    wipe: true\n"
+    ));
+    let (elapsed, outputs) = run_preseed_everywhere(&lab, &yaml);
+    for (i, out) in &outputs {
+        assert!(out.status.success(), "micro{i}:\n{}", text(out));
+    }
+    eprintln!(
+        "TIMING 3-machine preseed with btrfs pools on disks: {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    let out = lab.exec(1, &["lxc", "cluster", "list", "--format", "csv"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(csv.matches("ONLINE").count(), 3, "{}", text(&out));
+
+    // Every member's pool is btrfs on one of ITS blank disks: the filter must
+    // never pick the system disk, which is mounted (LXD cannot tell).
+    for i in lab.machines() {
+        let pool = lab.lxd_get(1, &format!("/1.0/storage-pools/local?target=micro{i}"));
+        assert_eq!(pool["status"], "Created", "local pool on micro{i}: {pool}");
+        assert_eq!(pool["driver"], "btrfs", "local pool on micro{i}: {pool}");
+        let source = pool["config"]["source"].as_str().unwrap_or("").to_string();
+        let disks = lab.disks(i);
+        let disk = disks
+            .iter()
+            .find(|d| d["by_id"] == source.as_str() || d["path"] == source.as_str())
+            .unwrap_or_else(|| {
+                panic!("micro{i}'s pool source {source:?} is none of its disks: {disks:?}")
+            });
+        assert_eq!(
+            disk["system"], false,
+            "micro{i}'s local pool was put on its SYSTEM disk {source} (mounted on {})",
+            disk["mounted_on"]
+        );
+        if i == 1 {
+            assert_eq!(source, explicit, "micro1 uses the disk it was given");
+        }
+        // The system disk is still the machine's ext4, mounted.
+        let system = disks.iter().find(|d| d["system"] == true).unwrap();
+        assert!(system["mounted_on"].is_string(), "{system}");
+        assert_eq!(
+            fs_type(system["path"].as_str().unwrap()),
+            "ext4",
+            "{system}"
+        );
+    }
+
+    // A container with the default profile runs on a member's disk pool.
+    let ipv4 = launch_busybox(&lab, "c2", "micro2");
+    assert!(ipv4.starts_with("10."), "{ipv4}");
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn mounted_disk_is_refused() {
+    let lab = Lab::up_with_disks(3, 1);
+    let system = lab.system_disk(2);
+    let mut yaml = preseed_head("never wipe a mounted disk", 10);
+    for i in lab.machines() {
+        let path = if i == 2 {
+            system.clone()
+        } else {
+            lab.blank_disks(i)[0].clone()
+        };
+        yaml.push_str(&format!(
+            "- name: micro{i}\n  storage:\n    local: {{path: {path}, wipe: true}}\n"
+        ));
+    }
+    let (_, outputs) = run_preseed_everywhere(&lab, &yaml);
+    assert_all_failed(&outputs);
+    // The initiator's error names micro2's disk and says why it is refused.
+    let initiator = stderr_of(&outputs, 1);
+    assert!(
+        initiator.contains(&system) && initiator.to_lowercase().contains("mounted"),
+        "the error should name {system} and say it is mounted:\n{initiator}"
+    );
+    for i in lab.machines() {
+        lab.assert_untouched(i);
+    }
+    let disk = lab
+        .disks(2)
+        .into_iter()
+        .find(|d| d["system"] == true)
+        .unwrap();
+    assert!(disk["mounted_on"].is_string(), "{disk}");
+    assert_eq!(fs_type(disk["path"].as_str().unwrap()), "ext4", "{disk}");
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn services_not_available_yet_are_refused() {
+    let lab = Lab::up_with_disks(3, 1);
+    let base = preseed(&lab, "no services here yet", false, 10);
+    let ovn = format!(
+        "{base}ovn:\n  ipv4_gateway: 192.0.2.1/24\n  ipv4_range: 192.0.2.100-192.0.2.200\n"
+    );
+    let local1 = format!("      path: {}\n", lab.storage_dir(1));
+    let ceph = base.replacen(
+        &local1,
+        &format!(
+            "{local1}    ceph:\n    - path: {}\n      wipe: true\n",
+            lab.blank_disks(1)[0]
+        ),
+        1,
+    );
+    assert_ne!(ceph, base);
+    for (yaml, field, service) in [(ovn, "ovn", "MicroOVN"), (ceph, "ceph", "MicroCeph")] {
+        let (_, outputs) = run_preseed_everywhere(&lab, &yaml);
+        assert_all_failed(&outputs);
+        for i in lab.machines() {
+            let stderr = stderr_of(&outputs, i).to_lowercase();
+            assert!(
+                stderr.contains(field) && stderr.contains("not available"),
+                "micro{i} should refuse the {field} section ({service} support is not available yet):\n{stderr}"
+            );
+        }
+        for i in lab.machines() {
+            lab.assert_untouched(i);
+        }
+    }
 }

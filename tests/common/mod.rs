@@ -46,6 +46,51 @@ impl Lab {
         Lab { size }
     }
 
+    /// `up size --disks disks`: every machine also gets a mounted system disk
+    /// and `disks` blank ones (see `scripts/lab`).
+    pub fn up_with_disks(size: usize, disks: usize) -> Lab {
+        let _ = lab(&["down"]).output();
+        let out = lab(&["up", &size.to_string(), "--disks", &disks.to_string()])
+            .output()
+            .expect("run scripts/lab up --disks");
+        assert!(out.status.success(), "lab up failed:\n{}", text(&out));
+        Lab { size }
+    }
+
+    /// `scripts/lab info`, parsed.
+    pub fn info(&self) -> Value {
+        let out = lab(&["info"]).output().expect("scripts/lab info");
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("scripts/lab info is JSON")
+    }
+
+    /// Machine `i`'s disks as `scripts/lab info` lists them (system disk first).
+    pub fn disks(&self, i: usize) -> Vec<Value> {
+        self.info()["machines"][i - 1]["disks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The `/dev/disk/by-id/...` path of machine `i`'s system disk.
+    pub fn system_disk(&self, i: usize) -> String {
+        self.disks(i)
+            .iter()
+            .find(|d| d["system"] == true)
+            .and_then(|d| d["by_id"].as_str())
+            .unwrap_or_else(|| panic!("micro{i} has no system disk"))
+            .to_string()
+    }
+
+    /// The `/dev/disk/by-id/...` paths of machine `i`'s blank disks.
+    pub fn blank_disks(&self, i: usize) -> Vec<String> {
+        self.disks(i)
+            .iter()
+            .filter(|d| d["system"] == false)
+            .map(|d| d["by_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     pub fn machines(&self) -> impl Iterator<Item = usize> {
         1..=self.size
     }
