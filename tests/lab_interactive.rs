@@ -7,8 +7,9 @@
 //!
 //! Lab tests: they need root and LXD and are ignored by plain `cargo test`;
 //! run them with `scripts/test-lab` (or `cargo test --test lab_interactive --
-//! --ignored --test-threads=1` as root after `scripts/lab install`). The lab
-//! machines have no disks, so local storage goes to LXD's storage directory.
+//! --ignored --test-threads=1` as root after `scripts/lab install`). Most lab
+//! machines have no disks, so local storage goes to LXD's storage directory;
+//! one test gives them a mounted system disk and a blank one each.
 
 mod common;
 
@@ -24,11 +25,14 @@ use expectrl::{Expect, Needle, Regex, Session};
 
 /// How long any one screen may take to show what a test waits for.
 const TIMEOUT: Duration = Duration::from_secs(60);
-/// Forming the cluster waits on LXD's joins, which LXD 5.0 sometimes stalls
-/// for minutes; the product itself waits up to 300 s for each.
-const FORMATION_TIMEOUT: Duration = Duration::from_secs(360);
+/// Forming the cluster takes seconds; this much time means a stall (as LXD
+/// 5.0's socket once stalled joins for minutes), which must fail the test.
+const FORMATION_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often a screen is read while waiting.
 const POLL: Duration = Duration::from_millis(25);
+
+/// Columns of every test terminal.
+const WIDTH: u16 = 160;
 
 const ENTER: &str = "\r";
 const TAB: &str = "\t";
@@ -52,8 +56,13 @@ impl Screen {
         let mut command = lab(&["exec", &i.to_string(), MICROCLOUD]);
         command.args(args);
         let name = format!("micro{i} `microcloud {}`", args.join(" "));
-        let session = Session::spawn(command)
+        let mut session = Session::spawn(command)
             .unwrap_or_else(|e| panic!("{name}: cannot start on a pseudo-terminal: {e}"));
+        // A wide terminal, so disk paths are shown whole.
+        session
+            .get_process_mut()
+            .set_window_size(WIDTH, 50)
+            .unwrap_or_else(|e| panic!("{name}: cannot size the terminal: {e}"));
         Screen {
             name,
             session,
@@ -625,4 +634,63 @@ fn ctrl_c_at_the_system_table_aborts_everywhere_and_changes_nothing() {
     for i in lab.machines() {
         lab.assert_untouched(i);
     }
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn the_disk_table_offers_each_blank_disk_and_never_a_system_disk() {
+    // Each machine: a mounted ext4 system disk (LXD 5.0 lists it as blank)
+    // and one blank disk.
+    let lab = Lab::up_with_disks(3, 1);
+    let mut initiator = start_init();
+    let passphrase = initiator.passphrase.clone();
+    let mut joiners = join_both(&mut initiator, &passphrase, &lab);
+    let m1 = &mut initiator.screen;
+    m1.send(RIGHT);
+    m1.send(ENTER);
+    for joiner in &mut joiners {
+        joiner.expect("Received confirmation from system micro1");
+    }
+    m1.expect("Would you like to set up local storage? (yes/no) [default=yes]: ");
+    m1.send(ENTER);
+    m1.expect("Select exactly one disk from each cluster member:");
+    // Rows come in natural order: micro3's blank disk is the last one drawn.
+    let table = m1.expect("virtio-lab-micro3-disk1");
+    for i in lab.machines() {
+        assert!(
+            table.contains(&lab.blank_disks(i)[0]),
+            "micro{i}'s blank disk is not offered:\n{table}"
+        );
+        let system = lab.system_disk(i);
+        assert!(
+            !table.contains(&system),
+            "the mounted system disk {system} is offered:\n{table}"
+        );
+    }
+    // LXD 5.0 cannot wipe (no storage_pool_source_wipe): no wipe question.
+    m1.send(RIGHT);
+    m1.send(ENTER);
+    m1.expect("MicroCloud will form an LXD cluster of 3 member(s), initiated by micro1:");
+    for i in lab.machines() {
+        m1.expect(&format!(
+            "storage pool \"local\" (btrfs) on {}\r",
+            lab.blank_disks(i)[0]
+        ));
+    }
+    m1.expect("Proceed with this plan? (yes/no) [default=yes]: ");
+    m1.send(ENTER);
+    m1.expect_formed("MicroCloud is ready");
+    m1.expect("Would you like to save these answers as a preseed file");
+    m1.send(ENTER);
+    for joiner in &mut joiners {
+        joiner.expect_formed("Successfully joined the MicroCloud cluster");
+    }
+    let (code, rest) = initiator.screen.finish();
+    assert_eq!(code, 0, "micro1:\n{rest}");
+    for joiner in joiners {
+        let name = joiner.name.clone();
+        let (code, rest) = joiner.finish();
+        assert_eq!(code, 0, "{name}:\n{rest}");
+    }
+    lab.assert_cluster(3, |i| lab.blank_disks(i)[0].clone());
 }
