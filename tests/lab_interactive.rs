@@ -418,20 +418,22 @@ fn accept_defaults_and_finish(
             m1.expect(&format!("Preseed written to {}", path.display()));
         }
     }
-    for joiner in &mut joiners {
-        joiner.expect_formed("Successfully joined the MicroCloud cluster");
-    }
-    let name = initiator.screen.name.clone();
-    let (code, rest) = initiator.screen.finish();
-    assert_eq!(code, 0, "{name}:\n{rest}");
-    for joiner in joiners {
-        let name = joiner.name.clone();
-        let (code, rest) = joiner.finish();
-        assert_eq!(code, 0, "{name}:\n{rest}");
-    }
+    all_succeed(initiator, joiners);
     lab.assert_cluster(3, |i| {
         format!("{}/m{i}/lxd/storage-pools/local", lab_dir().display())
     });
+}
+
+/// Every joiner says it joined, and every screen ends with exit status 0.
+fn all_succeed(initiator: Initiator, mut joiners: Vec<Screen>) {
+    for joiner in &mut joiners {
+        joiner.expect_formed("Successfully joined the MicroCloud cluster");
+    }
+    for screen in std::iter::once(initiator.screen).chain(joiners) {
+        let name = screen.name.clone();
+        let (code, rest) = screen.finish();
+        assert_eq!(code, 0, "{name}:\n{rest}");
+    }
 }
 
 /// `join` on micro2 (passphrase typed in full) and micro3 (typed with Tab
@@ -682,15 +684,6 @@ fn the_disk_table_offers_each_blank_disk_and_never_a_system_disk() {
     m1.expect_formed("MicroCloud is ready");
     m1.expect("Would you like to save these answers as a preseed file");
     m1.send(ENTER);
-    for joiner in &mut joiners {
-        joiner.expect_formed("Successfully joined the MicroCloud cluster");
-    }
-    let (code, rest) = initiator.screen.finish();
-    assert_eq!(code, 0, "micro1:\n{rest}");
-    for joiner in joiners {
-        let name = joiner.name.clone();
-        let (code, rest) = joiner.finish();
-        assert_eq!(code, 0, "{name}:\n{rest}");
-    }
+    all_succeed(initiator, joiners);
     lab.assert_cluster(3, |i| lab.blank_disks(i)[0].clone());
 }

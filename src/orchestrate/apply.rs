@@ -18,11 +18,29 @@ use crate::session::{PeerSession, ServicesPut};
 use crate::state::PhaseStatus;
 use crate::ui::Printer;
 
-/// The services a run sets up. MicroCeph and MicroOVN join LXD here, each
-/// with its own section of the plan and its own phases.
+/// The services a run sets up, in the order they are set up. MicroCeph and
+/// MicroOVN join LXD here, each with its own section of the plan and its
+/// own phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Lxd,
+}
+
+impl Service {
+    pub const ALL: [Service; 1] = [Service::Lxd];
+
+    /// The service's phases, in order.
+    pub fn phases(self) -> &'static [Phase] {
+        match self {
+            Service::Lxd => &[
+                Phase::LxdBootstrap,
+                Phase::LxdJoin,
+                Phase::LocalPool,
+                Phase::Network,
+                Phase::Profile,
+            ],
+        }
+    }
 }
 
 /// One step of a run, in the order [`phases`] gives.
@@ -51,30 +69,15 @@ impl Phase {
             Phase::Profile => "profile",
         }
     }
-
-    pub fn service(self) -> Service {
-        match self {
-            Phase::LxdBootstrap
-            | Phase::LxdJoin
-            | Phase::LocalPool
-            | Phase::Network
-            | Phase::Profile => Service::Lxd,
-        }
-    }
 }
 
-/// LXD's phases, in order.
-const LXD_PHASES: [Phase; 5] = [
-    Phase::LxdBootstrap,
-    Phase::LxdJoin,
-    Phase::LocalPool,
-    Phase::Network,
-    Phase::Profile,
-];
-
-/// The phases that apply `plan`, in order: today LXD's alone.
-pub fn phases(_plan: &ClusterPlan) -> Vec<Phase> {
-    LXD_PHASES.to_vec()
+/// Every phase of a run, service after service. A phase with nothing to do
+/// for its plan (a pool that exists) returns at once.
+pub fn phases() -> Vec<Phase> {
+    Service::ALL
+        .iter()
+        .flat_map(|service| service.phases().iter().copied())
+        .collect()
 }
 
 /// What applying a plan needs of a joiner: that it joins the services it
@@ -107,7 +110,7 @@ pub async fn apply(
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let mut reverter = Reverter::new();
-    for phase in phases(plan) {
+    for phase in phases() {
         progress.set(phase.name(), PhaseStatus::Running)?;
         let work = run_phase(phase, plan, targets, &mut reverter, printer);
         // Ctrl-C stops the phase in flight; what the run created is then undone.

@@ -187,10 +187,6 @@ impl InitiatorSession {
         })
     }
 
-    pub fn machine(&self) -> &LocalMachine {
-        &self.machine
-    }
-
     /// Preseed admission: waits until every listed system has reached out.
     pub async fn admit_listed(&mut self, printer: &Printer) -> anyhow::Result<()> {
         let Admission::Listed {
@@ -440,7 +436,7 @@ impl InitiatorSession {
         state: StateDir,
         printer: &Printer,
     ) -> anyhow::Result<()> {
-        let names: Vec<&str> = apply::phases(plan).iter().map(|p| p.name()).collect();
+        let names: Vec<&str> = apply::phases().iter().map(|p| p.name()).collect();
         let mut progress = Progress::start(state, goal.command(), "initiator", &names)?;
         let targets = Targets {
             local: self.machine.lxd.clone(),

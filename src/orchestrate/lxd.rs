@@ -279,16 +279,30 @@ pub(super) async fn create_network(
     reverter: &mut Reverter,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let Some(network) = plan
-        .lxd
-        .network
-        .as_ref()
-        .filter(|n| !matches!(n, NetworkPlan::Existing { .. }))
-    else {
+    let Some(network) = &plan.lxd.network else {
         return Ok(());
     };
-    let lxd = &targets.local;
+    let (config, description) = match network {
+        // The cluster's own network (growing): members get it on joining.
+        NetworkPlan::Existing { .. } => return Ok(()),
+        NetworkPlan::Bridge { ipv4 } => (
+            HashMap::from([
+                ("ipv4.address", ipv4.to_string()),
+                ("ipv4.nat", "true".into()),
+                ("ipv6.address", "none".into()),
+            ]),
+            "Default bridge network",
+        ),
+        NetworkPlan::Fan { underlay } => (
+            HashMap::from([
+                ("bridge.mode", "fan".to_string()),
+                ("fan.underlay_subnet", underlay.to_string()),
+            ]),
+            "Default Ubuntu fan powered bridge",
+        ),
+    };
     let name = network.name();
+    let lxd = &targets.local;
     let step = printer.step(format!("Creating network {name:?}"));
     let undo_lxd = lxd.clone();
     let undo_name = name.to_string();
@@ -306,24 +320,6 @@ pub(super) async fn create_network(
             .await
             .with_context(|| format!("Failed to define network {name:?} on {:?}", member.name))?;
     }
-    let (config, description) = match network {
-        NetworkPlan::Bridge { ipv4 } => (
-            HashMap::from([
-                ("ipv4.address", ipv4.to_string()),
-                ("ipv4.nat", "true".into()),
-                ("ipv6.address", "none".into()),
-            ]),
-            "Default bridge network",
-        ),
-        NetworkPlan::Fan { underlay } => (
-            HashMap::from([
-                ("bridge.mode", "fan".to_string()),
-                ("fan.underlay_subnet", underlay.to_string()),
-            ]),
-            "Default Ubuntu fan powered bridge",
-        ),
-        NetworkPlan::Existing { .. } => return Ok(()),
-    };
     let request = NetworksPost {
         name: name.into(),
         kind: "bridge".into(),

@@ -139,7 +139,7 @@ impl Machines {
 
     async fn apply(&self) -> anyhow::Result<()> {
         let plan = self.plan().await;
-        let names: Vec<&str> = apply::phases(&plan).iter().map(|p| p.name()).collect();
+        let names: Vec<&str> = apply::phases().iter().map(|p| p.name()).collect();
         let state = StateDir::new(self.state.path());
         let mut progress = Progress::start(state, "init", "initiator", &names).unwrap();
         let result = apply::apply(&plan, &self.targets(), &mut progress, &Printer::new(true)).await;

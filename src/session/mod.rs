@@ -9,7 +9,8 @@
 //!    over TLS pinned to the joiner's certificate, from the certificate the
 //!    joiner captured. From then on both sides know each other's certificate
 //!    and every further call is mutual TLS checked against those pins.
-//! 3. The initiator then reads each joiner's LXD through the joiner's proxy,
+//! 3. The initiator then reads each joiner's LXD through the joiner's proxy
+//!    and the joiner's own report on its disks in use (`/1.0/machine/disks`),
 //!    asks it to join the LXD cluster, and finally stops its session.
 //!
 //! Nobody without the passphrase can get an intent accepted, and nobody

@@ -146,7 +146,7 @@ pub struct JoinToken {
 }
 
 /// Metadata of the `token` class operation `POST /1.0/cluster/members`
-/// returns. Its `Debug` hides the secret.
+/// returns (no `Debug`: it holds the secret).
 #[derive(Clone, Deserialize)]
 pub struct JoinTokenOperation {
     #[serde(rename = "serverName")]
@@ -180,18 +180,6 @@ impl fmt::Debug for ClusterPut {
 impl fmt::Debug for JoinToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinToken")
-            .field("server_name", &self.server_name)
-            .field("fingerprint", &self.fingerprint)
-            .field("addresses", &self.addresses)
-            .field("secret", &REDACTED)
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
-}
-
-impl fmt::Debug for JoinTokenOperation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinTokenOperation")
             .field("server_name", &self.server_name)
             .field("fingerprint", &self.fingerprint)
             .field("addresses", &self.addresses)
