@@ -63,21 +63,24 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
         start.address,
         &global.state(),
     ))?;
-    let (admission, passphrase) = if start.many {
-        open_session(&machine, &printer)
+    let settings = if start.many {
+        open_session(&machine, dry_run, &printer)
     } else {
-        let nobody = Admission::Listed {
-            expected: Default::default(),
-            lookup_timeout: Duration::ZERO,
-        };
-        (nobody, Secret::new(String::new()))
+        // A cluster of one: nobody is waited for.
+        SessionSettings {
+            passphrase: Secret::new(String::new()),
+            admission: Admission::Listed {
+                expected: Default::default(),
+                lookup_timeout: Duration::ZERO,
+            },
+            multicast: false,
+            dry_run,
+        }
     };
     let plan = run_initiator(
         machine,
         Goal::Form,
-        admission,
-        passphrase,
-        dry_run,
+        settings,
         &mut prompter,
         global,
         runtime,
@@ -99,13 +102,11 @@ pub fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Resu
     interactive::confirm_missing_services(&mut prompter, &missing)?;
     not_set_up_yet(&installed, &printer);
     let machine = runtime.block_on(LocalMachine::open_member(&Host, &global.state()))?;
-    let (admission, passphrase) = open_session(&machine, &printer);
+    let settings = open_session(&machine, dry_run, &printer);
     run_initiator(
         machine,
         Goal::Grow,
-        admission,
-        passphrase,
-        dry_run,
+        settings,
         &mut prompter,
         global,
         runtime,
@@ -123,8 +124,9 @@ fn not_set_up_yet(installed: &[&str], printer: &Printer) {
     }
 }
 
-/// A fresh passphrase, and what to tell the person running the joiners.
-fn open_session(machine: &LocalMachine, printer: &Printer) -> (Admission, Secret<String>) {
+/// A session under a fresh passphrase, found by multicast, in which the
+/// person chooses the systems; tells them what to run on the joiners.
+fn open_session(machine: &LocalMachine, dry_run: bool, printer: &Printer) -> SessionSettings {
     let passphrase = passphrase::generate();
     printer.status(
         "Use the following command on systems that you want to join the cluster: microcloud join",
@@ -137,30 +139,27 @@ fn open_session(machine: &LocalMachine, printer: &Printer) -> (Admission, Secret
         "Verify the fingerprint {} is displayed on joining systems.",
         machine.identity.fingerprint().short()
     ));
-    (Admission::Chosen, passphrase)
+    SessionSettings {
+        passphrase,
+        admission: Admission::Chosen,
+        multicast: true,
+        dry_run,
+    }
 }
 
 /// The initiator's stages with a person answering in between; whatever
 /// happens, the joiners are told how it ended.
-#[allow(clippy::too_many_arguments)]
 fn run_initiator(
     machine: LocalMachine,
     goal: Goal,
-    admission: Admission,
-    passphrase: Secret<String>,
-    dry_run: bool,
+    settings: SessionSettings,
     prompter: &mut dyn Prompter,
     global: &GlobalArgs,
     runtime: &Handle,
 ) -> anyhow::Result<ClusterPlan> {
     let printer = global.printer();
-    let choose = matches!(admission, Admission::Chosen);
-    let settings = SessionSettings {
-        passphrase,
-        admission,
-        multicast: true,
-        dry_run,
-    };
+    let choose = matches!(settings.admission, Admission::Chosen);
+    let dry_run = settings.dry_run;
     let mut session = runtime.block_on(InitiatorSession::open(machine, settings))?;
     let result = (|| {
         if choose {

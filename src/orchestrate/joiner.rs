@@ -292,14 +292,14 @@ impl JoinHandler for LxdJoiner {
     }
 }
 
-/// LXD does not bind a join token to the joining name, so this checks it; it
-/// also checks the cluster certificate against the token before trusting it.
 /// How a joiner finds a member of the cluster it joins that presents the
 /// cluster certificate (over the network in a run).
 pub(super) type ReachMember<'a> = dyn Fn(&JoinToken, &trust::Fingerprint) -> BoxFuture<'static, anyhow::Result<String>>
     + Sync
     + 'a;
 
+/// LXD does not bind a join token to the joining name, so this checks it; it
+/// also checks the cluster certificate against the token before trusting it.
 pub(super) async fn join_lxd(
     lxd: &LxdClient,
     name: &str,
@@ -353,27 +353,21 @@ fn reachable_member(
     identity: Arc<Identity>,
     fingerprint: trust::Fingerprint,
 ) -> BoxFuture<'static, anyhow::Result<String>> {
-    Box::pin(async move { first_reachable(&token, &identity, &fingerprint).await })
-}
-
-async fn first_reachable(
-    token: &JoinToken,
-    identity: &Identity,
-    fingerprint: &trust::Fingerprint,
-) -> anyhow::Result<String> {
-    for candidate in &token.addresses {
-        let transport = Transport::https(
-            candidate,
-            "",
-            Some(identity),
-            ServerPin::Fingerprint(fingerprint.clone()),
-            format!("LXD cluster member {candidate}"),
-        )?;
-        if LxdClient::new(transport).server().await.is_ok() {
-            return Ok(candidate.clone());
+    Box::pin(async move {
+        for candidate in &token.addresses {
+            let transport = Transport::https(
+                candidate,
+                "",
+                Some(&identity),
+                ServerPin::Fingerprint(fingerprint.clone()),
+                format!("LXD cluster member {candidate}"),
+            )?;
+            if LxdClient::new(transport).server().await.is_ok() {
+                return Ok(candidate.clone());
+            }
         }
-    }
-    bail!("Unable to connect to any of the cluster members specified in join token")
+        bail!("Unable to connect to any of the cluster members specified in join token")
+    })
 }
 
 /// After an abort the initiator removes this machine from the cluster; once
