@@ -24,7 +24,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ServiceState {
     /// No control socket.
     Missing,
-    /// The socket exists but the daemon did not answer: counted as missing.
+    /// The socket exists but the daemon did not answer, or answered with an
+    /// error: counted as missing.
     NotAnswering { socket: PathBuf, reason: String },
     Installed {
         version: String,
@@ -99,7 +100,7 @@ async fn probe_one(
     let transport = sockets
         .connect(service, &socket)
         .map_err(|source| ProbeError::Client { service, source })?;
-    let client = MicroclusterClient::new(service, transport.with_timeout(PROBE_TIMEOUT));
+    let client = MicroclusterClient::new(transport.with_timeout(PROBE_TIMEOUT));
     let server = match client.server().await {
         Ok(server) => server,
         // Upstream's reading of a 404 here.
@@ -150,7 +151,7 @@ impl ProbedService {
         match &self.state {
             ServiceState::Missing => None,
             ServiceState::NotAnswering { socket, reason } => Some(format!(
-                "{} control socket {} does not answer, so {} counts as not found ({reason})",
+                "{} control socket {} gave no usable answer, so {} counts as not found ({reason})",
                 self.service,
                 socket.display(),
                 self.service
@@ -303,11 +304,24 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert!(
             warnings[0].starts_with(
-                "MicroCeph control socket /var/snap/microceph/common/state/control.socket does not answer, so MicroCeph counts as not found ("
+                "MicroCeph control socket /var/snap/microceph/common/state/control.socket gave no usable answer, so MicroCeph counts as not found ("
             ),
             "{warnings:?}"
         );
         assert!(warnings[0].contains("connection refused"), "{warnings:?}");
+
+        // An error answer is no better than none.
+        let broken = FakeMicrocluster::microovn();
+        broken.fail_always("GET", "/core/1.0", 500, "boom");
+        let found = run(Sockets::default().with(Service::MicroOvn, Socket::Answers(broken)))
+            .await
+            .unwrap();
+        assert_eq!(found.missing(), Service::ALL);
+        assert!(
+            found.warnings()[0].ends_with("boom (HTTP 500))"),
+            "{:?}",
+            found.warnings()
+        );
     }
 
     #[tokio::test]

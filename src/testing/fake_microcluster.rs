@@ -140,8 +140,7 @@ impl FakeMicrocluster {
     }
 
     pub fn client(&self) -> MicroclusterClient {
-        let service = self.lock().service;
-        MicroclusterClient::new(service, self.transport())
+        MicroclusterClient::new(self.transport())
     }
 
     /// The `config` the daemon was bootstrapped or joined with.

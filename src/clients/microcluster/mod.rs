@@ -91,19 +91,16 @@ impl MicroclusterError {
 /// Upstream issues every service's join tokens for one hour.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// The core API of one MicroCeph or MicroOVN daemon; which one is the
+/// transport's business (its socket, its description in errors).
 #[derive(Clone)]
 pub struct MicroclusterClient {
-    service: Service,
     transport: Transport,
 }
 
 impl MicroclusterClient {
-    pub fn new(service: Service, transport: Transport) -> Self {
-        MicroclusterClient { service, transport }
-    }
-
-    pub fn service(&self) -> Service {
-        self.service
+    pub fn new(transport: Transport) -> Self {
+        MicroclusterClient { transport }
     }
 
     pub fn target(&self) -> &str {
