@@ -13,13 +13,14 @@ use clap::Args;
 use tokio::runtime::Handle;
 
 use super::GlobalArgs;
+use crate::clients::microcluster::Service;
 use crate::inputs::interactive;
 use crate::orchestrate::initiator::{self, Admission, Goal, InitiatorSession, SessionSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
 use crate::orchestrate::local::{Host, Machine};
 use crate::orchestrate::{LocalMachine, Role};
 use crate::plan::ClusterPlan;
-use crate::sys;
+use crate::sys::services::{self, OptionalServices};
 use crate::trust::{Secret, passphrase};
 use crate::ui::Printer;
 use crate::ui::prompt::{Prompter, TtyPrompter};
@@ -52,9 +53,10 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
     let printer = global.printer();
     let host = Host;
     let name = host.hostname()?;
-    let (installed, missing) = sys::optional_services();
+    let services = optional_services(&printer, runtime)?;
+    let missing = names(&services.missing());
     let start = interactive::ask_init_start(&mut prompter, host.addresses()?, &missing)?;
-    not_set_up_yet(&installed, &printer);
+    not_set_up_yet(&services.installed(), &printer);
     let lookup_subnet = start.address.network();
     let machine = runtime.block_on(LocalMachine::open(
         &host,
@@ -98,9 +100,9 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
 pub fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<()> {
     let mut prompter = terminal()?;
     let printer = global.printer();
-    let (installed, missing) = sys::optional_services();
-    interactive::confirm_missing_services(&mut prompter, &missing)?;
-    not_set_up_yet(&installed, &printer);
+    let services = optional_services(&printer, runtime)?;
+    interactive::confirm_missing_services(&mut prompter, &names(&services.missing()))?;
+    not_set_up_yet(&services.installed(), &printer);
     let machine = runtime.block_on(LocalMachine::open_member(&Host, &global.state()))?;
     let settings = open_session(&machine, dry_run, &printer);
     run_initiator(
@@ -114,9 +116,23 @@ pub fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Resu
     .map(drop)
 }
 
+/// MicroCeph and MicroOVN as their sockets answer; an unsupported version
+/// stops the command, what else is worth knowing is a warning.
+fn optional_services(printer: &Printer, runtime: &Handle) -> anyhow::Result<OptionalServices> {
+    let services = runtime.block_on(services::probe(&services::HostSockets))?;
+    for warning in services.warnings() {
+        printer.warn(warning);
+    }
+    Ok(services)
+}
+
+fn names(services: &[Service]) -> Vec<&'static str> {
+    services.iter().map(|service| service.name()).collect()
+}
+
 /// Installed optional services are left out, and the person is told so:
 /// setting them up is not part of this version.
-fn not_set_up_yet(installed: &[&str], printer: &Printer) {
+fn not_set_up_yet(installed: &[Service], printer: &Printer) {
     for service in installed {
         printer.warn(format!(
             "{service} is installed, but this version of MicroCloud does not set it up yet: it is left out of this run"

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod lxd;
+pub mod microcluster;
 pub mod transport;
 
 pub use error::ApiError;

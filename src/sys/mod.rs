@@ -1,6 +1,7 @@
 //! Facts about this machine that the product reads from the OS.
 
 pub mod block;
+pub mod services;
 
 use std::path::Path;
 
@@ -55,26 +56,6 @@ fn has_ipv4_default_route() -> bool {
                 .any(|line| line.split_whitespace().nth(1) == Some("00000000"))
         })
         .unwrap_or(false)
-}
-
-/// The optional services MicroCloud knows, each with the control socket
-/// whose presence means it is installed (as upstream decides).
-const OPTIONAL_SERVICES: &[(&str, &str)] = &[
-    (
-        "MicroCeph",
-        "/var/snap/microceph/common/state/control.socket",
-    ),
-    ("MicroOVN", "/var/snap/microovn/common/state/control.socket"),
-];
-
-/// The optional services, split into (installed, missing) by name.
-pub fn optional_services() -> (Vec<&'static str>, Vec<&'static str>) {
-    let (installed, missing): (Vec<_>, Vec<_>) = OPTIONAL_SERVICES
-        .iter()
-        .partition(|(_, socket)| Path::new(socket).exists());
-    let names =
-        |services: Vec<&(&'static str, &str)>| services.iter().map(|(name, _)| *name).collect();
-    (names(installed), names(missing))
 }
 
 /// This machine's own report of its disks in use, by `major:minor` (LXD 5.0
