@@ -5,6 +5,7 @@
 pub mod error;
 pub mod lxd;
 pub mod microcluster;
+pub mod token;
 pub mod transport;
 
 pub use error::ApiError;

@@ -913,14 +913,9 @@ impl HttpBackend for FakeLxd {
         body: Option<Vec<u8>>,
         _timeout: Duration,
     ) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>> {
-        // Whatever prefix the transport has, LXD's API starts at `/1.0`.
-        let path = url.find("/1.0").map_or(url.as_str(), |at| &url[at..]);
-        let body = body.map_or(Value::Null, |b| {
-            serde_json::from_slice(&b).unwrap_or(Value::Null)
-        });
-        let (status, reply) = self.call(method.as_str(), path, body);
-        let bytes = Bytes::from(serde_json::to_vec(&reply).expect("JSON values always serialize"));
-        Box::pin(async move { Ok((status, bytes)) })
+        super::serve_json(&url, "/1.0", body, |path, body| {
+            self.call(method.as_str(), path, body)
+        })
     }
 }
 

@@ -5,3 +5,27 @@ pub mod fake_microcluster;
 
 pub use fake_lxd::{Call, FakeLxd};
 pub use fake_microcluster::FakeMicrocluster;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use crate::clients::BackendError;
+
+/// How an in-memory server answers its transport: the path from `api` on
+/// (whatever prefix the transport adds), the body as JSON, and the reply
+/// `answer` gives, as bytes.
+fn serve_json(
+    url: &str,
+    api: &str,
+    body: Option<Vec<u8>>,
+    answer: impl FnOnce(&str, Value) -> (u16, Value),
+) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>> {
+    let path = url.find(api).map_or(url, |at| &url[at..]);
+    let body = body.map_or(Value::Null, |b| {
+        serde_json::from_slice(&b).unwrap_or(Value::Null)
+    });
+    let (status, reply) = answer(path, body);
+    let bytes = Bytes::from(serde_json::to_vec(&reply).expect("JSON values always serialize"));
+    Box::pin(async move { Ok((status, bytes)) })
+}

@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
+
+use crate::clients::token;
+pub use crate::clients::token::JoinTokenError;
 
 /// `GET /1.0`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -189,25 +191,13 @@ impl fmt::Debug for JoinToken {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum JoinTokenError {
-    #[error("join token is not valid base64")]
-    Base64(#[source] base64::DecodeError),
-    #[error("join token does not hold the expected fields")]
-    Json(#[source] serde_json::Error),
-}
-
 impl JoinToken {
     pub fn encode(&self) -> String {
-        let json = serde_json::to_vec(self).expect("token fields always serialize");
-        base64::engine::general_purpose::STANDARD.encode(json)
+        token::encode(self)
     }
 
-    pub fn decode(token: &str) -> Result<JoinToken, JoinTokenError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(token.trim())
-            .map_err(JoinTokenError::Base64)?;
-        serde_json::from_slice(&bytes).map_err(JoinTokenError::Json)
+    pub fn decode(text: &str) -> Result<JoinToken, JoinTokenError> {
+        token::decode(text)
     }
 }
 
@@ -321,6 +311,8 @@ pub struct Operation {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     #[test]

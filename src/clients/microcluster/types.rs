@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
+
+use crate::clients::token;
+pub use crate::clients::token::JoinTokenError;
 
 /// Shown in place of a join secret.
 const REDACTED: &str = "[redacted]";
@@ -147,30 +149,20 @@ impl fmt::Debug for JoinToken {
 
 /// Why a string is not a join token. No source is kept: base64 and JSON
 /// errors quote the offending input, which is the secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum JoinTokenError {
-    #[error("join token is not valid base64")]
-    Base64,
-    #[error("join token does not hold the expected fields")]
-    Json,
-}
-
 impl JoinToken {
     pub fn encode(&self) -> String {
-        let json = serde_json::to_vec(self).expect("token fields always serialize");
-        base64::engine::general_purpose::STANDARD.encode(json)
+        token::encode(self)
     }
 
-    pub fn decode(token: &str) -> Result<JoinToken, JoinTokenError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(token.trim())
-            .map_err(|_| JoinTokenError::Base64)?;
-        serde_json::from_slice(&bytes).map_err(|_| JoinTokenError::Json)
+    pub fn decode(text: &str) -> Result<JoinToken, JoinTokenError> {
+        token::decode(text)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     const SERVER_BEFORE_INIT: &str =
