@@ -86,12 +86,7 @@ mod tests {
     use super::*;
 
     fn local(interface: &str, address: &str, prefix_len: u8) -> LocalAddress {
-        LocalAddress {
-            interface: interface.into(),
-            index: 2,
-            address: address.parse().unwrap(),
-            prefix_len,
-        }
+        LocalAddress::on(interface, address, prefix_len)
     }
 
     fn v4_entry(name: &str, ip: Ipv4Addr, up: bool) -> Interface {

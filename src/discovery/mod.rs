@@ -86,6 +86,19 @@ impl LocalAddress {
     }
 }
 
+#[cfg(test)]
+impl LocalAddress {
+    /// `address/prefix_len` on `interface` (index 2), for tests.
+    pub(crate) fn on(interface: &str, address: &str, prefix_len: u8) -> LocalAddress {
+        LocalAddress {
+            interface: interface.into(),
+            index: 2,
+            address: address.parse().expect("a test address"),
+            prefix_len,
+        }
+    }
+}
+
 /// `10.0.0.1/24 on eth0`, as in error messages.
 impl fmt::Display for LocalAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -423,12 +423,7 @@ mod tests {
     use crate::ui::prompt::ScriptedPrompter;
 
     fn local(interface: &str, address: &str, prefix_len: u8) -> LocalAddress {
-        LocalAddress {
-            interface: interface.into(),
-            index: 2,
-            address: address.parse().unwrap(),
-            prefix_len,
-        }
+        LocalAddress::on(interface, address, prefix_len)
     }
 
     fn ip(text: &str) -> IpAddr {

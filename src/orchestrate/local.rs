@@ -298,12 +298,7 @@ mod tests {
     fn micro2() -> FakeMachine {
         FakeMachine {
             name: "micro2",
-            addresses: vec![LocalAddress {
-                interface: "eth0".into(),
-                index: 2,
-                address: "10.0.0.2".parse().unwrap(),
-                prefix_len: 24,
-            }],
+            addresses: vec![LocalAddress::on("eth0", "10.0.0.2", 24)],
             paths: vec![
                 ("/dev/sdb", PathKind::BlockDevice),
                 ("/srv/pool", PathKind::Directory),

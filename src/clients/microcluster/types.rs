@@ -147,8 +147,6 @@ impl fmt::Debug for JoinToken {
     }
 }
 
-/// Why a string is not a join token. No source is kept: base64 and JSON
-/// errors quote the offending input, which is the secret.
 impl JoinToken {
     pub fn encode(&self) -> String {
         token::encode(self)
