@@ -63,7 +63,6 @@ fn read(path: &Path) -> anyhow::Result<String> {
 fn parse(text: &str, origin: &str) -> anyhow::Result<Preseed> {
     let preseed = Preseed::parse(text, origin)?;
     preseed.validate()?;
-    preseed.check_services_available()?;
     Ok(preseed)
 }
 
@@ -82,6 +81,9 @@ async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> 
     let printer = global.printer();
     let state = global.state();
     let machine = LocalMachine::prepare(&Host, &preseed, &state).await?;
+    for warning in machine.services.warnings() {
+        printer.warn(warning);
+    }
     let passphrase = Secret::new(preseed.session_passphrase.clone().unwrap_or_default());
     match machine.role {
         Role::Initiator => {

@@ -443,6 +443,8 @@ mod tests {
             networks: Vec::new(),
             interface_addresses: Vec::new(),
             disks,
+            interfaces: Vec::new(),
+            services: Default::default(),
         }
     }
 
@@ -1149,7 +1151,10 @@ mod tests {
                     address: ip("10.0.0.1"),
                 })
                 .collect(),
+            microceph: None,
+            microovn: None,
             lxd: crate::plan::LxdPlan {
+                remote_pools: None,
                 local_pool: Some(crate::plan::LocalPoolPlan {
                     driver: "dir".into(),
                     exists: false,

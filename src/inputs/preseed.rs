@@ -9,7 +9,8 @@ use ipnet::IpNet;
 
 use crate::disks::FilterError;
 use crate::plan::{
-    ClusterPlan, LocalFilter, LocalSource, LocalStorageRequest, PlanRequest, RequestedSystem,
+    CephDiskChoice, CephFilter, CephRequest, ClusterPlan, LocalFilter, LocalSource,
+    LocalStorageRequest, OvnRequest, PlanRequest, RequestedSystem,
 };
 use crate::preseed::{DiskRequest, LXD_STORAGE_DIRECTORY, Preseed, System, SystemStorage};
 
@@ -68,6 +69,80 @@ pub fn request(
         initiator: initiator.to_string(),
         systems,
         local_storage: LocalStorageRequest { explicit, filters },
+        ceph: ceph_request(preseed)?,
+        ovn: ovn_request(preseed),
+    })
+}
+
+/// MicroCeph's part: asked for when any Ceph disk, filter, CephFS or Ceph
+/// network is given.
+fn ceph_request(preseed: &Preseed) -> Result<Option<CephRequest>, FilterError> {
+    let explicit: BTreeMap<String, Vec<CephDiskChoice>> = preseed
+        .systems
+        .iter()
+        .filter(|s| !s.ceph_disks().is_empty())
+        .map(|s| {
+            let disks = s
+                .ceph_disks()
+                .iter()
+                .map(|d| CephDiskChoice {
+                    path: d.path.clone(),
+                    wipe: d.wipe,
+                    encrypt: d.encrypt,
+                })
+                .collect();
+            (s.name.clone(), disks)
+        })
+        .collect();
+    let filters: Vec<CephFilter> = preseed
+        .ceph_filters()
+        .iter()
+        .map(|spec| {
+            Ok(CephFilter {
+                expression: spec.find.clone(),
+                filter: spec.filter()?,
+                find_min: spec.min_matches(),
+                find_max: spec.max_matches().unwrap_or(0),
+                wipe: spec.wipe,
+                encrypt: spec.encrypt,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let ceph = &preseed.ceph;
+    let asked = !explicit.is_empty()
+        || !filters.is_empty()
+        || ceph.cephfs
+        || ceph.public_network.is_some()
+        || ceph.internal_network.is_some();
+    Ok(asked.then(|| CephRequest {
+        explicit,
+        filters,
+        cephfs: ceph.cephfs,
+        public_network: ceph.public_network,
+        internal_network: ceph.internal_network,
+    }))
+}
+
+/// OVN's part: asked for when a gateway or an uplink interface is given, as upstream.
+fn ovn_request(preseed: &Preseed) -> Option<OvnRequest> {
+    let ovn = &preseed.ovn;
+    let uplinks: BTreeMap<String, String> = preseed
+        .systems
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.ovn_uplink_interface.clone()?)))
+        .collect();
+    let asked = ovn.ipv4_gateway.is_some() || ovn.ipv6_gateway.is_some() || !uplinks.is_empty();
+    asked.then(|| OvnRequest {
+        uplinks,
+        underlay: preseed
+            .systems
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.ovn_underlay_ip?)))
+            .collect(),
+        ipv4_gateway: ovn.ipv4_gateway.map(IpNet::V4),
+        ipv4_range: ovn.ipv4_range.map(|r| (r.start, r.end)),
+        ipv6_gateway: ovn.ipv6_gateway.map(IpNet::V6),
+        dns_servers: ovn.dns_servers.clone(),
     })
 }
 
@@ -123,7 +198,10 @@ mod tests {
                     address: IpAddr::from([10, 0, 0, *n]),
                 })
                 .collect(),
+            microceph: None,
+            microovn: None,
             lxd: LxdPlan {
+                remote_pools: None,
                 local_pool: Some(LocalPoolPlan {
                     driver: "zfs".into(),
                     exists: false,

@@ -8,34 +8,50 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::lxd;
+use anyhow::Context;
+
 use super::progress::Progress;
 use super::revert::Reverter;
+use super::{lxd, services};
 use crate::clients::ApiError;
 use crate::clients::lxd::LxdClient;
+use crate::clients::microcluster::{MicroclusterClient, Service};
 use crate::plan::ClusterPlan;
 use crate::session::{PeerSession, ServicesPut};
 use crate::state::PhaseStatus;
 use crate::ui::Printer;
 
-/// The services a run sets up, in the order they are set up. MicroCeph and
-/// MicroOVN join LXD here, each with its own section of the plan and its
-/// own phases.
+/// The sections of a plan, in the order a run sets them up: MicroCeph's and
+/// MicroOVN's clusters first (as upstream), then LXD, whose `remote` pool and
+/// OVN network stand on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
+pub enum Section {
+    MicroCeph,
+    MicroOvn,
     Lxd,
 }
 
-impl Service {
-    pub const ALL: [Service; 1] = [Service::Lxd];
+impl Section {
+    pub const ALL: [Section; 3] = [Section::MicroCeph, Section::MicroOvn, Section::Lxd];
 
-    /// The service's phases, in order.
+    /// The section's phases, in order.
     pub fn phases(self) -> &'static [Phase] {
         match self {
-            Service::Lxd => &[
+            Section::MicroCeph => &[
+                Phase::ServiceBootstrap(Service::MicroCeph),
+                Phase::ServiceJoin(Service::MicroCeph),
+                Phase::CephDisks,
+                Phase::CephReplication,
+            ],
+            Section::MicroOvn => &[
+                Phase::ServiceBootstrap(Service::MicroOvn),
+                Phase::ServiceJoin(Service::MicroOvn),
+            ],
+            Section::Lxd => &[
                 Phase::LxdBootstrap,
                 Phase::LxdJoin,
                 Phase::LocalPool,
+                Phase::RemotePools,
                 Phase::Network,
                 Phase::Profile,
             ],
@@ -46,13 +62,23 @@ impl Service {
 /// One step of a run, in the order [`phases`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// MicroCeph's or MicroOVN's cluster bootstrapped on the initiator.
+    ServiceBootstrap(Service),
+    /// Every other member joined to it, one at a time.
+    ServiceJoin(Service),
+    /// Each member's disks added to MicroCeph as OSDs.
+    CephDisks,
+    /// Pool size set to min(OSDs, 3).
+    CephReplication,
     /// Clustering enabled on the initiator.
     LxdBootstrap,
     /// Every other member joined, one at a time.
     LxdJoin,
     /// The `local` storage pool on every member.
     LocalPool,
-    /// The bridge or fan network on every member.
+    /// The `remote` (Ceph RBD) and `remote-fs` (CephFS) pools.
+    RemotePools,
+    /// The bridge or fan network, or `UPLINK` and the OVN network.
     Network,
     /// The default profile's root disk and NIC.
     Profile,
@@ -62,21 +88,28 @@ impl Phase {
     /// The name recorded in the run's progress markers.
     pub fn name(self) -> &'static str {
         match self {
+            Phase::ServiceBootstrap(Service::MicroCeph) => "microceph-bootstrap",
+            Phase::ServiceBootstrap(Service::MicroOvn) => "microovn-bootstrap",
+            Phase::ServiceJoin(Service::MicroCeph) => "microceph-join",
+            Phase::ServiceJoin(Service::MicroOvn) => "microovn-join",
+            Phase::CephDisks => "microceph-disks",
+            Phase::CephReplication => "microceph-replication",
             Phase::LxdBootstrap => "bootstrap",
             Phase::LxdJoin => "join",
             Phase::LocalPool => "storage",
+            Phase::RemotePools => "remote-storage",
             Phase::Network => "network",
             Phase::Profile => "profile",
         }
     }
 }
 
-/// Every phase of a run, service after service. A phase with nothing to do
-/// for its plan (a pool that exists) returns at once.
+/// Every phase of a run, section after section. A phase with nothing to do
+/// for its plan (a pool that exists, a service not in the run) returns at once.
 pub fn phases() -> Vec<Phase> {
-    Service::ALL
+    Section::ALL
         .iter()
-        .flat_map(|service| service.phases().iter().copied())
+        .flat_map(|section| section.phases().iter().copied())
         .collect()
 }
 
@@ -96,10 +129,31 @@ impl Joiner for PeerSession {
     }
 }
 
-/// Where the plan is applied: the initiator's LXD and each joiner, by name.
+/// Where the plan is applied: the initiator's LXD, MicroCeph and MicroOVN,
+/// and each joiner, by name.
 pub struct Targets {
     pub local: LxdClient,
+    /// The initiator's MicroCeph, when the plan has MicroCeph.
+    pub microceph: Option<MicroclusterClient>,
+    /// The initiator's MicroOVN, when the plan has MicroOVN.
+    pub microovn: Option<MicroclusterClient>,
     pub peers: BTreeMap<String, Arc<dyn Joiner>>,
+}
+
+impl Targets {
+    /// The initiator's client of `service`.
+    pub fn service(&self, service: Service) -> Option<&MicroclusterClient> {
+        match service {
+            Service::MicroCeph => self.microceph.as_ref(),
+            Service::MicroOvn => self.microovn.as_ref(),
+        }
+    }
+
+    pub fn peer(&self, name: &str) -> anyhow::Result<&Arc<dyn Joiner>> {
+        self.peers
+            .get(name)
+            .with_context(|| format!("no session with {name:?}"))
+    }
 }
 
 /// Applies `plan`. On failure every change is undone and the error returned.
@@ -148,6 +202,15 @@ async fn run_phase(
     printer: &Printer,
 ) -> anyhow::Result<()> {
     match phase {
+        Phase::ServiceBootstrap(service) => {
+            services::bootstrap(service, plan, targets, reverter, printer).await
+        }
+        Phase::ServiceJoin(service) => {
+            services::join_members(service, plan, targets, reverter, printer).await
+        }
+        Phase::CephDisks => services::add_ceph_disks(plan, targets, reverter, printer).await,
+        Phase::CephReplication => services::set_replication(plan, targets, printer).await,
+        Phase::RemotePools => lxd::create_remote_pools(plan, targets, reverter, printer).await,
         Phase::LxdBootstrap => lxd::bootstrap(plan, targets, reverter, printer).await,
         Phase::LxdJoin => lxd::join_members(plan, targets, reverter, printer).await,
         Phase::LocalPool => lxd::create_local_pool(plan, targets, reverter, printer).await,

@@ -2,14 +2,16 @@
 //! with what the machine itself knows about its disks, and the state of a
 //! cluster being grown.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use anyhow::Context;
 use ipnet::IpNet;
 
 use crate::clients::lxd::LxdClient;
+use crate::clients::microcluster::Service;
 use crate::disks::MachineDisks;
-use crate::plan::{ClusterFacts, SystemFacts};
+use crate::plan::{ClusterFacts, Interface, SystemFacts};
 
 /// What one machine reports: its LXD, plus `disks`, its own report of the
 /// disks in use (LXD 5.0 does not say).
@@ -18,6 +20,7 @@ pub async fn system(
     address: IpAddr,
     lxd: &LxdClient,
     disks: &MachineDisks,
+    services: &BTreeSet<Service>,
 ) -> anyhow::Result<SystemFacts> {
     let context = || format!("Failed to gather information from {name:?}");
     // One request at a time: LXD 5.0 was seen (under load) never answering
@@ -27,7 +30,7 @@ pub async fn system(
     let networks = lxd.networks().await.with_context(context)?;
     let mut resources = lxd.resources().await.with_context(context)?;
     disks.apply_to(&mut resources.storage.disks);
-    let mut interface_addresses = Vec::new();
+    let mut interfaces = Vec::new();
     for network in networks
         .iter()
         .filter(|n| !n.managed && n.kind != "loopback")
@@ -36,14 +39,22 @@ pub async fn system(
             .network_state(&network.name)
             .await
             .with_context(context)?;
-        interface_addresses.extend(
-            state
+        interfaces.push(Interface {
+            name: network.name.clone(),
+            kind: network.kind.clone(),
+            up: state.state == "up",
+            addresses: state
                 .addresses
                 .iter()
                 .filter(|a| a.scope == "global")
-                .filter_map(|a| format!("{}/{}", a.address, a.netmask).parse::<IpNet>().ok()),
-        );
+                .filter_map(|a| format!("{}/{}", a.address, a.netmask).parse::<IpNet>().ok())
+                .collect(),
+        });
     }
+    let interface_addresses = interfaces
+        .iter()
+        .flat_map(|i| i.addresses.iter().copied())
+        .collect();
     Ok(SystemFacts {
         name: name.to_string(),
         address,
@@ -52,6 +63,8 @@ pub async fn system(
         networks,
         interface_addresses,
         disks: resources.storage.disks,
+        interfaces,
+        services: services.clone(),
     })
 }
 

@@ -27,9 +27,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{self, Joiner, Targets};
-use super::gather;
 use super::local::LocalMachine;
 use super::progress::Progress;
+use super::{gather, services};
+use crate::clients::microcluster::Service;
 use crate::discovery::{self, ServerInfo};
 use crate::plan::{self, ClusterFacts, ClusterPlan, PlanRequest, Problems, SystemFacts};
 use crate::session::{
@@ -124,6 +125,8 @@ pub struct InitiatorSession {
     left_out: Arrived,
     /// Confirmed: these trust us and we trust them.
     peers: BTreeMap<String, PeerSession>,
+    /// The optional services each confirmed peer said it has (in its intent).
+    peer_services: BTreeMap<String, BTreeSet<Service>>,
 }
 
 impl InitiatorSession {
@@ -184,6 +187,7 @@ impl InitiatorSession {
             arrived: Arrived::new(),
             left_out: Arrived::new(),
             peers: BTreeMap::new(),
+            peer_services: BTreeMap::new(),
         })
     }
 
@@ -332,6 +336,11 @@ impl InitiatorSession {
         let reason = format!("{} did not select this system", self.machine.name);
         tell(&told, &StopOutcome::Aborted(reason), printer).await;
         let arrived = std::mem::take(&mut self.arrived);
+        self.peer_services.extend(
+            arrived
+                .iter()
+                .map(|(name, candidate)| (name.clone(), intent_services(&candidate.intent))),
+        );
         let (peers, failure) = self.confirm_each(&arrived, printer).await;
         self.peers.extend(peers);
         if let Some(err) = failure {
@@ -397,8 +406,14 @@ impl InitiatorSession {
                         machine.name
                     )
                 })?;
-                let local =
-                    gather::system(&machine.name, machine.address.address, &machine.lxd, &disks);
+                let services = machine.services.installed().into_iter().collect();
+                let local = gather::system(
+                    &machine.name,
+                    machine.address.address,
+                    &machine.lxd,
+                    &disks,
+                    &services,
+                );
                 (Some(local.await?), None)
             }
             // A member changes nothing of its own: the cluster's state is what counts.
@@ -416,7 +431,12 @@ impl InitiatorSession {
                 .machine_disks()
                 .await
                 .with_context(|| format!("Failed to gather information from {:?}", peer.name()))?;
-            gather::system(peer.name(), address, &peer.lxd(), &disks).await
+            let services = self
+                .peer_services
+                .get(peer.name())
+                .cloned()
+                .unwrap_or_default();
+            gather::system(peer.name(), address, &peer.lxd(), &disks, &services).await
         });
         let remote = try_join_all(remote).await?;
         step.done("Gathered system information");
@@ -438,8 +458,12 @@ impl InitiatorSession {
     ) -> anyhow::Result<()> {
         let names: Vec<&str> = apply::phases().iter().map(|p| p.name()).collect();
         let mut progress = Progress::start(state, goal.command(), "initiator", &names)?;
+        let service =
+            |planned: bool, service| planned.then(|| services::local_client(service)).transpose();
         let targets = Targets {
             local: self.machine.lxd.clone(),
+            microceph: service(plan.microceph.is_some(), Service::MicroCeph)?,
+            microovn: service(plan.microovn.is_some(), Service::MicroOvn)?,
             peers: self
                 .peers
                 .iter()
@@ -566,6 +590,15 @@ fn admit(event: SessionEvent) -> anyhow::Result<Admit> {
 }
 
 /// Ends each peer's session, telling it how the run ended.
+/// The optional services a system listed in its intent.
+fn intent_services(intent: &JoinIntent) -> BTreeSet<Service> {
+    intent
+        .services
+        .keys()
+        .filter_map(|name| Service::from_name(name))
+        .collect()
+}
+
 async fn tell(peers: &BTreeMap<String, PeerSession>, outcome: &StopOutcome, printer: &Printer) {
     for (name, peer) in peers {
         if let Err(err) = peer.stop(outcome).await {

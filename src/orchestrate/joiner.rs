@@ -13,10 +13,11 @@ use tokio::time::Instant;
 use super::local::LocalMachine;
 use crate::clients::Transport;
 use crate::clients::lxd::{ClusterPut, JoinToken, JoinTokenField, LxdClient};
+use crate::clients::microcluster::Service;
 use crate::discovery::{self, ServerInfo};
 use crate::session::{
-    JoinHandler, JoinIntent, PeerSession, SESSION_PORT, ServicesPut, SessionConfig, SessionEvent,
-    SessionRole, SessionServer, StopOutcome,
+    JoinHandler, JoinIntent, MicroclusterJoin, PeerSession, SESSION_PORT, ServicesPut,
+    SessionConfig, SessionEvent, SessionRole, SessionServer, StopOutcome,
 };
 use crate::trust::{self, CapturedCertificate, Identity, Secret, ServerPin};
 use crate::ui::Printer;
@@ -276,6 +277,16 @@ impl JoinHandler for LxdJoiner {
             if dry_run {
                 return Err("This system runs with --dry-run: it does not join".into());
             }
+            for (service, join) in [
+                (Service::MicroCeph, request.microceph),
+                (Service::MicroOvn, request.microovn),
+            ] {
+                if let Some(join) = join {
+                    join_microcluster(service, &name, &address, join, &printer)
+                        .await
+                        .map_err(|e| format!("Failed to join \"{service}\" cluster: {e:#}"))?;
+                }
+            }
             let Some(join) = request.lxd else {
                 return Ok(());
             };
@@ -290,6 +301,23 @@ impl JoinHandler for LxdJoiner {
             Ok(())
         })
     }
+}
+
+/// Joins this machine's MicroCeph or MicroOVN to the initiator's cluster. The
+/// service checks the token itself: it admits only the name it was issued for.
+async fn join_microcluster(
+    service: Service,
+    name: &str,
+    address: &str,
+    join: MicroclusterJoin,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    printer.status(format!("Joining the {service} cluster ..."));
+    let client = super::services::local_client(service)?;
+    let listen = std::net::SocketAddr::new(address.parse()?, service.default_port()).to_string();
+    client.join(name, &listen, &join.token, join.config).await?;
+    printer.success(format!("Joined the {service} cluster as {name}"));
+    Ok(())
 }
 
 /// How a joiner finds a member of the cluster it joins that presents the

@@ -17,6 +17,7 @@ use crate::plan::{self, LocalSource};
 use crate::preseed::Preseed;
 use crate::session::JoinIntent;
 use crate::state::StateDir;
+use crate::sys::services::{self, HostSockets, OptionalServices, ServiceSockets};
 use crate::sys::{self, PathKind};
 use crate::trust::Identity;
 
@@ -43,6 +44,8 @@ pub trait Machine: Send + Sync {
     fn path_kind(&self, path: &Path) -> PathKind;
     /// The local LXD (or Incus), and where it was found (for messages).
     fn lxd(&self, name: &str) -> anyhow::Result<(LxdClient, String)>;
+    /// Where the optional services' control sockets are.
+    fn service_sockets(&self) -> &dyn ServiceSockets;
 }
 
 /// The machine this process runs on.
@@ -68,6 +71,10 @@ impl Machine for Host {
         let origin = format!("{} ({})", socket.path.display(), socket.origin);
         Ok((LxdClient::new(transport), origin))
     }
+
+    fn service_sockets(&self) -> &dyn ServiceSockets {
+        &HostSockets
+    }
 }
 
 /// This machine, checked and ready to take part in a run.
@@ -79,6 +86,8 @@ pub struct LocalMachine {
     pub lxd: LxdClient,
     pub server: Server,
     pub identity: Arc<Identity>,
+    /// MicroCeph and MicroOVN as the probe found them.
+    pub services: OptionalServices,
 }
 
 impl LocalMachine {
@@ -122,7 +131,9 @@ impl LocalMachine {
         if let Some(local) = system.local_disk() {
             check_storage_path(machine, &name, &inputs::preseed::local_source(local))?;
         }
-        Self::open(machine, name, role, address, state).await
+        let local = Self::open(machine, name, role, address, state).await?;
+        preseed.check_services_available(&local.name, &local.services.installed())?;
+        Ok(local)
     }
 
     /// Checks this machine's LXD (reachable, never initialized), then loads or
@@ -137,11 +148,17 @@ impl LocalMachine {
         let (lxd, server) = connect(machine, &name).await?;
         let pools = lxd.storage_pools().await?;
         let networks = lxd.networks().await?;
-        let problems = plan::uninitialized_problems(&name, &server, &pools, &networks);
+        let mut problems = plan::uninitialized_problems(&name, &server, &pools, &networks);
+        let services = services::probe(machine.service_sockets()).await?;
+        problems.extend(services.initialized().into_iter().map(|service| {
+            format!(
+                "{service} is already initialized on {name:?}: MicroCloud sets up {service} only where it was never set up. Leave this system out, or reinstall {service} on it"
+            )
+        }));
         if !problems.is_empty() {
             return Err(plan::Problems(problems).into());
         }
-        Self::with_identity(name, role, address, lxd, server, state)
+        Self::with_identity(name, role, address, lxd, server, services, state)
     }
 
     /// This machine as a member of the cluster it will grow (`microcloud
@@ -175,7 +192,8 @@ impl LocalMachine {
             .with_context(|| {
                 format!("The cluster address {ip} of {name:?} is not an address of this machine")
             })?;
-        Self::with_identity(name, Role::Initiator, address, lxd, server, state)
+        let services = services::probe(machine.service_sockets()).await?;
+        Self::with_identity(name, Role::Initiator, address, lxd, server, services, state)
     }
 
     fn with_identity(
@@ -184,6 +202,7 @@ impl LocalMachine {
         address: LocalAddress,
         lxd: LxdClient,
         server: Server,
+        services: OptionalServices,
         state: &StateDir,
     ) -> anyhow::Result<LocalMachine> {
         let identity = Identity::load_or_create(&state.identity_dir(), &name)
@@ -196,6 +215,7 @@ impl LocalMachine {
             lxd,
             server,
             identity,
+            services,
         })
     }
 }
@@ -218,10 +238,16 @@ impl LocalMachine {
             version: crate::VERSION.to_string(),
             address: self.address.address.to_string(),
             certificate: self.identity.cert_pem().to_string(),
-            services: std::collections::BTreeMap::from([(
+            services: std::iter::once((
                 "LXD".to_string(),
                 self.server.environment.server_version.clone(),
-            )]),
+            ))
+            .chain(
+                self.services
+                    .versions()
+                    .map(|(service, version)| (service.name().to_string(), version.to_string())),
+            )
+            .collect(),
             dry_run,
         }
     }
@@ -292,6 +318,30 @@ mod tests {
 
         fn lxd(&self, _: &str) -> anyhow::Result<(LxdClient, String)> {
             Ok((self.lxd.client(), "the fake LXD".into()))
+        }
+
+        fn service_sockets(&self) -> &dyn ServiceSockets {
+            &NoServices
+        }
+    }
+
+    /// A machine with neither MicroCeph nor MicroOVN.
+    struct NoServices;
+
+    impl ServiceSockets for NoServices {
+        fn find(
+            &self,
+            _: crate::clients::microcluster::Service,
+        ) -> Result<Option<std::path::PathBuf>, crate::clients::microcluster::SocketError> {
+            Ok(None)
+        }
+
+        fn connect(
+            &self,
+            _: crate::clients::microcluster::Service,
+            _: &Path,
+        ) -> Result<Transport, crate::trust::TrustError> {
+            unreachable!("no socket was found")
         }
     }
 

@@ -2,7 +2,7 @@
 //! `local` pool, the network and the default profile. Each registers how to
 //! undo what it created with the run's [`Reverter`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +10,7 @@ use anyhow::Context;
 use super::apply::Targets;
 use super::revert::Reverter;
 use crate::clients::lxd::{ClusterPut, LxdClient, MemberConfig, NetworksPost, StoragePoolsPost};
-use crate::plan::{self, ClusterPlan, MemberPlan, NetworkPlan};
+use crate::plan::{self, ClusterPlan, MemberPlan, NetworkPlan, UplinkPlan};
 use crate::session::{LxdJoin, ServicesPut};
 use crate::trust::Secret;
 use crate::ui::Printer;
@@ -125,6 +125,7 @@ pub(super) async fn join_members(
                 cluster_certificate: cluster_certificate.clone(),
                 member_config: member_config(plan, member),
             }),
+            ..Default::default()
         };
         if let Err(err) = peer.join_services(&request).await {
             // The token is still valid until revoked: do not leave it behind.
@@ -273,6 +274,127 @@ pub(super) async fn create_local_pool(
     Ok(())
 }
 
+/// A network (or pool) LXD defines pending on each member, then creates
+/// cluster-wide; undone by deleting it.
+struct ClusterObject<'a> {
+    kind: ObjectKind,
+    name: &'a str,
+    driver: &'a str,
+    description: &'a str,
+    /// Each member's own config; members without an entry get none.
+    per_member: BTreeMap<String, BTreeMap<String, String>>,
+    global: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ObjectKind {
+    Network,
+    StoragePool,
+}
+
+impl ObjectKind {
+    fn label(self) -> &'static str {
+        match self {
+            ObjectKind::Network => "network",
+            ObjectKind::StoragePool => "storage pool",
+        }
+    }
+}
+
+/// Creates `object`: pending on every member of the plan (unless
+/// `pending` is false: OVN networks take no per-member step), then globally.
+async fn create_cluster_object(
+    object: ClusterObject<'_>,
+    plan: &ClusterPlan,
+    pending: bool,
+    lxd: &LxdClient,
+    reverter: &mut Reverter,
+) -> anyhow::Result<()> {
+    let ClusterObject {
+        kind,
+        name,
+        driver,
+        description,
+        per_member,
+        global,
+    } = object;
+    let label = kind.label();
+    let undo_lxd = lxd.clone();
+    let undo_name = name.to_string();
+    reverter.add(
+        format!("delete {label} {name:?}"),
+        Box::pin(async move {
+            delete_unless_absent(match kind {
+                ObjectKind::Network => undo_lxd.delete_network(&undo_name).await,
+                ObjectKind::StoragePool => undo_lxd.delete_storage_pool(&undo_name).await,
+            })
+        }),
+    );
+    let send = |config, description: &str, target| {
+        post_object(
+            lxd,
+            kind,
+            name,
+            driver,
+            description.to_string(),
+            config,
+            target,
+        )
+    };
+    if pending {
+        for member in &plan.members {
+            let config = per_member.get(&member.name).cloned().unwrap_or_default();
+            send(config, "", Some(member.name.as_str()))
+                .await
+                .with_context(|| {
+                    format!("Failed to define {label} {name:?} on {:?}", member.name)
+                })?;
+        }
+    }
+    send(global, description, None)
+        .await
+        .with_context(|| format!("Failed to create {label} {name:?}"))?;
+    Ok(())
+}
+
+async fn post_object(
+    lxd: &LxdClient,
+    kind: ObjectKind,
+    name: &str,
+    driver: &str,
+    description: String,
+    config: BTreeMap<String, String>,
+    target: Option<&str>,
+) -> Result<(), crate::clients::ApiError> {
+    match kind {
+        ObjectKind::Network => {
+            let request = NetworksPost {
+                name: name.into(),
+                kind: driver.into(),
+                description,
+                config,
+            };
+            lxd.create_network(&request, target).await
+        }
+        ObjectKind::StoragePool => {
+            let request = StoragePoolsPost {
+                name: name.into(),
+                driver: driver.into(),
+                description,
+                config,
+            };
+            lxd.create_storage_pool(&request, target).await
+        }
+    }
+}
+
+fn config(entries: &[(&str, String)]) -> BTreeMap<String, String> {
+    entries
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
 pub(super) async fn create_network(
     plan: &ClusterPlan,
     targets: &Targets,
@@ -282,11 +404,14 @@ pub(super) async fn create_network(
     let Some(network) = &plan.lxd.network else {
         return Ok(());
     };
-    let (config, description) = match network {
+    let (global, description) = match network {
         // The cluster's own network (growing): members get it on joining.
         NetworkPlan::Existing { .. } => return Ok(()),
+        NetworkPlan::Ovn { uplink } => {
+            return create_ovn_networks(plan, uplink, targets, reverter, printer).await;
+        }
         NetworkPlan::Bridge { ipv4 } => (
-            HashMap::from([
+            config(&[
                 ("ipv4.address", ipv4.to_string()),
                 ("ipv4.nat", "true".into()),
                 ("ipv6.address", "none".into()),
@@ -294,7 +419,7 @@ pub(super) async fn create_network(
             "Default bridge network",
         ),
         NetworkPlan::Fan { underlay } => (
-            HashMap::from([
+            config(&[
                 ("bridge.mode", "fan".to_string()),
                 ("fan.underlay_subnet", underlay.to_string()),
             ]),
@@ -302,38 +427,224 @@ pub(super) async fn create_network(
         ),
     };
     let name = network.name();
-    let lxd = &targets.local;
     let step = printer.step(format!("Creating network {name:?}"));
-    let undo_lxd = lxd.clone();
-    let undo_name = name.to_string();
-    reverter.add(
-        format!("delete network {name:?}"),
-        Box::pin(async move { delete_unless_absent(undo_lxd.delete_network(&undo_name).await) }),
-    );
-    for member in &plan.members {
-        let pending = NetworksPost {
-            name: name.into(),
-            kind: "bridge".into(),
-            ..Default::default()
-        };
-        lxd.create_network(&pending, Some(&member.name))
-            .await
-            .with_context(|| format!("Failed to define network {name:?} on {:?}", member.name))?;
-    }
-    let request = NetworksPost {
-        name: name.into(),
-        kind: "bridge".into(),
-        description: description.into(),
-        config: config
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+    let object = ClusterObject {
+        kind: ObjectKind::Network,
+        name,
+        driver: "bridge",
+        description,
+        per_member: BTreeMap::new(),
+        global,
     };
-    lxd.create_network(&request, None)
-        .await
-        .with_context(|| format!("Failed to create network {name:?}"))?;
+    create_cluster_object(object, plan, true, &targets.local, reverter).await?;
     step.done(format!("Network {name:?} created on every member"));
     Ok(())
+}
+
+/// LXD's OVN networks: the northbound connection (unless LXD reads MicroOVN's
+/// own), `UPLINK` on each member's parent interface, and `default` on it.
+async fn create_ovn_networks(
+    plan: &ClusterPlan,
+    uplink: &UplinkPlan,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let lxd = &targets.local;
+    let step = printer.step("Configuring cluster-wide devices");
+    if !lxd
+        .server()
+        .await?
+        .has_extension("ovn_dynamic_northbound_connection")
+    {
+        let connection = super::services::northbound_connection(plan, targets).await?;
+        let key = "network.ovn.northbound_connection";
+        let previous = current_values(lxd, &[key]).await?;
+        lxd.patch_server_config(&config(&[(key, connection)]), None)
+            .await
+            .context("Failed to point LXD at OVN's northbound database")?;
+        let undo_lxd = lxd.clone();
+        reverter.add(
+            "restore LXD's OVN northbound connection",
+            Box::pin(async move {
+                undo_lxd.patch_server_config(&previous, None).await?;
+                Ok(())
+            }),
+        );
+    }
+    for (member, parent) in &uplink.parents {
+        printer.status(format!("Using {parent} on {member} for OVN uplink"));
+    }
+    let mut global = Vec::new();
+    if let (Some(gateway), Some((first, last))) = (uplink.ipv4_gateway, uplink.ipv4_range) {
+        global.push(("ipv4.gateway", gateway.to_string()));
+        global.push(("ipv4.ovn.ranges", format!("{first}-{last}")));
+    }
+    if let Some(gateway) = uplink.ipv6_gateway {
+        global.push(("ipv6.gateway", gateway.to_string()));
+    }
+    if !uplink.dns_servers.is_empty() {
+        let dns: Vec<String> = uplink.dns_servers.iter().map(ToString::to_string).collect();
+        global.push(("dns.nameservers", dns.join(",")));
+    }
+    let object = ClusterObject {
+        kind: ObjectKind::Network,
+        name: plan::UPLINK_NETWORK,
+        driver: "physical",
+        description: "Uplink for OVN networks",
+        per_member: uplink
+            .parents
+            .iter()
+            .map(|(member, parent)| (member.clone(), config(&[("parent", parent.clone())])))
+            .collect(),
+        global: config(&global),
+    };
+    create_cluster_object(object, plan, true, lxd, reverter).await?;
+    let object = ClusterObject {
+        kind: ObjectKind::Network,
+        name: plan::OVN_NETWORK,
+        driver: "ovn",
+        description: "Default OVN network",
+        per_member: BTreeMap::new(),
+        global: config(&[("network", plan::UPLINK_NETWORK.to_string())]),
+    };
+    create_cluster_object(object, plan, false, lxd, reverter).await?;
+    step.done(format!(
+        "Networks {:?} and {:?} created on every member",
+        plan::UPLINK_NETWORK,
+        plan::OVN_NETWORK
+    ));
+    Ok(())
+}
+
+/// Upstream's RBD features for an LXD without `storage_ceph_use_rbd_defaults`.
+const RBD_FEATURES: &str = "layering,striping,exclusive-lock,object-map,fast-diff,deep-flatten";
+
+/// `remote` on Ceph RBD, then `remote-fs` on CephFS (last, as upstream, so
+/// Ceph's rules exist). `remote-fs` is optional: when LXD cannot create it
+/// the run goes on, and the person is told LXD's reason and how to finish it.
+pub(super) async fn create_remote_pools(
+    plan: &ClusterPlan,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let Some(remote) = &plan.lxd.remote_pools else {
+        return Ok(());
+    };
+    let lxd = &targets.local;
+    let server = lxd.server().await?;
+    let old_source = |source: &str| -> BTreeMap<String, BTreeMap<String, String>> {
+        if server.has_extension("storage_remote_drop_source") {
+            BTreeMap::new()
+        } else {
+            plan.members
+                .iter()
+                .map(|m| (m.name.clone(), config(&[("source", source.to_string())])))
+                .collect()
+        }
+    };
+    let step = printer.step(format!("Creating storage pool {:?}", plan::REMOTE_POOL));
+    let mut global = vec![
+        ("ceph.osd.pool_name", plan::REMOTE_OSD_POOL.to_string()),
+        ("ceph.rbd.du", "false".to_string()),
+    ];
+    if !server.has_extension("storage_ceph_use_rbd_defaults") {
+        global.push(("ceph.rbd.features", RBD_FEATURES.to_string()));
+    }
+    let object = ClusterObject {
+        kind: ObjectKind::StoragePool,
+        name: plan::REMOTE_POOL,
+        driver: "ceph",
+        description: "Distributed storage on Ceph",
+        per_member: old_source(plan::REMOTE_OSD_POOL),
+        global: config(&global),
+    };
+    create_cluster_object(object, plan, true, lxd, reverter).await?;
+    step.done(format!(
+        "Storage pool {:?} created on every member",
+        plan::REMOTE_POOL
+    ));
+    if !remote.cephfs {
+        return Ok(());
+    }
+    let step = printer.step(format!("Creating storage pool {:?}", plan::REMOTE_FS_POOL));
+    let global = cephfs_global_config(server.has_extension("storage_cephfs_create_missing"));
+    let object = ClusterObject {
+        kind: ObjectKind::StoragePool,
+        name: plan::REMOTE_FS_POOL,
+        driver: "cephfs",
+        description: "Distributed file-system storage using CephFS",
+        per_member: if server.has_extension("storage_cephfs_create_missing") {
+            BTreeMap::new()
+        } else {
+            old_source(plan::CEPHFS_NAME)
+        },
+        global: global.clone(),
+    };
+    // Its own reverter: a failed optional pool is removed at once, and the
+    // rest of the run stands.
+    let mut optional = Reverter::new();
+    match create_cluster_object(object, plan, true, lxd, &mut optional).await {
+        Ok(()) => {
+            reverter.absorb(optional);
+            step.done(format!(
+                "Storage pool {:?} created on every member",
+                plan::REMOTE_FS_POOL
+            ));
+        }
+        Err(err) => {
+            drop(step); // reports the step failed
+            let left = optional.revert(printer).await;
+            printer.warn(format!(
+                "The optional CephFS pool {:?} could not be created: {err:#}.{} The rest of the cluster is set up. To add it on a host whose kernel can mount CephFS, run {}",
+                plan::REMOTE_FS_POOL,
+                if left.is_empty() {
+                    String::new()
+                } else {
+                    format!(" Its leftovers need attention: {}.", left.join("; "))
+                },
+                cephfs_commands(plan, &global)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Upstream's cluster-wide `remote-fs` config; an LXD without
+/// `storage_cephfs_create_missing` takes none (it needs the file system to exist).
+fn cephfs_global_config(create_missing: bool) -> BTreeMap<String, String> {
+    if !create_missing {
+        return BTreeMap::new();
+    }
+    config(&[
+        ("cephfs.create_missing", "true".into()),
+        ("cephfs.meta_pool", format!("{}_meta", plan::CEPHFS_NAME)),
+        ("cephfs.data_pool", format!("{}_data", plan::CEPHFS_NAME)),
+        ("cephfs.path", plan::CEPHFS_NAME.into()),
+    ])
+}
+
+/// The `lxc` commands that create `remote-fs` by hand.
+fn cephfs_commands(plan: &ClusterPlan, global: &BTreeMap<String, String>) -> String {
+    let pool = plan::REMOTE_FS_POOL;
+    let mut commands: Vec<String> = plan
+        .members
+        .iter()
+        .map(|m| {
+            format!(
+                "`lxc storage create {pool} cephfs source={} --target {}`",
+                plan::CEPHFS_NAME,
+                m.name
+            )
+        })
+        .collect();
+    let keys: Vec<String> = global.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+    commands.push(format!(
+        "`lxc storage create {pool} cephfs{}`",
+        keys.concat()
+    ));
+    commands.join(", then ")
 }
 
 pub(super) async fn update_profile(
@@ -406,7 +717,10 @@ mod tests {
                 name: "micro2".into(),
                 address: [10, 0, 0, 2].into(),
             }],
+            microceph: None,
+            microovn: None,
             lxd: LxdPlan {
+                remote_pools: None,
                 local_pool: Some(LocalPoolPlan {
                     driver: "zfs".into(),
                     exists,

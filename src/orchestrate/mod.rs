@@ -19,6 +19,7 @@ pub mod local;
 mod lxd;
 mod progress;
 mod revert;
+mod services;
 #[cfg(test)]
 mod tests;
 

@@ -23,6 +23,11 @@ impl Reverter {
         self.steps.push((description.into(), undo));
     }
 
+    /// Takes over `other`'s steps, as if they had been added here.
+    pub fn absorb(&mut self, other: Reverter) {
+        self.steps.extend(other.steps);
+    }
+
     /// Runs every undo step, newest first. A failing step does not stop the
     /// others; the failures are returned so the person knows what is left.
     pub async fn revert(self, printer: &Printer) -> Vec<String> {

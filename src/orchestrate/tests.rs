@@ -98,6 +98,7 @@ impl Machines {
     async fn plan(&self) -> ClusterPlan {
         let mut facts = Vec::new();
         let no_disks_in_use = MachineDisks::default();
+        let no_services = Default::default();
         for (i, fake) in self.fakes.iter().enumerate() {
             let client = fake.client();
             let system = gather::system(
@@ -105,6 +106,7 @@ impl Machines {
                 address(i).parse().unwrap(),
                 &client,
                 &no_disks_in_use,
+                &no_services,
             );
             facts.push(system.await.unwrap());
         }
@@ -133,6 +135,8 @@ impl Machines {
             .collect();
         Targets {
             local: self.initiator().client(),
+            microceph: None,
+            microovn: None,
             peers,
         }
     }
@@ -325,7 +329,7 @@ async fn a_failing_phase_undoes_everything_before_it_newest_first() {
             ]),
         },
     ];
-    let order = ["bootstrap", "join", "storage", "network", "profile"];
+    let order: Vec<&str> = super::apply::phases().iter().map(|p| p.name()).collect();
     for case in cases {
         let machines = Machines::new();
         let (method, prefix, nth) = case.fault;

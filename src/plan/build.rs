@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::request::PlanRequest;
 use super::{
     BRIDGE_NETWORK, ClusterPlan, FAN_NETWORK, LocalPoolPlan, LocalSource, LxdPlan, MemberPlan,
-    NetworkPlan, ProfilePlan, SystemFacts,
+    NetworkPlan, ProfilePlan, RemotePoolsPlan, SystemFacts, services,
 };
 use crate::clients::lxd::{Network, Server, StoragePool};
 use crate::disks::Disk;
@@ -80,22 +80,42 @@ pub fn build(
 
     let mut sources = plan_local_sources(request, &ordered, &mut problems);
     drop_unsupported_wipes(&ordered, &mut sources, &mut warnings);
+    let microceph =
+        services::plan_microceph(request, &ordered, &sources, &mut problems, &mut warnings);
     let local_pool = choose_local_driver(&ordered, sources, &mut problems, &mut warnings);
-    let network = plan_network(&ordered, fan_supported, &mut problems);
+    let (microovn, uplink) = services::plan_microovn(request, &ordered, &mut problems);
+    let network = match uplink {
+        Some(uplink) => Some(NetworkPlan::Ovn { uplink }),
+        None => plan_network(&ordered, fan_supported, &mut problems),
+    };
 
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
+    let remote_pools = microceph
+        .as_ref()
+        .filter(|ceph| ceph.disk_count() > 0)
+        .map(|_| RemotePoolsPlan {
+            cephfs: request.ceph.as_ref().is_some_and(|c| c.cephfs),
+        });
+    let root_pool = match (&remote_pools, &local_pool) {
+        (Some(_), _) => Some(super::REMOTE_POOL.to_string()),
+        (None, Some(_)) => Some(super::LOCAL_POOL.to_string()),
+        (None, None) => None,
+    };
     let profile = ProfilePlan {
-        root_pool: local_pool.as_ref().map(|_| super::LOCAL_POOL.to_string()),
+        root_pool,
         network: network.as_ref().map(|n| n.name().to_string()),
     };
     Ok(ClusterPlan {
         initiator: request.initiator.clone(),
         existing_members: Vec::new(),
         members: member_plans(&ordered),
+        microceph,
+        microovn,
         lxd: LxdPlan {
             local_pool,
+            remote_pools,
             network,
             profile,
         },
@@ -471,6 +491,8 @@ pub(super) mod tests {
                 net("::1/128"),
             ],
             disks: Vec::new(),
+            interfaces: Vec::new(),
+            services: Default::default(),
         }
     }
 
@@ -590,7 +612,10 @@ pub(super) mod tests {
             initiator: "micro1".into(),
             existing_members: Vec::new(),
             members: vec![member(1), member(3), member(2)],
+            microceph: None,
+            microovn: None,
             lxd: LxdPlan {
+                remote_pools: None,
                 local_pool: Some(LocalPoolPlan {
                     driver: "dir".into(),
                     exists: false,

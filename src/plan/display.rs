@@ -42,7 +42,42 @@ impl fmt::Display for ClusterPlan {
                     source.describe()
                 )?;
             }
+            if let Some(ceph) = &self.microceph {
+                let disks = ceph.disks.get(&member.name).map_or(&[][..], Vec::as_slice);
+                let role = if member.name == self.initiator {
+                    "bootstraps"
+                } else {
+                    "joins"
+                };
+                writeln!(f, "    MicroCeph: {role} the cluster")?;
+                for disk in disks {
+                    let wipe = if disk.wipe { ", WIPED first" } else { "" };
+                    let encrypt = if disk.encrypt { ", encrypted" } else { "" };
+                    writeln!(f, "      OSD on {}{wipe}{encrypt}", disk.path)?;
+                }
+            }
+            if let Some(ovn) = &self.microovn {
+                let role = if member.name == self.initiator {
+                    "bootstraps"
+                } else {
+                    "joins"
+                };
+                match ovn.underlay.get(&member.name) {
+                    Some(ip) => writeln!(f, "    MicroOVN: {role} the cluster, Geneve on {ip}")?,
+                    None => writeln!(f, "    MicroOVN: {role} the cluster")?,
+                }
+            }
             match &self.lxd.network {
+                Some(NetworkPlan::Ovn { uplink }) => {
+                    if let Some(parent) = uplink.parents.get(&member.name) {
+                        writeln!(
+                            f,
+                            "    network {:?} (physical) on {parent}, under OVN network {:?}",
+                            super::UPLINK_NETWORK,
+                            super::OVN_NETWORK
+                        )?;
+                    }
+                }
                 Some(NetworkPlan::Bridge { ipv4 }) => writeln!(
                     f,
                     "    network {:?}: bridge with {ipv4} and NAT",
@@ -58,6 +93,59 @@ impl fmt::Display for ClusterPlan {
                 }
                 None => {}
             }
+        }
+        if let Some(ceph) = &self.microceph {
+            writeln!(
+                f,
+                "  MicroCeph: public network {}, internal network {}",
+                ceph.public_network, ceph.internal_network
+            )?;
+            if let Some(size) = ceph.replication {
+                writeln!(
+                    f,
+                    "    {} OSD(s); pools replicated {size} times",
+                    ceph.disk_count()
+                )?;
+            }
+        }
+        if let Some(remote) = &self.lxd.remote_pools {
+            writeln!(
+                f,
+                "  storage pool {:?} (ceph, OSD pool {})",
+                super::REMOTE_POOL,
+                super::REMOTE_OSD_POOL
+            )?;
+            if remote.cephfs {
+                writeln!(
+                    f,
+                    "  storage pool {:?} (cephfs, file system {})",
+                    super::REMOTE_FS_POOL,
+                    super::CEPHFS_NAME
+                )?;
+            }
+        }
+        if let Some(NetworkPlan::Ovn { uplink }) = &self.lxd.network {
+            let mut parts = Vec::new();
+            if let Some(gateway) = uplink.ipv4_gateway {
+                parts.push(format!("IPv4 gateway {gateway}"));
+            }
+            if let Some((first, last)) = uplink.ipv4_range {
+                parts.push(format!("OVN range {first}-{last}"));
+            }
+            if let Some(gateway) = uplink.ipv6_gateway {
+                parts.push(format!("IPv6 gateway {gateway}"));
+            }
+            if !uplink.dns_servers.is_empty() {
+                let dns: Vec<String> = uplink.dns_servers.iter().map(ToString::to_string).collect();
+                parts.push(format!("DNS {}", dns.join(",")));
+            }
+            writeln!(
+                f,
+                "  network {:?}: {}; OVN network {:?} on it",
+                super::UPLINK_NETWORK,
+                parts.join(", "),
+                super::OVN_NETWORK
+            )?;
         }
         if !self.grows() {
             let root = self.lxd.profile.root_pool.as_deref().unwrap_or("none");

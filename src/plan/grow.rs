@@ -104,8 +104,12 @@ pub fn build_growth(
         initiator: request.initiator.clone(),
         existing_members: cluster.members.clone(),
         members: member_plans(&joining),
+        // Growing MicroCeph and MicroOVN comes with `microcloud add` for them.
+        microceph: None,
+        microovn: None,
         lxd: LxdPlan {
             local_pool,
+            remote_pools: None,
             network,
             // The profile already points at the cluster's pool and network.
             profile: ProfilePlan {

@@ -7,18 +7,24 @@ mod build;
 mod display;
 mod grow;
 pub mod request;
+mod services;
 
 pub use build::{Problems, build, eligible_disks, uninitialized_problems};
 pub use grow::build_growth;
-pub use request::{LocalFilter, LocalStorageRequest, PlanRequest, RequestedSystem};
+pub use request::{
+    CephDiskChoice, CephFilter, CephRequest, LocalFilter, LocalStorageRequest, OvnRequest,
+    PlanRequest, RequestedSystem,
+};
+pub use services::uplink_candidate;
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::clients::lxd::{MemberConfig, Network, Server, StoragePool};
+use crate::clients::microcluster::Service;
 use crate::disks::Disk;
 
 /// Name of the per-member local storage pool, as upstream.
@@ -29,6 +35,15 @@ pub const FAN_NETWORK: &str = "lxdfan0";
 pub const BRIDGE_NETWORK: &str = "lxdbr0";
 /// The profile MicroCloud configures.
 pub const DEFAULT_PROFILE: &str = "default";
+/// Upstream's Ceph RBD pool and its OSD pool.
+pub const REMOTE_POOL: &str = "remote";
+pub const REMOTE_OSD_POOL: &str = "lxd_remote";
+/// Upstream's CephFS pool and its file system.
+pub const REMOTE_FS_POOL: &str = "remote-fs";
+pub const CEPHFS_NAME: &str = "lxd_cephfs";
+/// Upstream's OVN uplink (physical) and the OVN network instances use.
+pub const UPLINK_NETWORK: &str = "UPLINK";
+pub const OVN_NETWORK: &str = "default";
 
 /// What one machine reported before anything changed.
 #[derive(Debug, Clone)]
@@ -43,6 +58,21 @@ pub struct SystemFacts {
     pub interface_addresses: Vec<IpNet>,
     /// LXD's disks, marked with what the machine itself reports in use.
     pub disks: Vec<Disk>,
+    /// The machine's interfaces LXD lists (not managed networks, not loopback).
+    pub interfaces: Vec<Interface>,
+    /// The optional services installed (and not yet set up) on the machine.
+    pub services: BTreeSet<Service>,
+}
+
+/// One network interface of a machine, as its LXD reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    /// LXD's type: `physical`, `bridge`, `bond`, `vlan`, `unknown`, ...
+    pub kind: String,
+    pub up: bool,
+    /// Global addresses, with their prefix.
+    pub addresses: Vec<IpNet>,
 }
 
 /// What an existing cluster looks like, read from the LXD of the member that
@@ -69,6 +99,12 @@ pub struct ClusterPlan {
     /// first, then the joiners in the order they join; when growing it only
     /// the new members.
     pub members: Vec<MemberPlan>,
+    /// MicroCeph's cluster and disks, when MicroCeph takes part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub microceph: Option<MicroCephPlan>,
+    /// MicroOVN's cluster, when MicroOVN takes part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub microovn: Option<MicroOvnPlan>,
     pub lxd: LxdPlan,
     /// Things the person should know that do not stop the run.
     pub warnings: Vec<String>,
@@ -81,12 +117,71 @@ pub struct MemberPlan {
 }
 
 /// What LXD gets: the cluster itself (from [`ClusterPlan::members`]), the
-/// `local` pool, a network and the default profile.
+/// `local` pool, the Ceph pools, a network and the default profile.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LxdPlan {
     pub local_pool: Option<LocalPoolPlan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_pools: Option<RemotePoolsPlan>,
     pub network: Option<NetworkPlan>,
     pub profile: ProfilePlan,
+}
+
+/// MicroCeph: bootstrapped on the initiator, joined by the others (one at a
+/// time), then each member's disks become OSDs.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MicroCephPlan {
+    /// `PublicNet` at bootstrap (upstream: the MicroCloud subnet unless asked).
+    pub public_network: IpNet,
+    /// `ClusterNet` at bootstrap.
+    pub internal_network: IpNet,
+    /// Each member's OSD disks, by member name (members without disks are absent).
+    pub disks: BTreeMap<String, Vec<CephDisk>>,
+    /// The pool size once the disks are in: min(OSDs, 3), as upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<u32>,
+}
+
+impl MicroCephPlan {
+    pub fn disk_count(&self) -> usize {
+        self.disks.values().map(Vec::len).sum()
+    }
+}
+
+/// A disk given to MicroCeph as an OSD.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CephDisk {
+    pub path: String,
+    pub wipe: bool,
+    pub encrypt: bool,
+}
+
+/// MicroOVN: bootstrapped on the initiator, joined by the others.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MicroOvnPlan {
+    /// Each member's Geneve address (`ovn-encap-ip`) when an underlay was
+    /// chosen; MicroOVN otherwise uses the member's own address.
+    pub underlay: BTreeMap<String, IpAddr>,
+}
+
+/// LXD's pools on Ceph: `remote` (RBD) always, `remote-fs` (CephFS) when asked.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RemotePoolsPlan {
+    pub cephfs: bool,
+}
+
+/// LXD's `UPLINK` network: one parent interface per member, and the
+/// upstream network's gateway, OVN's address range and DNS servers.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UplinkPlan {
+    pub parents: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_gateway: Option<IpNet>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4_range: Option<(Ipv4Addr, Ipv4Addr)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6_gateway: Option<IpNet>,
+    pub dns_servers: Vec<IpAddr>,
 }
 
 /// Where one member keeps its `local` pool.
@@ -143,6 +238,8 @@ pub enum NetworkPlan {
     Bridge { ipv4: IpNet },
     /// The cluster's network: new members get it when they join.
     Existing { name: String },
+    /// `UPLINK` (physical) and the OVN network `default` on it.
+    Ovn { uplink: UplinkPlan },
 }
 
 impl NetworkPlan {
@@ -151,6 +248,7 @@ impl NetworkPlan {
             NetworkPlan::Fan { .. } => FAN_NETWORK,
             NetworkPlan::Bridge { .. } => BRIDGE_NETWORK,
             NetworkPlan::Existing { name } => name,
+            NetworkPlan::Ovn { .. } => OVN_NETWORK,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::clients::microcluster::Service;
 
 /// Spec §2.3, the complete 3.3 example.
 const SPEC_EXAMPLE: &str = "\
@@ -801,7 +802,7 @@ fn good_fixtures_validate() {
 }
 
 #[test]
-fn fields_of_services_this_version_cannot_set_up_are_refused_by_name() {
+fn fields_of_services_a_machine_lacks_are_refused_by_name() {
     const BASE: &str = "initiator: m1\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: p\n";
     let cases = [
         (
@@ -833,15 +834,18 @@ fn fields_of_services_this_version_cannot_set_up_are_refused_by_name() {
     for (rest, field, service) in cases {
         let preseed = parse(&format!("{BASE}{rest}"));
         let err = preseed
-            .check_services_available()
+            .check_services_available("m1", &[])
             .expect_err(field)
             .to_string();
         assert!(
             err.contains(&format!("remove `{field}`"))
-                && err.contains(&format!("{service} support is not available yet")),
+                && err.contains(&format!("{service}, which is not installed on \"m1\"")),
             "{field}: {err}"
         );
+        preseed
+            .check_services_available("m1", &Service::ALL)
+            .unwrap();
     }
     let lxd_only = parse(&format!("{BASE}systems:\n- name: m1\n"));
-    lxd_only.check_services_available().unwrap();
+    lxd_only.check_services_available("m1", &[]).unwrap();
 }

@@ -12,6 +12,7 @@ use super::model::{
     CephConfig, DEFAULT_SESSION_TIMEOUT, DiskFilterSpec, OvnConfig, Preseed, System,
 };
 use super::source::FieldPath;
+use crate::clients::microcluster::Service;
 use crate::disks::DiskFilter;
 
 /// Upstream's message, then what would be valid.
@@ -45,13 +46,17 @@ impl Preseed {
         Ok(())
     }
 
-    /// (this version) Fields for MicroCeph and MicroOVN are refused rather than
+    /// Fields for a service this machine lacks are refused rather than
     /// ignored: a run that printed "ready" without the storage or network the
     /// file asked for would be worse than no run. The first such field is named.
-    pub fn check_services_available(&self) -> Result<(), PreseedError> {
-        const CEPH: &str = "MicroCeph";
-        const OVN: &str = "MicroOVN";
-        let mut fields: Vec<(FieldPath, &str)> = Vec::new();
+    pub fn check_services_available(
+        &self,
+        machine: &str,
+        installed: &[Service],
+    ) -> Result<(), PreseedError> {
+        const CEPH: Service = Service::MicroCeph;
+        const OVN: Service = Service::MicroOvn;
+        let mut fields: Vec<(FieldPath, Service)> = Vec::new();
         if self.ovn != OvnConfig::default() {
             fields.push((top("ovn"), OVN));
         }
@@ -73,13 +78,17 @@ impl Preseed {
                 fields.push((path.key("ovn_underlay_ip"), OVN));
             }
         }
-        match fields.into_iter().next() {
+        match fields
+            .into_iter()
+            .find(|(_, service)| !installed.contains(service))
+        {
             None => Ok(()),
             Some((path, service)) => Err(self.origin.error(
                 &path,
                 format!(
-                    "this configures {service}, and {service} support is not available yet in \
-                     this version of MicroCloud; remove `{path}` to set up LXD alone"
+                    "this configures {service}, which is not installed on {machine:?} (its \
+                     control socket was not found or did not answer); install {service} on \
+                     every system, or remove `{path}`"
                 ),
             )),
         }

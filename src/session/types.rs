@@ -42,10 +42,26 @@ pub struct IntentAccepted {
     pub name: String,
 }
 
-/// `PUT /1.0/services`: the initiator asks a joiner to join its services.
-#[derive(Serialize, Deserialize)]
+/// `PUT /1.0/services`: the initiator asks a joiner to join its services,
+/// one service per request (each service's joins are serial).
+#[derive(Default, Serialize, Deserialize)]
 pub struct ServicesPut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lxd: Option<LxdJoin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub microceph: Option<MicroclusterJoin>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub microovn: Option<MicroclusterJoin>,
+}
+
+/// Everything a joiner needs to join a MicroCeph or MicroOVN cluster.
+#[derive(Serialize, Deserialize)]
+pub struct MicroclusterJoin {
+    /// The token issued for this machine's name.
+    pub token: Secret<String>,
+    /// The service's join configuration (MicroOVN's `ovn-encap-ip`).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
 }
 
 /// Everything a joiner needs to join the LXD cluster.

@@ -29,7 +29,7 @@ pub enum ServiceState {
     NotAnswering { socket: PathBuf, reason: String },
     Installed {
         version: String,
-        /// Bootstrapped or joined (not used yet: installed services are left out).
+        /// Bootstrapped or joined already: MicroCloud refuses to take it over.
         initialized: bool,
         /// Upstream's warning for a version newer than the LTS.
         non_lts: Option<String>,
@@ -176,6 +176,31 @@ impl OptionalServices {
             .filter(|p| !p.is_installed())
             .map(|p| p.service)
             .collect()
+    }
+
+    /// Installed services that were already bootstrapped or joined.
+    pub fn initialized(&self) -> Vec<Service> {
+        self.0
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.state,
+                    ServiceState::Installed {
+                        initialized: true,
+                        ..
+                    }
+                )
+            })
+            .map(|p| p.service)
+            .collect()
+    }
+
+    /// Each installed service with the version it reported.
+    pub fn versions(&self) -> impl Iterator<Item = (Service, &str)> {
+        self.0.iter().filter_map(|p| match &p.state {
+            ServiceState::Installed { version, .. } => Some((p.service, version.as_str())),
+            _ => None,
+        })
     }
 
     pub fn warnings(&self) -> Vec<String> {

@@ -44,6 +44,11 @@ impl Service {
         }
     }
 
+    /// The service upstream names `name` (see [`Service::name`]).
+    pub fn from_name(name: &str) -> Option<Service> {
+        Service::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The port of the service's HTTPS listener once it is set up.
     pub fn default_port(self) -> u16 {
         match self {
