@@ -101,7 +101,12 @@ pub fn build(
     let root_pool = match (&remote_pools, &local_pool) {
         (Some(_), _) => Some(super::REMOTE_POOL.to_string()),
         (None, Some(_)) => Some(super::LOCAL_POOL.to_string()),
-        (None, None) => None,
+        (None, None) => {
+            warnings.push(
+                "No local storage was requested: the default profile gets no root disk".into(),
+            );
+            None
+        }
     };
     let profile = ProfilePlan {
         root_pool,
@@ -287,11 +292,6 @@ fn choose_local_driver(
     warnings: &mut Vec<String>,
 ) -> Option<LocalPoolPlan> {
     if sources.is_empty() {
-        if !systems.is_empty() {
-            warnings.push(
-                "No local storage was requested: the default profile gets no root disk".into(),
-            );
-        }
         return None;
     }
     let (disks, dirs): (Vec<&String>, Vec<&String>) =

@@ -469,3 +469,327 @@ fn check_uplink_addresses(ovn: &OvnRequest, systems: &[&SystemFacts], problems: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::disks::DiskFilter;
+    use crate::plan::build::tests::{disk, net, system};
+    use crate::plan::request::CephFilter;
+    use crate::plan::{NetworkPlan, Problems, build};
+
+    /// micro1..3 with both services, a disk `a<n>` and `b<n>` each, and an
+    /// unaddressed bridge `br0` for the uplink besides their addressed `eth0`.
+    fn facts() -> Vec<SystemFacts> {
+        (1..=3)
+            .map(|n| {
+                let mut s = system(n);
+                s.services = Service::ALL.into_iter().collect();
+                s.disks = vec![
+                    disk(&format!("a{n}"), "nvme", 10),
+                    disk(&format!("b{n}"), "nvme", 20),
+                ];
+                s.interfaces = vec![
+                    Interface {
+                        name: "eth0".into(),
+                        kind: "physical".into(),
+                        up: true,
+                        addresses: vec![net(&format!("192.0.2.{n}/24"))],
+                    },
+                    Interface {
+                        name: "br0".into(),
+                        kind: "bridge".into(),
+                        up: true,
+                        addresses: Vec::new(),
+                    },
+                    Interface {
+                        name: "br-int".into(),
+                        kind: "bridge".into(),
+                        up: true,
+                        addresses: Vec::new(),
+                    },
+                ];
+                s
+            })
+            .collect()
+    }
+
+    fn request(facts: &[SystemFacts]) -> PlanRequest {
+        PlanRequest::for_systems("micro1", facts, Default::default())
+    }
+
+    fn ceph_filter(expression: &str, find_min: u64) -> CephFilter {
+        CephFilter {
+            expression: expression.into(),
+            filter: DiskFilter::parse(expression).unwrap(),
+            find_min,
+            find_max: 0,
+            wipe: true,
+            encrypt: false,
+        }
+    }
+
+    fn ovn() -> OvnRequest {
+        OvnRequest {
+            ipv4_gateway: Some(net("198.51.100.1/24")),
+            ipv4_range: Some((
+                Ipv4Addr::new(198, 51, 100, 100),
+                Ipv4Addr::new(198, 51, 100, 150),
+            )),
+            ..Default::default()
+        }
+    }
+
+    fn problems(request: &PlanRequest, facts: &[SystemFacts]) -> Vec<String> {
+        match build(request, facts, false) {
+            Ok(plan) => panic!("expected problems, got {plan:#?}"),
+            Err(Problems(problems)) => problems,
+        }
+    }
+
+    fn by_id(id: &str) -> String {
+        format!("/dev/disk/by-id/wwn-{id}")
+    }
+
+    #[test]
+    fn a_ceph_filter_gives_every_system_osds_and_the_pools_replication_three() {
+        let facts = facts();
+        let mut request = request(&facts);
+        request.ceph = Some(CephRequest {
+            filters: vec![ceph_filter("size > 15GiB", 3)],
+            ..Default::default()
+        });
+        let plan = build(&request, &facts, false).unwrap();
+        let ceph = plan.microceph.expect("MicroCeph takes part");
+        let disks: Vec<(&str, &str, bool)> = ceph
+            .disks
+            .iter()
+            .flat_map(|(m, d)| d.iter().map(move |d| (m.as_str(), d.path.as_str(), d.wipe)))
+            .collect();
+        let b = |n| by_id(&format!("b{n}"));
+        let (b1, b2, b3) = (b(1), b(2), b(3));
+        assert_eq!(
+            disks,
+            [
+                ("micro1", b1.as_str(), true),
+                ("micro2", b2.as_str(), true),
+                ("micro3", b3.as_str(), true)
+            ]
+        );
+        assert_eq!(ceph.replication, Some(3));
+        // The MicroCloud subnet, in network form, for both Ceph networks.
+        assert_eq!(ceph.public_network, net("192.0.2.0/24"));
+        assert_eq!(ceph.internal_network, net("192.0.2.0/24"));
+        assert_eq!(
+            plan.lxd.remote_pools,
+            Some(crate::plan::RemotePoolsPlan { cephfs: false })
+        );
+        assert_eq!(plan.lxd.profile.root_pool.as_deref(), Some("remote"));
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        // MicroOVN is installed everywhere: its cluster forms, the network is the fallback.
+        assert_eq!(plan.microovn.map(|o| o.underlay.len()), Some(0));
+        assert!(matches!(plan.lxd.network, Some(NetworkPlan::Bridge { .. })));
+    }
+
+    #[test]
+    fn ceph_disks_on_fewer_than_three_systems_warn_and_size_follows_the_disks() {
+        let facts = facts();
+        let mut request = request(&facts);
+        request.ceph = Some(CephRequest {
+            explicit: [(
+                "micro2".to_string(),
+                vec![CephDiskChoice {
+                    path: by_id("a2"),
+                    wipe: false,
+                    encrypt: true,
+                }],
+            )]
+            .into(),
+            ..Default::default()
+        });
+        let plan = build(&request, &facts, false).unwrap();
+        let ceph = plan.microceph.unwrap();
+        assert_eq!(ceph.replication, Some(1));
+        assert!(ceph.disks["micro2"][0].encrypt);
+        assert_eq!(
+            plan.warnings,
+            [
+                "Disk configuration does not meet recommendations for fault tolerance. At least 3 systems must supply disks (1 currently supplying)"
+            ]
+        );
+    }
+
+    #[test]
+    fn ceph_cannot_take_the_local_disk_or_too_few_disks() {
+        let facts = facts();
+        let mut request = request(&facts);
+        request.local_storage.explicit.insert(
+            "micro1".into(),
+            crate::plan::LocalSource::Disk {
+                path: by_id("a1"),
+                wipe: false,
+            },
+        );
+        request.ceph = Some(CephRequest {
+            explicit: [(
+                "micro1".to_string(),
+                vec![CephDiskChoice {
+                    path: by_id("a1"),
+                    wipe: false,
+                    encrypt: false,
+                }],
+            )]
+            .into(),
+            filters: vec![ceph_filter("size > 100GiB", 1)],
+            ..Default::default()
+        });
+        let problems = problems(&request, &facts);
+        assert!(
+            problems.contains(&format!(
+                "Disk {:?} on \"micro1\" is asked for both local storage and Ceph; choose one",
+                by_id("a1")
+            )),
+            "{problems:?}"
+        );
+        assert!(
+            problems.contains(
+                &"Failed to find at least 1 disks for filter \"size > 100GiB\"".to_string()
+            ),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn cephfs_without_disks_and_a_machine_without_microceph_are_refused() {
+        let mut facts = facts();
+        let mut request = request(&facts);
+        request.ceph = Some(CephRequest {
+            cephfs: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            problems(&request, &facts),
+            [
+                "Cannot set up CephFS (ceph.cephfs) without Ceph storage disks: add Ceph disks or leave CephFS out"
+            ]
+        );
+        facts[2].services.remove(&Service::MicroCeph);
+        assert_eq!(
+            problems(&request, &facts),
+            [
+                "MicroCeph is not installed on \"micro3\", but the request for Ceph disks or networks asks for it. Install MicroCeph there, or leave those settings out"
+            ]
+        );
+        // Not asked for: MicroCeph simply does not take part.
+        request.ceph = None;
+        assert_eq!(build(&request, &facts, false).unwrap().microceph, None);
+    }
+
+    #[test]
+    fn a_ceph_network_every_system_must_have_an_address_in() {
+        let facts = facts();
+        let mut request = request(&facts);
+        request.ceph = Some(CephRequest {
+            public_network: Some(net("10.9.0.0/24")),
+            internal_network: Some(net("192.0.2.0/24")),
+            ..Default::default()
+        });
+        let problems = problems(&request, &facts);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("Not enough network interfaces found with an IP within the given CIDR subnet on \"micro1\""));
+    }
+
+    #[test]
+    fn ovn_takes_the_first_eligible_uplink_and_dns_from_the_gateway() {
+        let facts = facts();
+        let mut request = request(&facts);
+        request.ovn = Some(ovn());
+        let plan = build(&request, &facts, false).unwrap();
+        let Some(NetworkPlan::Ovn { uplink }) = &plan.lxd.network else {
+            panic!("an OVN network: {:?}", plan.lxd.network);
+        };
+        // br-int is OVN's own bridge, eth0 has an address: br0 it is.
+        assert!(uplink.parents.values().all(|p| p == "br0"));
+        assert_eq!(uplink.parents.len(), 3);
+        assert_eq!(
+            uplink.dns_servers,
+            [IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))]
+        );
+        assert_eq!(plan.lxd.profile.network.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn uplink_ranges_and_underlay_follow_upstreams_rules() {
+        let facts = facts();
+        let mut request = request(&facts);
+        let mut bad = ovn();
+        bad.ipv4_range = Some((
+            Ipv4Addr::new(198, 51, 100, 1),
+            Ipv4Addr::new(198, 51, 100, 9),
+        ));
+        bad.uplinks = [
+            ("micro1".to_string(), "eth0".to_string()),
+            ("micro2".to_string(), "nope".to_string()),
+        ]
+        .into();
+        bad.underlay = (1..=3)
+            .map(|n| {
+                (
+                    format!("micro{n}"),
+                    IpAddr::V4(Ipv4Addr::new(192, 0, 2, n % 3 + 1)),
+                )
+            })
+            .collect();
+        request.ovn = Some(bad);
+        let problems = problems(&request, &facts);
+        let expected = [
+            "No available interface found for OVN underlay IP \"192.0.2.2\" on \"micro1\"",
+            "Uplink interface \"eth0\" on \"micro1\" has addresses (192.0.2.1/24): OVN needs an interface without any",
+            "Uplink interface \"nope\" not found on \"micro2\"",
+            "UPLINK ipv4.ovn.ranges must not include gateway address \"198.51.100.1\"",
+        ];
+        for wanted in expected {
+            assert!(
+                problems.iter().any(|p| p.starts_with(wanted)),
+                "{wanted}: {problems:?}"
+            );
+        }
+        let mut outside = ovn();
+        outside.ipv4_range = Some((
+            Ipv4Addr::new(198, 51, 101, 1),
+            Ipv4Addr::new(198, 51, 101, 9),
+        ));
+        outside.ipv4_gateway = Some(net("198.51.100.1/24"));
+        request.ovn = Some(outside);
+        assert_eq!(
+            super::super::build(&request, &facts, false).unwrap_err().0,
+            [
+                "Invalid ipv4.ovn.ranges \"198.51.101.1-198.51.101.9\": IP range 198.51.101.1-198.51.101.9 does not fall within the gateway's subnet 198.51.100.0/24"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_range_holding_a_system_address_or_a_missing_microovn_is_refused() {
+        let mut facts = facts();
+        let mut request = request(&facts);
+        let mut ovn = ovn();
+        ovn.ipv4_gateway = Some(net("192.0.2.254/24"));
+        ovn.ipv4_range = Some((Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 10)));
+        request.ovn = Some(ovn);
+        let problems = problems(&request, &facts);
+        assert!(
+            problems.contains(
+                &"UPLINK ipv4.ovn.ranges must not include system address \"192.0.2.2\"".to_string()
+            ),
+            "{problems:?}"
+        );
+        facts[0].services.remove(&Service::MicroOvn);
+        assert!(
+            self::problems(&request, &facts)[0]
+                .starts_with("MicroOVN is not installed on \"micro1\"")
+        );
+    }
+}
