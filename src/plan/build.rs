@@ -82,7 +82,7 @@ pub fn build(
     drop_unsupported_wipes(&ordered, &mut sources, &mut warnings);
     let microceph =
         services::plan_microceph(request, &ordered, &sources, &mut problems, &mut warnings);
-    let local_pool = choose_local_driver(&ordered, sources, &mut problems, &mut warnings);
+    let local_pool = choose_local_driver(&ordered, sources, &mut problems);
     let (microovn, uplink) = services::plan_microovn(request, &ordered, &mut problems);
     let network = match uplink {
         Some(uplink) => Some(NetworkPlan::Ovn { uplink }),
@@ -289,7 +289,6 @@ fn choose_local_driver(
     systems: &[&SystemFacts],
     sources: Sources,
     problems: &mut Vec<String>,
-    warnings: &mut Vec<String>,
 ) -> Option<LocalPoolPlan> {
     if sources.is_empty() {
         return None;
