@@ -546,9 +546,9 @@ fn mounted_disk_is_refused() {
 
 #[test]
 #[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
-fn services_not_available_yet_are_refused() {
+fn fields_for_services_a_machine_lacks_are_refused() {
     let lab = Lab::up_with_disks(3, 1);
-    let base = preseed(&lab, "no services here yet", false, 10);
+    let base = preseed(&lab, "no services installed here", false, 10);
     let ovn = format!(
         "{base}ovn:\n  ipv4_gateway: 192.0.2.1/24\n  ipv4_range: 192.0.2.100-192.0.2.200\n"
     );
@@ -568,8 +568,12 @@ fn services_not_available_yet_are_refused() {
         for i in lab.machines() {
             let stderr = stderr_of(&outputs, i).to_lowercase();
             assert!(
-                stderr.contains(field) && stderr.contains("not available"),
-                "micro{i} should refuse the {field} section ({service} support is not available yet):\n{stderr}"
+                stderr.contains(field)
+                    && stderr.contains(&format!(
+                        "{}, which is not installed on",
+                        service.to_lowercase()
+                    )),
+                "micro{i} should refuse the {field} section ({service} is not installed):\n{stderr}"
             );
         }
         for i in lab.machines() {
