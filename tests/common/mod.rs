@@ -57,6 +57,25 @@ impl Lab {
         Lab { size }
     }
 
+    /// `up size --disks disks --microceph --microovn`: every machine also runs
+    /// the MicroCeph and MicroOVN emulators over real Ceph and real OVN, and
+    /// has an uplink to an upstream gateway and an underlay (see `scripts/lab`).
+    pub fn up_with_services(size: usize, disks: usize) -> Lab {
+        let _ = lab(&["down"]).output();
+        let out = lab(&[
+            "up",
+            &size.to_string(),
+            "--disks",
+            &disks.to_string(),
+            "--microceph",
+            "--microovn",
+        ])
+        .output()
+        .expect("run scripts/lab up --microceph --microovn");
+        assert!(out.status.success(), "lab up failed:\n{}", text(&out));
+        Lab { size }
+    }
+
     /// `scripts/lab info`, parsed.
     pub fn info(&self) -> Value {
         let out = lab(&["info"]).output().expect("scripts/lab info");
