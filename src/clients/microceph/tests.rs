@@ -1,10 +1,14 @@
-//! The MicroCeph client against its golden fixtures: the wire shapes, the
-//! disk reports it must not trust, and a `GET` that carries a body.
+//! The MicroCeph client against its golden fixtures and the in-memory daemon:
+//! every call, and the error shapes of spec §6.2 (503 before init, 404 and 500
+//! texts, failures reported at HTTP 200, unparsable bodies).
+
+use std::collections::BTreeMap;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::clients::microcluster::{Service, Unavailable};
 use crate::testing::FakeMicrocluster;
 
 const DISKS: &str = include_str!("../../../tests/fixtures/microcluster/microceph-disks.json");
@@ -225,6 +229,587 @@ fn error_fixtures_keep_status_and_text() {
         (Some(404), Some("osd.7 not found"))
     );
     assert!(!err.is_not_initialized());
+}
+
+fn networks() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("PublicNet".to_string(), "10.0.0.0/24".to_string()),
+        ("ClusterNet".to_string(), "10.0.1.0/24".to_string()),
+    ])
+}
+
+async fn cluster(size: usize) -> Vec<FakeMicrocluster> {
+    FakeMicrocluster::cluster(Service::MicroCeph, size, networks()).await
+}
+
+#[tokio::test]
+async fn before_init_every_call_is_not_initialized() {
+    let client = FakeMicrocluster::microceph().ceph_client();
+    let post = DisksPost::new(["/dev/sdb"], false, false);
+    let refused = [
+        client.disks().await.map(drop).unwrap_err(),
+        client
+            .remove_disk(1, &DiskRemoval::default())
+            .await
+            .unwrap_err(),
+        client.services().await.map(drop).unwrap_err(),
+        client.configs().await.map(drop).unwrap_err(),
+        client.pools(None).await.map(drop).unwrap_err(),
+        client
+            .set_pool_size(&paths(&[""]), 1, None)
+            .await
+            .unwrap_err(),
+    ];
+    for err in refused {
+        assert!(err.is_not_initialized(), "{err:?}");
+    }
+    let err = client.add_disks(&post, None).await.unwrap_err();
+    assert!(
+        matches!(&err, DiskAddError::Request(e) if e.is_not_initialized()),
+        "{err:?}"
+    );
+    // `?target=` is refused by the same gate, before any forwarding.
+    let err = client.add_disks(&post, Some("micro2")).await.unwrap_err();
+    assert!(matches!(
+        err,
+        DiskAddError::Request(MicroclusterError::Unavailable {
+            reason: Unavailable::NotInitialized,
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn bootstrap_seeds_services_networks_and_no_disks() {
+    let fakes = cluster(1).await;
+    let client = fakes[0].ceph_client();
+    let services = client.services().await.unwrap();
+    let placed: Vec<(&str, &str)> = services
+        .iter()
+        .map(|s| (s.service.as_str(), s.location.as_str()))
+        .collect();
+    assert_eq!(
+        placed,
+        [("mds", "micro1"), ("mgr", "micro1"), ("mon", "micro1")]
+    );
+    let configs = client.configs().await.unwrap();
+    assert_eq!(configs.public_network(), Some("10.0.0.0/24"));
+    assert_eq!(configs.cluster_network(), Some("10.0.1.0/24"));
+    assert!(client.disks().await.unwrap().is_empty());
+    assert!(client.pools(None).await.unwrap().is_empty());
+    // The GET carried the zero `Config`.
+    let history = fakes[0].history();
+    let read = history
+        .iter()
+        .find(|c| c.path == "/1.0/configs")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (read.method.as_str(), read.path.as_str(), read.body),
+        ("GET", "/1.0/configs", json(CONFIGS_REQUEST))
+    );
+
+    // Without networks, the member's own stands for both.
+    let own = FakeMicrocluster::cluster(Service::MicroCeph, 1, BTreeMap::new()).await;
+    let configs = own[0].ceph_client().configs().await.unwrap();
+    assert_eq!(configs.public_network(), Some("10.0.0.0/24"));
+    assert_eq!(configs.cluster_network(), Some("10.0.0.0/24"));
+}
+
+#[tokio::test]
+async fn configs_need_a_body_and_a_known_key() {
+    let fakes = cluster(1).await;
+    let transport = fakes[0].transport();
+    let err = transport
+        .request(Method::GET, "/1.0/configs", None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.server_message()),
+        (Some(500), Some("EOF"))
+    );
+    let one = json!({"key": "public_network", "value": "", "wait": false, "skip_restart": false});
+    let envelope = transport
+        .request(Method::GET, "/1.0/configs", Some(&one))
+        .await
+        .unwrap();
+    assert_eq!(envelope.metadata[0]["value"], "10.0.0.0/24");
+    let unknown = json!({"key": "osd_pool_default_size"});
+    let err = transport
+        .request(Method::GET, "/1.0/configs", Some(&unknown))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.server_message()),
+        (
+            Some(500),
+            Some("requested key osd_pool_default_size is not a MicroCeph supported cluster config")
+        )
+    );
+}
+
+#[tokio::test]
+async fn disks_are_added_with_a_long_timeout_and_numbered_for_good() {
+    let fake = FakeMicrocluster::microceph().with_non_pristine(&[DISK2]);
+    FakeMicrocluster::link(&[&fake]);
+    fake.client()
+        .bootstrap("micro1", "10.0.0.1:7443", networks())
+        .await
+        .unwrap();
+    let client = fake.ceph_client();
+    client
+        .add_disks(&DisksPost::new([DISK1], false, false), None)
+        .await
+        .unwrap();
+
+    let err = client
+        .add_disks(&DisksPost::new([DISK2], false, false), None)
+        .await
+        .unwrap_err();
+    let DiskAddError::Failed { failures, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        failures[0].error,
+        format!("data device {DISK2} is not pristine (contains data) - use --wipe to override")
+    );
+    // The failure came at HTTP 200, as upstream's do.
+    let failed = fake.calls().pop().unwrap();
+    assert_eq!((failed.method.as_str(), failed.status), ("POST", 200));
+
+    client
+        .add_disks(&DisksPost::new([DISK2], true, false), None)
+        .await
+        .unwrap();
+    let disks = client.disks().await.unwrap();
+    // osd.2 went to the failed attempt.
+    let osds: Vec<(u64, &str)> = disks.iter().map(|d| (d.osd, d.path.as_str())).collect();
+    assert_eq!(osds, [(1, DISK1), (3, DISK2)]);
+    assert!(disks.iter().all(|d| d.location == "micro1"));
+    // The mgr's pool appeared with the first OSD, at Ceph's default size.
+    assert_eq!(fake.pools()[0].pool, ".mgr");
+    assert_eq!(fake.pools()[0].size, 3);
+
+    let again = client
+        .add_disks(&DisksPost::new([DISK1], true, false), None)
+        .await
+        .unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("This \"disks\" entry already exists"),
+        "{again}"
+    );
+
+    let timeouts: Vec<(String, u64)> = fake
+        .history()
+        .into_iter()
+        .filter(|c| c.path.starts_with("/1.0/"))
+        .map(|c| (format!("{} {}", c.method, c.path), c.timeout.as_secs()))
+        .collect();
+    assert_eq!(
+        timeouts[..4],
+        [
+            ("POST /1.0/disks".to_string(), 300),
+            ("POST /1.0/disks".to_string(), 300),
+            ("POST /1.0/disks".to_string(), 300),
+            ("GET /1.0/disks".to_string(), 60),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn refused_requests_and_unsupported_encryption_are_errors() {
+    let fake = FakeMicrocluster::microceph().without_encryption();
+    fake.client()
+        .bootstrap("micro1", "10.0.0.1:7443", BTreeMap::new())
+        .await
+        .unwrap();
+    let client = fake.ceph_client();
+    let err = client
+        .add_disks(&DisksPost::new(["/dev/sdb"], true, true), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "failed to prepare data device: encryption unsupported on this machine: missing /dev/mapper/control"
+        ),
+        "{err}"
+    );
+    let batch_with_wal = DisksPost {
+        waldev: Some("/dev/nvme0n1".into()),
+        ..DisksPost::new(["/dev/sdb", "/dev/sdc"], true, false)
+    };
+    let err = client.add_disks(&batch_with_wal, None).await.unwrap_err();
+    assert!(matches!(err, DiskAddError::Validation { .. }), "{err:?}");
+    let err = client
+        .add_disks(
+            &DisksPost::new(["/dev/sdb", "loop,4G,3"], false, false),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot add loop spec 'loop,4G,3', add a single loop spec"),
+        "{err}"
+    );
+    let err = client
+        .add_disks(&DisksPost::new(["sdb"], false, false), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid disk path: sdb"), "{err}");
+    fake.fail_disk(
+        "/dev/sdd",
+        "device /dev/sdd is currently mounted and cannot be used - aborting",
+    );
+    let err = client
+        .add_disks(&DisksPost::new(["/dev/sdd"], false, false), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("currently mounted"), "{err}");
+    assert!(client.disks().await.unwrap().is_empty());
+
+    // A loop spec adds its count of file-backed OSDs, reported under the spec.
+    let added = client
+        .add_disks(&DisksPost::new(["loop,4G,2"], false, false), None)
+        .await
+        .unwrap();
+    assert_eq!(added.reports[0].path, "loop,4G,2");
+    let disks = client.disks().await.unwrap();
+    assert_eq!(disks.len(), 2);
+    assert!(disks[0].path.ends_with("/osd-backing.img"), "{disks:?}");
+
+    // An unparsable body is a 500, not a 400.
+    let (status, _) = fake
+        .transport()
+        .raw(Method::POST, "/1.0/disks", &[], Some(b"{not json".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(status, 500);
+}
+
+#[tokio::test]
+async fn a_target_runs_on_that_member() {
+    let fakes = cluster(3).await;
+    let micro3 = fakes[2].clone().with_non_pristine(&["/dev/sdb"]);
+    let client = fakes[0].ceph_client();
+    client
+        .add_disks(&DisksPost::new(["/dev/sdb"], false, false), Some("micro2"))
+        .await
+        .unwrap();
+    // micro3's own disk check answers for micro3.
+    let err = client
+        .add_disks(&DisksPost::new(["/dev/sdb"], false, false), Some("micro3"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("(member micro3)"), "{err}");
+    assert!(err.to_string().contains("is not pristine"), "{err}");
+    let located: Vec<(u64, String)> = client
+        .disks()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.osd, d.location))
+        .collect();
+    assert_eq!(located, [(1, "micro2".to_string())]);
+    // Both members saw the request.
+    assert_eq!(
+        fakes[0].requests()[3..],
+        [
+            "POST /1.0/disks?target=micro2",
+            "POST /1.0/disks?target=micro3"
+        ]
+    );
+    assert_eq!(fakes[1].requests()[1..], ["POST /1.0/disks?target=micro2"]);
+    assert!(
+        micro3
+            .calls()
+            .last()
+            .unwrap()
+            .path
+            .ends_with("?target=micro3")
+    );
+
+    let err = client
+        .add_disks(&DisksPost::new(["/dev/sdb"], false, false), Some("micro9"))
+        .await
+        .unwrap_err();
+    let DiskAddError::Request(err) = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        (err.status(), err.server_message()),
+        (
+            Some(400),
+            Some(
+                r#"Failed to get cluster member for request target name "micro9": CoreClusterMember not found"#
+            )
+        )
+    );
+    // A member's error keeps its status through the forwarding.
+    fakes[1].fail_next("GET", "/1.0/pools", 500, "failed to list pools: boom");
+    let err = client.pools(Some("micro2")).await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.server_message()),
+        (
+            Some(500),
+            Some(r#"Failed to send request to target "micro2": failed to list pools: boom"#)
+        )
+    );
+    assert_eq!(client.pools(Some("micro2")).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn disks_are_removed_where_they_are_with_the_failure_domain_checked() {
+    let fakes = cluster(3).await;
+    let client = fakes[0].ceph_client();
+    for member in ["micro1", "micro2", "micro3"] {
+        client
+            .add_disks(&DisksPost::new(["/dev/sdb"], false, false), Some(member))
+            .await
+            .unwrap();
+    }
+    let err = client
+        .remove_disk(9, &DiskRemoval::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.server_message()),
+        (Some(404), Some("osd.9 not found"))
+    );
+    // Three hosts with OSDs put the rule at host level: dropping one needs consent.
+    let err = client
+        .remove_disk(2, &DiskRemoval::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert!(
+        err.server_message()
+            .unwrap()
+            .contains("'--confirm-failure-domain-downgrade' flag to true"),
+        "{err}"
+    );
+    let confirmed = DiskRemoval {
+        confirm_downgrade: true,
+        timeout: 60,
+        ..Default::default()
+    };
+    client.remove_disk(2, &confirmed).await.unwrap();
+    let removal = fakes[0].calls().pop().unwrap();
+    assert_eq!(removal.path, "/1.0/disks/2?target=micro2");
+    assert_eq!(
+        removal.body,
+        json!({"osdid": 2, "bypass_safety": false, "confirm_downgrade": true, "prohibit_crush_scaledown": false, "timeout": 60})
+    );
+    assert_eq!(removal.timeout.as_secs(), 65);
+    // At osd level, no more consent is needed.
+    client
+        .remove_disk(3, &DiskRemoval::default())
+        .await
+        .unwrap();
+    let left: Vec<u64> = client
+        .disks()
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.osd)
+        .collect();
+    assert_eq!(left, [1]);
+
+    let transport = fakes[0].transport();
+    let err = transport
+        .request(Method::DELETE, "/1.0/disks/osd.1", Some(&json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    let err = transport
+        .request(Method::DELETE, "/1.0/disks/1", None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.server_message()),
+        (Some(400), Some("EOF"))
+    );
+}
+
+#[tokio::test]
+async fn pools_are_sized_to_the_osds_as_microcloud_does() {
+    let fakes = cluster(1).await;
+    let client = fakes[0].ceph_client();
+    let sized = |pools: Vec<Pool>| -> Vec<(String, u32, u32)> {
+        pools
+            .into_iter()
+            .map(|p| (p.pool, p.size, p.min_size))
+            .collect()
+    };
+    // One OSD: `.mgr` came at Ceph's default 3, which is not smaller than 1.
+    client
+        .add_disks(&DisksPost::new(["/dev/sdb"], false, false), None)
+        .await
+        .unwrap();
+    let size = replication_size(client.disks().await.unwrap().len());
+    let put = PoolPut::for_default_pools(&client.pools(Some("micro1")).await.unwrap(), size);
+    assert_eq!((put.pools.as_slice(), put.size), (&paths(&[""])[..], 1));
+    client
+        .set_pool_size(&put.pools, put.size, Some("micro1"))
+        .await
+        .unwrap();
+    assert_eq!(fakes[0].pool_default_size(), 1);
+    assert_eq!(sized(fakes[0].pools()), [(".mgr".to_string(), 3, 2)]);
+    let op = fakes[0].calls().pop().unwrap();
+    assert_eq!(op.path, "/1.0/pools-op?target=micro1");
+    assert_eq!(op.body, json!({"pools": [""], "size": 1}));
+    assert_eq!(op.timeout.as_secs(), 300);
+
+    // LXD's pools take the new default; three OSDs raise MicroCloud's only.
+    fakes[0].add_pool("lxd_remote");
+    fakes[0].add_pool("images");
+    client
+        .add_disks(
+            &DisksPost::new(["/dev/sdc", "/dev/sdd"], false, false),
+            None,
+        )
+        .await
+        .unwrap();
+    let size = replication_size(client.disks().await.unwrap().len());
+    let put = PoolPut::for_default_pools(&client.pools(None).await.unwrap(), size);
+    assert_eq!(
+        (put.pools.as_slice(), put.size),
+        (&paths(&["lxd_remote"])[..], 3)
+    );
+    client
+        .set_pool_size(&put.pools, put.size, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        sized(fakes[0].pools()),
+        [
+            (".mgr".to_string(), 3, 2),
+            ("lxd_remote".to_string(), 3, 2),
+            ("images".to_string(), 1, 1)
+        ]
+    );
+    assert_eq!(fakes[0].pool_default_size(), 3);
+
+    // `[""]` changes only the default; `["*"]` every pool.
+    client.set_pool_size(&paths(&[""]), 2, None).await.unwrap();
+    assert_eq!(fakes[0].pool_default_size(), 2);
+    assert_eq!(fakes[0].pools()[2].size, 1);
+    client.set_pool_size(&paths(&["*"]), 2, None).await.unwrap();
+    assert!(fakes[0].pools().iter().all(|p| p.size == 2));
+    // New pools take the default.
+    fakes[0].add_pool("lxd_cephfs_meta");
+    assert_eq!(fakes[0].pools()[3].size, 2);
+
+    let err = client
+        .set_pool_size(&paths(&["lxd_cephfs"]), 3, None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.server_message()),
+        (
+            Some(500),
+            Some(
+                "failed to set pool size for lxd_cephfs: Error ENOENT: unrecognized pool 'lxd_cephfs'"
+            )
+        )
+    );
+    let err = client
+        .set_pool_size(&paths(&[".mgr"]), 0, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(500));
+}
+
+#[tokio::test]
+async fn services_are_placed_on_the_first_three_members() {
+    let fakes = cluster(4).await;
+    let services = fakes[3].ceph_client().services().await.unwrap();
+    let on = |member: &str| -> Vec<String> {
+        let here = services.iter().filter(|s| s.location == member);
+        here.map(|s| s.service.clone()).collect()
+    };
+    for member in ["micro1", "micro2", "micro3"] {
+        assert_eq!(on(member), ["mds", "mgr", "mon"], "{member}");
+    }
+    assert!(on("micro4").is_empty());
+    assert_eq!(fakes[0].services().len(), 9);
+}
+
+#[tokio::test]
+async fn removing_a_member_drops_its_disks_and_services_and_resets_it() {
+    let fakes = cluster(3).await;
+    let client = fakes[0].ceph_client();
+    client
+        .add_disks(&DisksPost::new(["/dev/sdb"], false, false), Some("micro3"))
+        .await
+        .unwrap();
+    fakes[0]
+        .ceph_client()
+        .core()
+        .remove_member("micro3", false)
+        .await
+        .unwrap();
+    assert!(client.disks().await.unwrap().is_empty());
+    assert!(
+        client
+            .services()
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.location != "micro3")
+    );
+    let removed = fakes[2].ceph_client();
+    assert!(!removed.core().is_initialized().await.unwrap());
+    assert!(removed.disks().await.unwrap_err().is_not_initialized());
+}
+
+#[tokio::test]
+async fn an_injected_failure_hits_the_next_call_only_and_is_recorded() {
+    let fakes = cluster(1).await;
+    let client = fakes[0].ceph_client();
+    fakes[0].fail_next(
+        "POST",
+        "/1.0/disks",
+        500,
+        "Failed to request disk addition: boom",
+    );
+    let post = DisksPost::new(["/dev/sdb"], false, false);
+    let err = client.add_disks(&post, None).await.unwrap_err();
+    assert!(
+        matches!(&err, DiskAddError::Request(e) if e.status() == Some(500)),
+        "{err:?}"
+    );
+    client.add_disks(&post, None).await.unwrap();
+    let calls: Vec<(String, u16)> = fakes[0]
+        .calls()
+        .into_iter()
+        .map(|c| (format!("{} {}", c.method, c.path), c.status))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("POST /core/control".to_string(), 200),
+            ("POST /1.0/disks".to_string(), 500),
+            ("POST /1.0/disks".to_string(), 200),
+        ]
+    );
+    assert_eq!(
+        fakes[0].requests(),
+        ["POST /core/control", "POST /1.0/disks"]
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404s() {
+    let fakes = FakeMicrocluster::cluster(Service::MicroOvn, 1, BTreeMap::new()).await;
+    let ovn_as_ceph = MicroCephClient::new(fakes[0].transport());
+    let err = ovn_as_ceph.disks().await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.server_message()),
+        (Some(404), Some("not found"))
+    );
 }
 
 /// A one-request HTTP server on a unix socket: returns the request's head
