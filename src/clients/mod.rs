@@ -4,7 +4,9 @@
 
 pub mod error;
 pub mod lxd;
+pub mod microceph;
 pub mod microcluster;
+pub mod microovn;
 pub mod token;
 pub mod transport;
 

@@ -107,7 +107,13 @@ impl MicroclusterClient {
         self.transport.target()
     }
 
-    async fn send<T: DeserializeOwned>(
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Sends a request and decodes the metadata of its sync answer; the
+    /// services' own clients share it, so their 503s are typed the same way.
+    pub(crate) async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -121,7 +127,7 @@ impl MicroclusterClient {
     }
 
     /// Sends a request whose answer is an empty sync.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
