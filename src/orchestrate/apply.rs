@@ -15,7 +15,9 @@ use super::revert::Reverter;
 use super::{lxd, services};
 use crate::clients::ApiError;
 use crate::clients::lxd::LxdClient;
+use crate::clients::microceph::MicroCephClient;
 use crate::clients::microcluster::{MicroclusterClient, Service};
+use crate::clients::microovn::MicroOvnClient;
 use crate::plan::ClusterPlan;
 use crate::session::{PeerSession, ServicesPut};
 use crate::state::PhaseStatus;
@@ -134,9 +136,9 @@ impl Joiner for PeerSession {
 pub struct Targets {
     pub local: LxdClient,
     /// The initiator's MicroCeph, when the plan has MicroCeph.
-    pub microceph: Option<MicroclusterClient>,
+    pub microceph: Option<MicroCephClient>,
     /// The initiator's MicroOVN, when the plan has MicroOVN.
-    pub microovn: Option<MicroclusterClient>,
+    pub microovn: Option<MicroOvnClient>,
     pub peers: BTreeMap<String, Arc<dyn Joiner>>,
 }
 
@@ -144,8 +146,8 @@ impl Targets {
     /// The initiator's client of `service`.
     pub fn service(&self, service: Service) -> Option<&MicroclusterClient> {
         match service {
-            Service::MicroCeph => self.microceph.as_ref(),
-            Service::MicroOvn => self.microovn.as_ref(),
+            Service::MicroCeph => self.microceph.as_ref().map(MicroCephClient::core),
+            Service::MicroOvn => self.microovn.as_ref().map(MicroOvnClient::core),
         }
     }
 

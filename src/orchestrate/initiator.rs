@@ -30,7 +30,9 @@ use super::apply::{self, Joiner, Targets};
 use super::local::LocalMachine;
 use super::progress::Progress;
 use super::{gather, services};
+use crate::clients::microceph::MicroCephClient;
 use crate::clients::microcluster::Service;
+use crate::clients::microovn::MicroOvnClient;
 use crate::discovery::{self, ServerInfo};
 use crate::plan::{self, ClusterFacts, ClusterPlan, PlanRequest, Problems, SystemFacts};
 use crate::session::{
@@ -458,12 +460,17 @@ impl InitiatorSession {
     ) -> anyhow::Result<()> {
         let names: Vec<&str> = apply::phases().iter().map(|p| p.name()).collect();
         let mut progress = Progress::start(state, goal.command(), "initiator", &names)?;
-        let service =
-            |planned: bool, service| planned.then(|| services::local_client(service)).transpose();
+        let transport = |planned: bool, service| {
+            planned
+                .then(|| services::local_transport(service))
+                .transpose()
+        };
         let targets = Targets {
             local: self.machine.lxd.clone(),
-            microceph: service(plan.microceph.is_some(), Service::MicroCeph)?,
-            microovn: service(plan.microovn.is_some(), Service::MicroOvn)?,
+            microceph: transport(plan.microceph.is_some(), Service::MicroCeph)?
+                .map(MicroCephClient::new),
+            microovn: transport(plan.microovn.is_some(), Service::MicroOvn)?
+                .map(MicroOvnClient::new),
             peers: self
                 .peers
                 .iter()

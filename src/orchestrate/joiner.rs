@@ -11,9 +11,10 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::local::LocalMachine;
+use super::services::local_transport;
 use crate::clients::Transport;
 use crate::clients::lxd::{ClusterPut, JoinToken, JoinTokenField, LxdClient};
-use crate::clients::microcluster::Service;
+use crate::clients::microcluster::{MicroclusterClient, Service};
 use crate::discovery::{self, ServerInfo};
 use crate::session::{
     JoinHandler, JoinIntent, MicroclusterJoin, PeerSession, SESSION_PORT, ServicesPut,
@@ -282,9 +283,15 @@ impl JoinHandler for LxdJoiner {
                 (Service::MicroOvn, request.microovn),
             ] {
                 if let Some(join) = join {
-                    join_microcluster(service, &name, &address, join, &printer)
+                    printer.status(format!("Joining the {service} cluster ..."));
+                    let joined = async {
+                        let client = MicroclusterClient::new(local_transport(service)?);
+                        join_microcluster(&client, service, &name, &address, join).await
+                    };
+                    joined
                         .await
                         .map_err(|e| format!("Failed to join \"{service}\" cluster: {e:#}"))?;
+                    printer.success(format!("Joined the {service} cluster as {name}"));
                 }
             }
             let Some(join) = request.lxd else {
@@ -303,20 +310,18 @@ impl JoinHandler for LxdJoiner {
     }
 }
 
-/// Joins this machine's MicroCeph or MicroOVN to the initiator's cluster. The
-/// service checks the token itself: it admits only the name it was issued for.
-async fn join_microcluster(
+/// Joins this machine's MicroCeph or MicroOVN (`client`) to the initiator's
+/// cluster. The service checks the token itself: it admits only the name it
+/// was issued for.
+pub(super) async fn join_microcluster(
+    client: &MicroclusterClient,
     service: Service,
     name: &str,
     address: &str,
     join: MicroclusterJoin,
-    printer: &Printer,
 ) -> anyhow::Result<()> {
-    printer.status(format!("Joining the {service} cluster ..."));
-    let client = super::services::local_client(service)?;
     let listen = std::net::SocketAddr::new(address.parse()?, service.default_port()).to_string();
     client.join(name, &listen, &join.token, join.config).await?;
-    printer.success(format!("Joined the {service} cluster as {name}"));
     Ok(())
 }
 

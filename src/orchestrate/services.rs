@@ -10,7 +10,11 @@ use anyhow::{Context, bail};
 use super::apply::Targets;
 use super::revert::Reverter;
 use crate::clients::Transport;
+use crate::clients::microceph::{
+    DiskRemoval, DisksPost, MicroCephClient, PoolPut, replication_size,
+};
 use crate::clients::microcluster::{MicroclusterClient, Service};
+use crate::clients::microovn::{self, MicroOvnClient};
 use crate::plan::{ClusterPlan, MemberPlan};
 use crate::session::{MicroclusterJoin, ServicesPut};
 use crate::ui::Printer;
@@ -19,17 +23,18 @@ use crate::ui::Printer;
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(60);
 /// And a joined member 30 seconds to appear.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long undoing an OSD may take; the CLI's default is half an hour.
+const OSD_REMOVAL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Join tokens live an hour, as upstream's.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// This machine's `service`, through its control socket.
-pub fn local_client(service: Service) -> anyhow::Result<MicroclusterClient> {
+pub fn local_transport(service: Service) -> anyhow::Result<Transport> {
     let socket = service
         .find_socket()?
         .with_context(|| format!("{service} is not installed on this system"))?;
-    let transport = Transport::unix(&socket, format!("{service} at {}", socket.display()))
-        .with_context(|| format!("Failed to set up the {service} client"))?;
-    Ok(MicroclusterClient::new(transport))
+    Transport::unix(&socket, format!("{service} at {}", socket.display()))
+        .with_context(|| format!("Failed to set up the {service} client"))
 }
 
 /// Whether the plan sets up `service`.
@@ -44,6 +49,20 @@ fn client(targets: &Targets, service: Service) -> anyhow::Result<&MicroclusterCl
     targets
         .service(service)
         .with_context(|| format!("the plan has {service} but this system has no {service} client"))
+}
+
+fn microceph(targets: &Targets) -> anyhow::Result<&MicroCephClient> {
+    targets
+        .microceph
+        .as_ref()
+        .context("the plan has MicroCeph but this system has no MicroCeph client")
+}
+
+fn microovn(targets: &Targets) -> anyhow::Result<&MicroOvnClient> {
+    targets
+        .microovn
+        .as_ref()
+        .context("the plan has MicroOVN but this system has no MicroOVN client")
 }
 
 /// `ip:port` of `member`'s HTTPS listener for `service`.
@@ -219,30 +238,116 @@ async fn wait_for_member(
     }
 }
 
-// Interim (branch only): replaced by the MicroCeph/MicroOVN client calls.
+/// Each member's disks become OSDs, one request per disk (each has its own
+/// wipe and encrypt), sent to the member through the initiator's MicroCeph
+/// (`?target=`). MicroCeph answers 200 even when a disk fails: the client
+/// reads each disk's report.
 pub(super) async fn add_ceph_disks(
     plan: &ClusterPlan,
-    _: &Targets,
-    _: &mut Reverter,
-    _: &Printer,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    printer: &Printer,
 ) -> anyhow::Result<()> {
-    if plan.microceph.is_none() {
+    let Some(ceph) = plan.microceph.as_ref().filter(|c| c.disk_count() > 0) else {
         return Ok(());
+    };
+    let client = microceph(targets)?;
+    for member in &plan.members {
+        let Some(disks) = ceph.disks.get(&member.name) else {
+            continue;
+        };
+        let target = (member.name != plan.initiator).then_some(member.name.as_str());
+        for disk in disks {
+            let step = printer.step(format!(
+                "Adding {} on {} to MicroCeph",
+                disk.path, member.name
+            ));
+            let request = DisksPost::new(vec![disk.path.clone()], disk.wipe, disk.encrypt);
+            client
+                .add_disks(&request, target)
+                .await
+                .with_context(|| format!("Failed to add disk to MicroCeph on {:?}", member.name))?;
+            let undo = client.clone();
+            let (location, path) = (member.name.clone(), disk.path.clone());
+            reverter.add(
+                format!("remove OSD {path} on {location} from MicroCeph"),
+                Box::pin(async move { remove_osd(&undo, &location, &path).await }),
+            );
+            step.done(format!(
+                "Using {} on {} for remote storage pool",
+                disk.path, member.name
+            ));
+        }
     }
-    bail!("interim: MicroCeph disks are not wired yet")
+    Ok(())
 }
 
+/// The OSD MicroCeph made of `path` on `location`, removed again.
+async fn remove_osd(client: &MicroCephClient, location: &str, path: &str) -> anyhow::Result<()> {
+    let disks = client.disks().await?;
+    let Some(disk) = disks
+        .iter()
+        .find(|d| d.location == location && d.path == path)
+    else {
+        return Ok(());
+    };
+    // The OSD holds nothing yet: dropping the failure domain it brought is
+    // what undoing it means.
+    let removal = DiskRemoval {
+        timeout: OSD_REMOVAL_TIMEOUT.as_secs(),
+        confirm_downgrade: true,
+        ..Default::default()
+    };
+    client.remove_disk(disk.osd, &removal).await?;
+    Ok(())
+}
+
+/// Upstream's replication: min(OSDs, 3) on the pools it knows, counting the
+/// cluster's disks (not hosts). Not undone: the pools go with the cluster.
 pub(super) async fn set_replication(
     plan: &ClusterPlan,
-    _: &Targets,
-    _: &Printer,
+    targets: &Targets,
+    printer: &Printer,
 ) -> anyhow::Result<()> {
-    if plan.microceph.is_none() {
+    if plan
+        .microceph
+        .as_ref()
+        .and_then(|c| c.replication)
+        .is_none()
+    {
         return Ok(());
     }
-    bail!("interim: MicroCeph replication is not wired yet")
+    let client = microceph(targets)?;
+    let total = client.disks().await?.len();
+    let size = replication_size(total);
+    let pools = client.pools(None).await?;
+    let request = PoolPut::for_default_pools(&pools, size);
+    client
+        .set_pool_size(&request.pools, request.size, None)
+        .await
+        .context("Failed to set the Ceph pool size")?;
+    printer.status(format!(
+        "Ceph pools are replicated {size} times ({total} OSDs)"
+    ));
+    Ok(())
 }
 
-pub(super) async fn northbound_connection(_: &ClusterPlan, _: &Targets) -> anyhow::Result<String> {
-    bail!("interim: MicroOVN services are not wired yet")
+/// `network.ovn.northbound_connection` for an LXD that cannot read MicroOVN's
+/// own: every `central` member's address, as upstream.
+pub(super) async fn northbound_connection(
+    plan: &ClusterPlan,
+    targets: &Targets,
+) -> anyhow::Result<String> {
+    let client = microovn(targets)?;
+    let services = client
+        .services()
+        .await
+        .context("Failed to read MicroOVN's services")?;
+    let addresses: BTreeMap<String, std::net::IpAddr> = plan
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), m.address))
+        .collect();
+    microovn::northbound_connection(&services, &addresses)
+        .context("Failed to build LXD's OVN northbound connection")
 }

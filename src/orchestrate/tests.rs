@@ -15,10 +15,17 @@ use super::progress::Progress;
 use crate::clients::ApiError;
 use crate::clients::lxd::JoinToken;
 use crate::disks::MachineDisks;
-use crate::plan::{self, ClusterPlan, LocalSource, LocalStorageRequest, PlanRequest};
-use crate::session::ServicesPut;
+use crate::plan::{
+    self, CephDisk, ClusterPlan, LocalSource, LocalStorageRequest, MicroCephPlan, MicroOvnPlan,
+    NetworkPlan, PlanRequest, RemotePoolsPlan, UplinkPlan,
+};
+
+/// The disk each machine gives MicroCeph in the services tests.
+const CEPH_DISK: &str = "/dev/disk/by-id/wwn-ceph";
+use crate::clients::microcluster::Service;
+use crate::session::{MicroclusterJoin, ServicesPut};
 use crate::state::{PhaseStatus, RunOutcome, StateDir};
-use crate::testing::FakeLxd;
+use crate::testing::{FakeLxd, FakeMicrocluster};
 use crate::ui::Printer;
 
 /// A joiner that joins its own fake LXD with the real joining code (only
@@ -27,7 +34,21 @@ struct FakeJoiner {
     name: String,
     address: String,
     lxd: FakeLxd,
+    /// This machine's MicroCeph and MicroOVN, when it has them.
+    services: Vec<FakeMicrocluster>,
     joined: Mutex<Option<Joined>>,
+}
+
+impl FakeJoiner {
+    fn failed(&self, message: String) -> ApiError {
+        ApiError::Status {
+            target: format!("the MicroCloud session on {}", self.name),
+            method: "PUT".into(),
+            path: "/1.0/services".into(),
+            status: 500,
+            message,
+        }
+    }
 }
 
 impl Joiner for FakeJoiner {
@@ -36,6 +57,26 @@ impl Joiner for FakeJoiner {
         request: &'a ServicesPut,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
+            for (service, join) in [
+                (Service::MicroCeph, &request.microceph),
+                (Service::MicroOvn, &request.microovn),
+            ] {
+                let Some(join) = join else { continue };
+                let fake = self
+                    .services
+                    .iter()
+                    .find(|f| f.service() == service)
+                    .expect("the plan only joins services the machine has");
+                let join = MicroclusterJoin {
+                    token: join.token.clone(),
+                    config: join.config.clone(),
+                };
+                joiner::join_microcluster(&fake.client(), service, &self.name, &self.address, join)
+                    .await
+                    .map_err(|e| {
+                        self.failed(format!("Failed to join \"{service}\" cluster: {e:#}"))
+                    })?;
+            }
             let Some(join) = &request.lxd else {
                 return Ok(());
             };
@@ -51,13 +92,7 @@ impl Joiner for FakeJoiner {
             let lxd = self.lxd.client();
             joiner::join_lxd(&lxd, &self.name, &self.address, join, &self.joined, &reach)
                 .await
-                .map_err(|err| ApiError::Status {
-                    target: format!("the MicroCloud session on {}", self.name),
-                    method: "PUT".into(),
-                    path: "/1.0/services".into(),
-                    status: 500,
-                    message: format!("Failed to join \"LXD\" cluster: {err:#}"),
-                })
+                .map_err(|err| self.failed(format!("Failed to join \"LXD\" cluster: {err:#}")))
         })
     }
 }
@@ -65,6 +100,8 @@ impl Joiner for FakeJoiner {
 /// Three unclustered LXDs, linked so they can form a cluster.
 struct Machines {
     fakes: Vec<FakeLxd>,
+    /// Each machine's MicroCeph and MicroOVN (empty: LXD only).
+    services: Vec<Vec<FakeMicrocluster>>,
     state: tempfile::TempDir,
 }
 
@@ -86,8 +123,32 @@ impl Machines {
         FakeLxd::link(&fakes.iter().collect::<Vec<_>>());
         Machines {
             fakes,
+            services: vec![Vec::new(); NAMES.len()],
             state: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// Three machines with LXD, MicroCeph and MicroOVN, each service's fakes linked.
+    fn with_services() -> Machines {
+        let mut machines = Machines::new();
+        let ceph: Vec<FakeMicrocluster> = NAMES
+            .iter()
+            .map(|_| FakeMicrocluster::microceph())
+            .collect();
+        let ovn: Vec<FakeMicrocluster> =
+            NAMES.iter().map(|_| FakeMicrocluster::microovn()).collect();
+        FakeMicrocluster::link(&ceph.iter().collect::<Vec<_>>());
+        FakeMicrocluster::link(&ovn.iter().collect::<Vec<_>>());
+        machines.services = ceph.into_iter().zip(ovn).map(|(c, o)| vec![c, o]).collect();
+        machines
+    }
+
+    fn ceph(&self, i: usize) -> &FakeMicrocluster {
+        &self.services[i][0]
+    }
+
+    fn ovn(&self, i: usize) -> &FakeMicrocluster {
+        &self.services[i][1]
     }
 
     fn initiator(&self) -> &FakeLxd {
@@ -128,25 +189,76 @@ impl Machines {
                     name: NAMES[i].into(),
                     address: address(i),
                     lxd: self.fakes[i].clone(),
+                    services: self.services[i].clone(),
                     joined: Mutex::new(None),
                 };
                 (NAMES[i].to_string(), Arc::new(joiner) as Arc<dyn Joiner>)
             })
             .collect();
+        let has_services = !self.services[0].is_empty();
         Targets {
             local: self.initiator().client(),
-            microceph: None,
-            microovn: None,
+            microceph: has_services.then(|| self.ceph(0).ceph_client()),
+            microovn: has_services.then(|| self.ovn(0).ovn_client()),
             peers,
         }
     }
 
     async fn apply(&self) -> anyhow::Result<()> {
         let plan = self.plan().await;
+        self.apply_plan(&plan).await
+    }
+
+    /// `plan()` with MicroCeph (a disk on each machine), MicroOVN, `remote`
+    /// (and `remote-fs` when asked) and the OVN network.
+    async fn services_plan(&self, cephfs: bool) -> ClusterPlan {
+        let mut plan = self.plan().await;
+        let subnet: ipnet::IpNet = "10.0.0.0/24".parse().unwrap();
+        plan.microceph = Some(MicroCephPlan {
+            public_network: subnet,
+            internal_network: subnet,
+            disks: NAMES
+                .iter()
+                .map(|n| {
+                    let disk = CephDisk {
+                        path: CEPH_DISK.into(),
+                        wipe: true,
+                        encrypt: false,
+                    };
+                    (n.to_string(), vec![disk])
+                })
+                .collect(),
+            replication: Some(3),
+        });
+        plan.microovn = Some(MicroOvnPlan {
+            underlay: BTreeMap::new(),
+        });
+        plan.lxd.remote_pools = Some(RemotePoolsPlan { cephfs });
+        plan.lxd.network = Some(NetworkPlan::Ovn {
+            uplink: UplinkPlan {
+                parents: NAMES
+                    .iter()
+                    .map(|n| (n.to_string(), "uplink0".to_string()))
+                    .collect(),
+                ipv4_gateway: Some("192.0.2.1/24".parse().unwrap()),
+                ipv4_range: Some((
+                    "192.0.2.100".parse().unwrap(),
+                    "192.0.2.150".parse().unwrap(),
+                )),
+                ipv6_gateway: None,
+                dns_servers: vec!["192.0.2.1".parse().unwrap()],
+            },
+        });
+        plan.lxd.profile.root_pool = Some(plan::REMOTE_POOL.into());
+        plan.lxd.profile.network = Some(plan::OVN_NETWORK.into());
+        plan
+    }
+
+    async fn apply_plan(&self, plan: &ClusterPlan) -> anyhow::Result<()> {
         let names: Vec<&str> = apply::phases().iter().map(|p| p.name()).collect();
         let state = StateDir::new(self.state.path());
         let mut progress = Progress::start(state, "init", "initiator", &names).unwrap();
-        let result = apply::apply(&plan, &self.targets(), &mut progress, &Printer::new(true)).await;
+        let result = apply::apply(plan, &self.targets(), &mut progress, &Printer::new(true)).await;
         let outcome = match &result {
             Ok(()) => RunOutcome::Succeeded,
             Err(err) => RunOutcome::Failed(format!("{err:#}")),
@@ -432,6 +544,7 @@ async fn a_joiner_restores_its_addresses_once_the_initiator_removed_it() {
         name: "micro2".into(),
         address: address(1),
         lxd: machines.fakes[1].clone(),
+        services: Vec::new(),
         joined: Mutex::new(None),
     };
     machines.apply().await.unwrap();
@@ -484,4 +597,165 @@ async fn a_joiner_still_clustered_after_the_timeout_is_told_what_to_do_and_chang
         "nothing changed"
     );
     assert!(machines.fakes[1].state().clustered);
+}
+
+/// `METHOD path` of a fake service's changes, without query strings.
+fn service_requests(fake: &FakeMicrocluster) -> Vec<String> {
+    fake.requests()
+        .into_iter()
+        .map(|r| r.split('?').next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn services_phases_form_microceph_and_microovn_then_lxd_builds_on_them() {
+    let machines = Machines::with_services();
+    let plan = machines.services_plan(false).await;
+    machines.apply_plan(&plan).await.unwrap();
+
+    // MicroCeph: bootstrap, a token and a join per joiner, a disk on each
+    // member (sent through the initiator), then the pools' size.
+    let ceph = service_requests(machines.ceph(0));
+    assert_eq!(
+        ceph,
+        [
+            "POST /core/control",
+            "POST /core/control/tokens",
+            "POST /core/control/tokens",
+            "POST /1.0/disks",
+            "POST /1.0/disks",
+            "POST /1.0/disks",
+            "PUT /1.0/pools-op",
+        ]
+    );
+    assert_eq!(machines.ceph(0).disks().len(), 3);
+    assert_eq!(machines.ceph(0).pool_default_size(), 3);
+    let config = machines.ceph(0).config();
+    assert_eq!(
+        config.get("PublicNet").map(String::as_str),
+        Some("10.0.0.0/24"),
+        "{config:?}"
+    );
+    // MicroOVN: bootstrap and two joins; every member is in.
+    assert_eq!(service_requests(machines.ovn(0))[0], "POST /core/control");
+    let members = machines.ovn(0).client().members().await.unwrap();
+    assert_eq!(members.len(), 3);
+
+    // LXD: `remote` pending on each member then global, the northbound
+    // connection built from MicroOVN's central members, UPLINK, `default`.
+    let nb = ["PATCH /1.0"];
+    let default = ["POST /1.0/networks"];
+    assert_eq!(
+        requests(machines.initiator()),
+        concat(&[
+            BOOTSTRAP, JOINS, POOL, POOL, &nb, NETWORK, &default, PROFILE
+        ])
+    );
+    let state = machines.initiator().state();
+    let pools: Vec<&str> = state.pools.keys().map(String::as_str).collect();
+    assert!(pools.contains(&"remote"), "{pools:?}");
+    // LXD 5.0.2 lacks storage_remote_drop_source and storage_ceph_use_rbd_defaults.
+    let remote = &state.pools["remote"];
+    assert_eq!(remote.members["micro2"].1["source"], "lxd_remote");
+    assert_eq!(remote.config["ceph.osd.pool_name"], "lxd_remote");
+    assert!(
+        remote.config.contains_key("ceph.rbd.features"),
+        "{:?}",
+        remote.config
+    );
+    let uplink = &state.networks["UPLINK"];
+    assert_eq!(uplink.members["micro3"].1["parent"], "uplink0");
+    assert_eq!(uplink.config["ipv4.ovn.ranges"], "192.0.2.100-192.0.2.150");
+    let networks: Vec<(&str, &str)> = state
+        .networks
+        .iter()
+        .map(|(name, n)| (name.as_str(), n.kind.as_str()))
+        .collect();
+    assert_eq!(networks, [("UPLINK", "physical"), ("default", "ovn")]);
+    let connection = state
+        .config
+        .get("network.ovn.northbound_connection")
+        .cloned();
+    assert!(
+        connection
+            .as_deref()
+            .is_some_and(|c| c.starts_with("ssl:10.0.0.1:6641")),
+        "{connection:?}"
+    );
+    assert_eq!(state.profile.devices["root"]["pool"], "remote");
+    assert_eq!(state.profile.devices["eth0"]["network"], "default");
+}
+
+#[tokio::test]
+async fn a_failed_ceph_disk_undoes_the_osds_and_joins_and_names_the_bootstrap_left() {
+    let machines = Machines::with_services();
+    machines
+        .ceph(1)
+        .fail_disk(CEPH_DISK, "device is currently mounted");
+    let plan = machines.services_plan(false).await;
+    let err = format!("{:#}", machines.apply_plan(&plan).await.unwrap_err());
+    assert!(
+        err.contains("Failed to add disk to MicroCeph on \"micro2\""),
+        "{err}"
+    );
+    assert!(err.contains("device is currently mounted"), "{err}");
+    // micro1's OSD is removed again, the joiners are removed from MicroCeph,
+    // and microcluster's bootstrap, which has no undo, is named.
+    assert!(
+        machines.ceph(0).disks().is_empty(),
+        "{:?}",
+        machines.ceph(0).disks()
+    );
+    let members = machines.ceph(0).client().members().await.unwrap();
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["micro1"]);
+    assert!(
+        err.contains("MicroCeph on micro1 stays bootstrapped"),
+        "{err}"
+    );
+    // LXD was never touched.
+    assert!(machines.initiator().requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_joiner_failing_to_join_microovn_leaves_no_token_and_undoes_its_peers() {
+    let machines = Machines::with_services();
+    machines
+        .ovn(2)
+        .fail_always("POST", "/core/control", 500, "injected join failure");
+    let plan = machines.services_plan(false).await;
+    let err = format!("{:#}", machines.apply_plan(&plan).await.unwrap_err());
+    assert!(
+        err.contains("System \"micro3\" failed to join the MicroOVN cluster"),
+        "{err}"
+    );
+    assert!(err.contains("injected join failure"), "{err}");
+    assert!(machines.ovn(0).client().tokens().await.unwrap().is_empty());
+    let members = machines.ovn(0).client().members().await.unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
+    // MicroCeph's whole section is undone too, newest first.
+    assert!(machines.ceph(0).disks().is_empty());
+    assert_eq!(machines.ceph(0).client().members().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failing_optional_cephfs_pool_is_removed_and_the_run_stands() {
+    let machines = Machines::with_services();
+    // local (4 requests), remote (4), then remote-fs's cluster-wide POST: the 12th.
+    machines.initiator().fail(
+        "POST",
+        "/1.0/storage-pools",
+        12,
+        500,
+        "Failed to mount using \"ceph\": no such device",
+    );
+    let plan = machines.services_plan(true).await;
+    machines.apply_plan(&plan).await.unwrap();
+    let state = machines.initiator().state();
+    let pools: Vec<&str> = state.pools.keys().map(String::as_str).collect();
+    assert_eq!(pools, ["local", "remote"]);
+    assert!(
+        requests(machines.initiator()).contains(&"DELETE /1.0/storage-pools/remote-fs".to_string())
+    );
+    assert_eq!(state.networks.len(), 2);
 }

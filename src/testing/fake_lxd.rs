@@ -741,6 +741,28 @@ impl Inner {
         if exists {
             return error(400, kind.words().exists);
         }
+        // LXD defines an OVN network on every member itself, and refuses a
+        // per-member step for it (lxd-ceph-ovn-real.md §2.3).
+        if matches!(kind, Kind::Network) && entity_kind == "ovn" {
+            if target.is_some() {
+                return error(
+                    400,
+                    "Network type \"ovn\" does not support member specific config",
+                );
+            }
+            let entity = Entity {
+                kind: entity_kind,
+                description: text(body, "description"),
+                status: "Created".into(),
+                config,
+                members: members
+                    .iter()
+                    .map(|m| (m.clone(), ("Created".to_string(), BTreeMap::new())))
+                    .collect(),
+            };
+            entities.insert(name, entity);
+            return sync(json!({}));
+        }
         if let Some(target) = target {
             if !members.iter().any(|m| m == target) {
                 return error(404, "Cluster member not found");

@@ -297,6 +297,11 @@ impl FakeMicrocluster {
         self
     }
 
+    /// Which service this fake is.
+    pub fn service(&self) -> Service {
+        self.lock().service
+    }
+
     pub fn transport(&self) -> Transport {
         let inner = self.lock();
         let target = format!("{} on {}", inner.service, inner.server.name);
