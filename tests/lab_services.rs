@@ -103,6 +103,54 @@ fn ipv4_of(lab: &Lab, name: &str) -> String {
 fn one_preseed_forms_lxd_with_real_ceph_and_real_ovn() {
     let lab = Lab::up_with_services(3, 2);
     let yaml = full_preseed(&lab);
+
+    // Bad inputs first, on the same machines: refused before anything changes.
+    let nets = networks(&lab);
+    let gateway_ip = nets.gateway.split('/').next().unwrap().to_string();
+    let range_end = nets.range.split('-').nth(1).unwrap().to_string();
+    let over_gateway = yaml.replace(&nets.range, &format!("{gateway_ip}-{range_end}"));
+    let wrong_underlay = yaml.replace(
+        &format!("ovn_underlay_ip: {}", nets.underlay[2]),
+        "ovn_underlay_ip: 203.0.113.9",
+    );
+    for (bad, expected) in [
+        (
+            over_gateway,
+            format!("UPLINK ipv4.ovn.ranges must not include gateway address \"{gateway_ip}\""),
+        ),
+        (
+            wrong_underlay,
+            "No available interface found for OVN underlay IP \"203.0.113.9\" on \"micro3\""
+                .to_string(),
+        ),
+    ] {
+        let outputs: Vec<(usize, Output)> = lab
+            .machines()
+            .map(|i| (i, lab.spawn(i, &["preseed"], &bad)))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|(i, c)| (i, c.wait_with_output().unwrap()))
+            .collect();
+        let initiator = String::from_utf8_lossy(&outputs[0].1.stderr);
+        assert!(initiator.contains(&expected), "{expected}:\n{initiator}");
+        for (i, out) in &outputs {
+            assert!(
+                !out.status.success(),
+                "micro{i} should fail:\n{}",
+                text(out)
+            );
+        }
+        for i in lab.machines() {
+            lab.assert_untouched(i);
+        }
+        // Nor was MicroCeph or MicroOVN set up anywhere.
+        let ceph = lab.exec(1, &["ceph", "-s", "--connect-timeout", "3"]);
+        assert!(
+            !ceph.status.success(),
+            "Ceph runs after a refused preseed:\n{}",
+            text(&ceph)
+        );
+    }
     let start = Instant::now();
     let children: Vec<_> = lab
         .machines()
