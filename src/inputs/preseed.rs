@@ -114,7 +114,7 @@ fn ceph_request(preseed: &Preseed) -> Result<Option<CephRequest>, FilterError> {
         || ceph.cephfs
         || ceph.public_network.is_some()
         || ceph.internal_network.is_some();
-    Ok(asked.then(|| CephRequest {
+    Ok(asked.then_some(CephRequest {
         explicit,
         filters,
         cephfs: ceph.cephfs,
