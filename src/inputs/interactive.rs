@@ -30,16 +30,15 @@ pub struct InitStart {
     pub address: LocalAddress,
 }
 
-/// Upstream's first questions of `init`: how many members, which address,
-/// and whether to go on without the optional services that are `missing`.
+/// Upstream's first questions of `init`: how many members, and which
+/// address. [`confirm_missing_services`] comes next, once the machine's
+/// services are probed.
 pub fn ask_init_start(
     prompter: &mut dyn Prompter,
     addresses: Vec<LocalAddress>,
-    missing: &[&str],
 ) -> anyhow::Result<InitStart> {
     let many = prompter.confirm("Do you want to set up more than one cluster member?", true)?;
     let address = choose_address(prompter, addresses, None)?;
-    confirm_missing_services(prompter, missing)?;
     Ok(InitStart { many, address })
 }
 
@@ -545,7 +544,7 @@ mod tests {
     fn a_single_member_with_every_service_asks_one_question() {
         let mut p = ScriptedPrompter::new("no\n");
         let only = local("eth0", "10.0.0.5", 24);
-        let start = ask_init_start(&mut p, vec![only.clone()], &[]).unwrap();
+        let start = ask_init_start(&mut p, vec![only.clone()]).unwrap();
         assert_eq!(
             start,
             InitStart {
@@ -561,26 +560,23 @@ mod tests {
 
     #[test]
     fn missing_services_are_named_and_the_person_may_go_on_or_stop() {
-        let addresses = || vec![local("eth0", "10.0.0.5", 24)];
-        let mut p = ScriptedPrompter::new("\n\n");
-        let start = ask_init_start(&mut p, addresses(), &["MicroCeph", "MicroOVN"]).unwrap();
-        assert!(start.many);
+        let mut p = ScriptedPrompter::new("\n");
+        confirm_missing_services(&mut p, &["MicroCeph", "MicroOVN"]).unwrap();
         assert_eq!(
             p.transcript(),
-            format!(
-                "{MANY}\n! Using address 10.0.0.5 for MicroCloud\n\
-                 ! MicroCeph, MicroOVN not found\n{CONTINUE}\n"
-            )
+            format!("! MicroCeph, MicroOVN not found\n{CONTINUE}\n")
         );
-        let mut p = ScriptedPrompter::new("yes\nno\n");
-        let err = ask_init_start(&mut p, addresses(), &["MicroOVN"]).unwrap_err();
+        let mut p = ScriptedPrompter::new("no\n");
+        let err = confirm_missing_services(&mut p, &["MicroOVN"]).unwrap_err();
         assert_eq!(err.to_string(), "User aborted");
-        assert!(
-            p.transcript()
-                .ends_with(&format!("! MicroOVN not found\n{CONTINUE}no\n")),
-            "{}",
-            p.transcript()
+        assert_eq!(
+            p.transcript(),
+            format!("! MicroOVN not found\n{CONTINUE}no\n")
         );
+        // Nothing missing: no question.
+        let mut p = ScriptedPrompter::new("");
+        confirm_missing_services(&mut p, &[]).unwrap();
+        assert_eq!(p.transcript(), "");
     }
 
     // ---- choose_address -------------------------------------------------
