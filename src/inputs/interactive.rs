@@ -211,8 +211,7 @@ pub fn offer_to_save_preseed(
     Ok(Some(path))
 }
 
-/// One row of the disk tables: which system and which disk.
-/// A disk offered in the storage tables.
+/// A disk offered in the storage tables: which system, and which disk.
 #[derive(Debug, Clone)]
 struct DiskRow {
     system: String,
@@ -341,24 +340,29 @@ fn select_one_disk_each(
     facts: &[SystemFacts],
 ) -> anyhow::Result<Option<BTreeMap<String, LocalSource>>> {
     let mut offered = disks.to_vec();
-    let chosen = loop {
-        let selected = select_rows(
-            prompter,
-            "Select exactly one disk from each cluster member:",
-            DISK_HEADERS,
-            &mut offered,
-            None,
-            Selection::Many,
-        )?;
-        match one_per_system(&selected, facts) {
-            Ok(()) => break selected,
-            Err(problem) => {
-                prompter.warn(&format!("Failed to add local storage pool: {problem}"));
-                if !prompter.confirm("Retry selecting disks?", true)? {
-                    return Ok(None);
+    let Some(chosen) = select_until(
+        prompter,
+        "Select exactly one disk from each cluster member:",
+        DISK_HEADERS,
+        &mut offered,
+        "Retry selecting disks?",
+        |selected| {
+            let problem = if selected.is_empty() {
+                "No disks selected".to_string()
+            } else {
+                match one_each(selected, facts, |d| &d.system) {
+                    Ok(()) => return Ok(()),
+                    Err(Shortfall::Twice(system)) => {
+                        format!("Selected more than one disk for target peer {system:?}")
+                    }
+                    Err(Shortfall::Missing) => "Some peers don't have an available disk".into(),
                 }
-            }
-        }
+            };
+            Err(format!("Failed to add local storage pool: {problem}"))
+        },
+    )?
+    else {
+        return Ok(None);
     };
     let mut wipable: Vec<DiskRow> = chosen.iter().filter(|d| d.wipable).cloned().collect();
     let wiped: Vec<DiskRow> = if wipable.is_empty() {
@@ -389,20 +393,51 @@ fn select_one_disk_each(
     Ok(Some(choices))
 }
 
-fn one_per_system(selected: &[DiskRow], facts: &[SystemFacts]) -> Result<(), String> {
-    if selected.is_empty() {
-        return Err("No disks selected".into());
-    }
-    for system in facts {
-        let count = selected.iter().filter(|d| d.system == system.name).count();
-        if count > 1 {
-            return Err(format!(
-                "Selected more than one disk for target peer {:?}",
-                system.name
-            ));
+/// A table asked until `check` accepts the selection: each refusal is
+/// warned about and followed by `retry` (upstream's `askRetry`). `None` once
+/// the person stops retrying.
+fn select_until<R: Row + Clone>(
+    prompter: &mut dyn Prompter,
+    title: &str,
+    headers: &[&str],
+    rows: &mut Vec<R>,
+    retry: &str,
+    check: impl Fn(&[R]) -> Result<(), String>,
+) -> anyhow::Result<Option<Vec<R>>> {
+    loop {
+        let selected = select_rows(prompter, title, headers, rows, None, Selection::Many)?;
+        match check(&selected) {
+            Ok(()) => return Ok(Some(selected)),
+            Err(problem) => {
+                prompter.warn(&problem);
+                if !prompter.confirm(retry, true)? {
+                    return Ok(None);
+                }
+            }
         }
-        if count == 0 {
-            return Err("Some peers don't have an available disk".into());
+    }
+}
+
+/// How a selection meant to hold exactly one row per system falls short.
+enum Shortfall {
+    /// This system has more than one.
+    Twice(String),
+    /// Some system has none.
+    Missing,
+}
+
+/// Whether `selected` holds exactly one row of every system in `facts`,
+/// checked in their order; `system` names a row's system.
+fn one_each<R>(
+    selected: &[R],
+    facts: &[SystemFacts],
+    system: impl Fn(&R) -> &str,
+) -> Result<(), Shortfall> {
+    for wanted in facts {
+        match selected.iter().filter(|r| system(r) == wanted.name).count() {
+            0 => return Err(Shortfall::Missing),
+            1 => {}
+            _ => return Err(Shortfall::Twice(wanted.name.clone())),
         }
     }
     Ok(())
