@@ -22,6 +22,8 @@ use crate::plan::{
 use crate::ui::format::{bytes_iec, natural_cmp};
 use crate::ui::prompt::{Prompter, Row, Selection, select_rows};
 
+mod ceph;
+
 /// What `microcloud init` asks before anything else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitStart {
@@ -138,17 +140,23 @@ pub fn choose_systems(
     }
 }
 
-/// The questions asked once every machine's facts are known: local storage
-/// for a new cluster, or each new member's disk when growing one.
+/// The questions asked once every machine's facts are known: for a new
+/// cluster local storage, then distributed storage where MicroCeph takes
+/// part, in upstream's order; when growing one, each new member's disk.
 pub fn ask_request(
     prompter: &mut dyn Prompter,
     gathered: &Gathered,
 ) -> anyhow::Result<PlanRequest> {
     let facts = &gathered.facts;
-    let local_storage = match &gathered.cluster {
-        None => ask_local_storage(prompter, facts)?,
-        Some(cluster) => ask_local_storage_to_join(prompter, facts, cluster)?,
+    let Some(cluster) = &gathered.cluster else {
+        let local_storage = ask_local_storage(prompter, facts)?;
+        let ceph = ceph::ask_distributed_storage(prompter, facts, &local_storage)?;
+        return Ok(PlanRequest {
+            ceph,
+            ..PlanRequest::for_systems(&gathered.initiator, facts, local_storage)
+        });
     };
+    let local_storage = ask_local_storage_to_join(prompter, facts, cluster)?;
     Ok(PlanRequest::for_systems(
         &gathered.initiator,
         facts,
@@ -393,6 +401,18 @@ fn select_one_disk_each(
     Ok(Some(choices))
 }
 
+/// A typed answer: `parse` both validates it (a failure is shown and the
+/// question asked again) and turns it into the value.
+fn ask_parsed<T>(
+    prompter: &mut dyn Prompter,
+    question: &str,
+    default: Option<&str>,
+    parse: &dyn Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<T> {
+    let answer = prompter.text(question, default, &|answer| parse(answer).map(drop))?;
+    parse(&answer).map_err(anyhow::Error::msg)
+}
+
 /// A table asked until `check` accepts the selection: each refusal is
 /// warned about and followed by `retry` (upstream's `askRetry`). `None` once
 /// the person stops retrying.
@@ -452,6 +472,7 @@ mod tests {
 
     use super::*;
     use crate::clients::lxd::Server;
+    use crate::clients::microcluster::Service;
     use crate::disks::tests::disk;
     use crate::plan::ProfilePlan;
     use crate::ui::prompt::ScriptedPrompter;
@@ -465,7 +486,7 @@ mod tests {
     }
 
     /// A system whose LXD can wipe disks (`storage_pool_source_wipe`).
-    fn system(name: &str, address: &str, disks: Vec<Disk>) -> SystemFacts {
+    pub(super) fn system(name: &str, address: &str, disks: Vec<Disk>) -> SystemFacts {
         SystemFacts {
             name: name.into(),
             address: ip(address),
@@ -489,8 +510,27 @@ mod tests {
         }
     }
 
-    fn by_id(device_id: &str) -> String {
+    pub(super) fn by_id(device_id: &str) -> String {
         format!("/dev/disk/by-id/{device_id}")
+    }
+
+    /// Gives `system` an interface of LXD type `kind`, up, with `addresses`
+    /// (`address/prefix`).
+    pub(super) fn interface(system: &mut SystemFacts, name: &str, kind: &str, addresses: &[&str]) {
+        let addresses: Vec<IpNet> = addresses.iter().map(|a| a.parse().unwrap()).collect();
+        system.interface_addresses.extend(&addresses);
+        system.interfaces.push(crate::plan::Interface {
+            name: name.into(),
+            kind: kind.into(),
+            up: true,
+            addresses,
+        });
+    }
+
+    /// `system` with `services` installed.
+    pub(super) fn with_services(mut system: SystemFacts, services: &[Service]) -> SystemFacts {
+        system.services = services.iter().copied().collect();
+        system
     }
 
     /// [`choose_systems`] on `p`, with systems arriving on `receiver`; the
@@ -565,9 +605,9 @@ mod tests {
 
     const CONFIRM_LOCAL: &str = "Would you like to set up local storage? (yes/no) [default=yes]: ";
     const SELECT_DISKS: &str = "Select exactly one disk from each cluster member:";
-    const SELECT_WIPE: &str = "Select which disks to wipe:";
+    pub(super) const SELECT_WIPE: &str = "Select which disks to wipe:";
     const RETRY_DISKS: &str = "Retry selecting disks? (yes/no) [default=yes]: ";
-    const DISK_HEADER: &str = "       LOCATION  MODEL  CAPACITY   TYPE  PATH";
+    pub(super) const DISK_HEADER: &str = "       LOCATION  MODEL  CAPACITY   TYPE  PATH";
 
     // ---- the first questions of init ------------------------------------
 
