@@ -23,6 +23,7 @@ use crate::ui::format::{bytes_iec, natural_cmp};
 use crate::ui::prompt::{Prompter, Row, Selection, select_rows};
 
 mod ceph;
+mod ovn;
 
 /// What `microcloud init` asks before anything else.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,8 +142,9 @@ pub fn choose_systems(
 }
 
 /// The questions asked once every machine's facts are known: for a new
-/// cluster local storage, then distributed storage where MicroCeph takes
-/// part, in upstream's order; when growing one, each new member's disk.
+/// cluster local storage, then distributed storage (MicroCeph) and
+/// distributed networking (MicroOVN) where they take part, in upstream's
+/// order; when growing one, each new member's disk.
 pub fn ask_request(
     prompter: &mut dyn Prompter,
     gathered: &Gathered,
@@ -151,8 +153,10 @@ pub fn ask_request(
     let Some(cluster) = &gathered.cluster else {
         let local_storage = ask_local_storage(prompter, facts)?;
         let ceph = ceph::ask_distributed_storage(prompter, facts, &local_storage)?;
+        let ovn = ovn::ask_distributed_networking(prompter, facts)?;
         return Ok(PlanRequest {
             ceph,
+            ovn,
             ..PlanRequest::for_systems(&gathered.initiator, facts, local_storage)
         });
     };
@@ -1168,6 +1172,54 @@ mod tests {
             ]
             .join("\n")
         );
+    }
+
+    #[test]
+    fn distributed_storage_and_networking_follow_local_storage_and_plan() {
+        let facts: Vec<SystemFacts> = (1..=3)
+            .map(|n| {
+                let mut facts = with_services(
+                    system(
+                        &format!("micro0{n}"),
+                        &format!("10.0.0.{n}"),
+                        vec![disk("sdb", &format!("wwn-{n}"))],
+                    ),
+                    &[Service::MicroCeph, Service::MicroOvn],
+                );
+                interface(&mut facts, "eth0", "physical", &[&format!("10.0.0.{n}/24")]);
+                interface(&mut facts, "eth1", "physical", &[]);
+                facts
+            })
+            .collect();
+        // No local storage; every disk for Ceph, none wiped, the defaults;
+        // every eth1 as the uplink, an IPv4 gateway, no dedicated underlay.
+        let script = "no\n\
+                      \ntable:select-all\ntable:done\ntable:done\n\n\n\n\
+                      \ntable:select-all\ntable:done\n10.3.0.1/24\n10.3.0.100\n10.3.0.200\n\n\n\n";
+        let (result, transcript) = ask(script, &facts);
+        let request = result.unwrap();
+        let questions: Vec<&str> = transcript
+            .lines()
+            .filter(|line| line.contains('?'))
+            .map(|line| line.split('?').next().unwrap())
+            .collect();
+        assert_eq!(
+            questions,
+            [
+                "Would you like to set up local storage",
+                "Would you like to set up distributed storage",
+                "Do you want to encrypt the selected disks",
+                "What subnet (IPv4/IPv6 CIDR) would you like your Ceph internal traffic on",
+                "What subnet (either IPv4 or IPv6 CIDR notation) would you like your Ceph public traffic on",
+                "Configure distributed networking",
+                "Configure dedicated OVN underlay networking",
+            ]
+        );
+        let plan = crate::plan::build(&request, &facts, false).unwrap();
+        assert_eq!(plan.microceph.as_ref().unwrap().disk_count(), 3);
+        assert!(plan.microovn.is_some());
+        assert_eq!(plan.lxd.profile.root_pool.as_deref(), Some("remote"));
+        assert_eq!(plan.lxd.profile.network.as_deref(), Some("default"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use request::{
 };
 pub use services::{
     FAULT_TOLERANT_SYSTEMS, check_ceph_network, fault_tolerance_warning, microcloud_subnet,
-    takes_part, uplink_candidate,
+    ovs_internal, takes_part, uplink_candidate,
 };
 
 use std::collections::{BTreeMap, BTreeSet};

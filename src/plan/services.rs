@@ -262,17 +262,22 @@ fn explicit_ceph_disk(
 }
 
 /// Upstream's uplink rule: a physical interface, bridge, bond or VLAN that is
-/// up and has no global address. Open vSwitch's own bridges (`br-int`, and
-/// LXD's `lxdovnN`) look like bridges to LXD but are OVN's, never an uplink.
+/// up and has no global address, and is not one of Open vSwitch's own.
 pub fn uplink_candidate(interface: &Interface) -> bool {
     matches!(
         interface.kind.as_str(),
         "physical" | "bridge" | "bond" | "vlan"
     ) && interface.up
         && interface.addresses.is_empty()
-        && interface.name != "br-int"
-        && !interface.name.starts_with("lxdovn")
-        && !interface.name.starts_with("ovs-")
+        && !ovs_internal(interface)
+}
+
+/// Open vSwitch's own ports (`br-int`, `ovs-netdev`, and LXD's `lxdovnN`):
+/// LXD lists them as bridges or `unknown`, but they are OVN's, never an uplink.
+pub fn ovs_internal(interface: &Interface) -> bool {
+    interface.name == "br-int"
+        || interface.name.starts_with("lxdovn")
+        || interface.name.starts_with("ovs-")
 }
 
 /// MicroOVN's section, and LXD's `UPLINK` when distributed networking is
