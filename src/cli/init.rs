@@ -20,7 +20,6 @@ use crate::orchestrate::joiner::{self, JoinerSettings};
 use crate::orchestrate::local::{Host, Machine};
 use crate::orchestrate::{LocalMachine, Role};
 use crate::plan::ClusterPlan;
-use crate::sys::services::{self, OptionalServices};
 use crate::trust::{Secret, passphrase};
 use crate::ui::Printer;
 use crate::ui::prompt::{Prompter, TtyPrompter};
@@ -53,10 +52,7 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
     let printer = global.printer();
     let host = Host;
     let name = host.hostname()?;
-    let services = optional_services(&printer, runtime)?;
-    let missing = names(&services.missing());
-    let start = interactive::ask_init_start(&mut prompter, host.addresses()?, &missing)?;
-    not_set_up_yet(&services.installed(), &printer);
+    let start = interactive::ask_init_start(&mut prompter, host.addresses()?)?;
     let lookup_subnet = start.address.network();
     let machine = runtime.block_on(LocalMachine::open(
         &host,
@@ -65,6 +61,7 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
         start.address,
         &global.state(),
     ))?;
+    confirm_services(&machine, &mut prompter, &printer)?;
     let settings = if start.many {
         open_session(&machine, dry_run, &printer)
     } else {
@@ -100,10 +97,9 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
 pub fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<()> {
     let mut prompter = terminal()?;
     let printer = global.printer();
-    let services = optional_services(&printer, runtime)?;
-    interactive::confirm_missing_services(&mut prompter, &names(&services.missing()))?;
-    not_set_up_yet(&services.installed(), &printer);
     let machine = runtime.block_on(LocalMachine::open_member(&Host, &global.state()))?;
+    confirm_services(&machine, &mut prompter, &printer)?;
+    not_added_yet(&machine.services.installed(), &printer);
     let settings = open_session(&machine, dry_run, &printer);
     run_initiator(
         machine,
@@ -116,26 +112,32 @@ pub fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Resu
     .map(drop)
 }
 
-/// MicroCeph and MicroOVN as their sockets answer; an unsupported version
-/// stops the command, what else is worth knowing is a warning.
-fn optional_services(printer: &Printer, runtime: &Handle) -> anyhow::Result<OptionalServices> {
-    let services = runtime.block_on(services::probe(&services::HostSockets))?;
-    for warning in services.warnings() {
+/// MicroCeph and MicroOVN as the machine's probe found them (an unsupported
+/// version has already stopped the command): what else is worth knowing is a
+/// warning, and the person may go on without the missing ones.
+fn confirm_services(
+    machine: &LocalMachine,
+    prompter: &mut dyn Prompter,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    for warning in machine.services.warnings() {
         printer.warn(warning);
     }
-    Ok(services)
+    let missing: Vec<&str> = machine
+        .services
+        .missing()
+        .iter()
+        .map(|service| service.name())
+        .collect();
+    interactive::confirm_missing_services(prompter, &missing)
 }
 
-fn names(services: &[Service]) -> Vec<&'static str> {
-    services.iter().map(|service| service.name()).collect()
-}
-
-/// Installed optional services are left out, and the person is told so:
-/// setting them up is not part of this version.
-fn not_set_up_yet(installed: &[Service], printer: &Printer) {
+/// Growing a cluster sets up LXD alone for now: new members are not added to
+/// MicroCeph or MicroOVN, and the person is told so.
+fn not_added_yet(installed: &[Service], printer: &Printer) {
     for service in installed {
         printer.warn(format!(
-            "{service} is installed, but this version of MicroCloud does not set it up yet: it is left out of this run"
+            "{service} is installed, but `microcloud add` does not add new members to {service} yet: it is left out of this run"
         ));
     }
 }

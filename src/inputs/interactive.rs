@@ -22,6 +22,9 @@ use crate::plan::{
 use crate::ui::format::{bytes_iec, natural_cmp};
 use crate::ui::prompt::{Prompter, Row, Selection, select_rows};
 
+mod ceph;
+mod ovn;
+
 /// What `microcloud init` asks before anything else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitStart {
@@ -30,16 +33,15 @@ pub struct InitStart {
     pub address: LocalAddress,
 }
 
-/// Upstream's first questions of `init`: how many members, which address,
-/// and whether to go on without the optional services that are `missing`.
+/// Upstream's first questions of `init`: how many members, and which
+/// address. [`confirm_missing_services`] comes next, once the machine's
+/// services are probed.
 pub fn ask_init_start(
     prompter: &mut dyn Prompter,
     addresses: Vec<LocalAddress>,
-    missing: &[&str],
 ) -> anyhow::Result<InitStart> {
     let many = prompter.confirm("Do you want to set up more than one cluster member?", true)?;
     let address = choose_address(prompter, addresses, None)?;
-    confirm_missing_services(prompter, missing)?;
     Ok(InitStart { many, address })
 }
 
@@ -139,17 +141,26 @@ pub fn choose_systems(
     }
 }
 
-/// The questions asked once every machine's facts are known: local storage
-/// for a new cluster, or each new member's disk when growing one.
+/// The questions asked once every machine's facts are known: for a new
+/// cluster local storage, then distributed storage (MicroCeph) and
+/// distributed networking (MicroOVN) where they take part, in upstream's
+/// order; when growing one, each new member's disk.
 pub fn ask_request(
     prompter: &mut dyn Prompter,
     gathered: &Gathered,
 ) -> anyhow::Result<PlanRequest> {
     let facts = &gathered.facts;
-    let local_storage = match &gathered.cluster {
-        None => ask_local_storage(prompter, facts)?,
-        Some(cluster) => ask_local_storage_to_join(prompter, facts, cluster)?,
+    let Some(cluster) = &gathered.cluster else {
+        let local_storage = ask_local_storage(prompter, facts)?;
+        let ceph = ceph::ask_distributed_storage(prompter, facts, &local_storage)?;
+        let ovn = ovn::ask_distributed_networking(prompter, facts)?;
+        return Ok(PlanRequest {
+            ceph,
+            ovn,
+            ..PlanRequest::for_systems(&gathered.initiator, facts, local_storage)
+        });
     };
+    let local_storage = ask_local_storage_to_join(prompter, facts, cluster)?;
     Ok(PlanRequest::for_systems(
         &gathered.initiator,
         facts,
@@ -212,8 +223,7 @@ pub fn offer_to_save_preseed(
     Ok(Some(path))
 }
 
-/// One row of the disk tables: which system and which disk.
-/// A disk offered in the storage tables.
+/// A disk offered in the storage tables: which system, and which disk.
 #[derive(Debug, Clone)]
 struct DiskRow {
     system: String,
@@ -342,24 +352,29 @@ fn select_one_disk_each(
     facts: &[SystemFacts],
 ) -> anyhow::Result<Option<BTreeMap<String, LocalSource>>> {
     let mut offered = disks.to_vec();
-    let chosen = loop {
-        let selected = select_rows(
-            prompter,
-            "Select exactly one disk from each cluster member:",
-            DISK_HEADERS,
-            &mut offered,
-            None,
-            Selection::Many,
-        )?;
-        match one_per_system(&selected, facts) {
-            Ok(()) => break selected,
-            Err(problem) => {
-                prompter.warn(&format!("Failed to add local storage pool: {problem}"));
-                if !prompter.confirm("Retry selecting disks?", true)? {
-                    return Ok(None);
+    let Some(chosen) = select_until(
+        prompter,
+        "Select exactly one disk from each cluster member:",
+        DISK_HEADERS,
+        &mut offered,
+        "Retry selecting disks?",
+        |selected| {
+            let problem = if selected.is_empty() {
+                "No disks selected".to_string()
+            } else {
+                match one_each(selected, facts, |d| &d.system) {
+                    Ok(()) => return Ok(()),
+                    Err(Shortfall::Twice(system)) => {
+                        format!("Selected more than one disk for target peer {system:?}")
+                    }
+                    Err(Shortfall::Missing) => "Some peers don't have an available disk".into(),
                 }
-            }
-        }
+            };
+            Err(format!("Failed to add local storage pool: {problem}"))
+        },
+    )?
+    else {
+        return Ok(None);
     };
     let mut wipable: Vec<DiskRow> = chosen.iter().filter(|d| d.wipable).cloned().collect();
     let wiped: Vec<DiskRow> = if wipable.is_empty() {
@@ -390,20 +405,63 @@ fn select_one_disk_each(
     Ok(Some(choices))
 }
 
-fn one_per_system(selected: &[DiskRow], facts: &[SystemFacts]) -> Result<(), String> {
-    if selected.is_empty() {
-        return Err("No disks selected".into());
-    }
-    for system in facts {
-        let count = selected.iter().filter(|d| d.system == system.name).count();
-        if count > 1 {
-            return Err(format!(
-                "Selected more than one disk for target peer {:?}",
-                system.name
-            ));
+/// A typed answer: `parse` both validates it (a failure is shown and the
+/// question asked again) and turns it into the value.
+fn ask_parsed<T>(
+    prompter: &mut dyn Prompter,
+    question: &str,
+    default: Option<&str>,
+    parse: &dyn Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<T> {
+    let answer = prompter.text(question, default, &|answer| parse(answer).map(drop))?;
+    parse(&answer).map_err(anyhow::Error::msg)
+}
+
+/// A table asked until `check` accepts the selection: each refusal is
+/// warned about and followed by `retry` (upstream's `askRetry`). `None` once
+/// the person stops retrying.
+fn select_until<R: Row + Clone>(
+    prompter: &mut dyn Prompter,
+    title: &str,
+    headers: &[&str],
+    rows: &mut Vec<R>,
+    retry: &str,
+    check: impl Fn(&[R]) -> Result<(), String>,
+) -> anyhow::Result<Option<Vec<R>>> {
+    loop {
+        let selected = select_rows(prompter, title, headers, rows, None, Selection::Many)?;
+        match check(&selected) {
+            Ok(()) => return Ok(Some(selected)),
+            Err(problem) => {
+                prompter.warn(&problem);
+                if !prompter.confirm(retry, true)? {
+                    return Ok(None);
+                }
+            }
         }
-        if count == 0 {
-            return Err("Some peers don't have an available disk".into());
+    }
+}
+
+/// How a selection meant to hold exactly one row per system falls short.
+enum Shortfall {
+    /// This system has more than one.
+    Twice(String),
+    /// Some system has none.
+    Missing,
+}
+
+/// Whether `selected` holds exactly one row of every system in `facts`,
+/// checked in their order; `system` names a row's system.
+fn one_each<R>(
+    selected: &[R],
+    facts: &[SystemFacts],
+    system: impl Fn(&R) -> &str,
+) -> Result<(), Shortfall> {
+    for wanted in facts {
+        match selected.iter().filter(|r| system(r) == wanted.name).count() {
+            0 => return Err(Shortfall::Missing),
+            1 => {}
+            _ => return Err(Shortfall::Twice(wanted.name.clone())),
         }
     }
     Ok(())
@@ -418,6 +476,7 @@ mod tests {
 
     use super::*;
     use crate::clients::lxd::Server;
+    use crate::clients::microcluster::Service;
     use crate::disks::tests::disk;
     use crate::plan::ProfilePlan;
     use crate::ui::prompt::ScriptedPrompter;
@@ -431,7 +490,7 @@ mod tests {
     }
 
     /// A system whose LXD can wipe disks (`storage_pool_source_wipe`).
-    fn system(name: &str, address: &str, disks: Vec<Disk>) -> SystemFacts {
+    pub(super) fn system(name: &str, address: &str, disks: Vec<Disk>) -> SystemFacts {
         SystemFacts {
             name: name.into(),
             address: ip(address),
@@ -455,8 +514,27 @@ mod tests {
         }
     }
 
-    fn by_id(device_id: &str) -> String {
+    pub(super) fn by_id(device_id: &str) -> String {
         format!("/dev/disk/by-id/{device_id}")
+    }
+
+    /// Gives `system` an interface of LXD type `kind`, up, with `addresses`
+    /// (`address/prefix`).
+    pub(super) fn interface(system: &mut SystemFacts, name: &str, kind: &str, addresses: &[&str]) {
+        let addresses: Vec<IpNet> = addresses.iter().map(|a| a.parse().unwrap()).collect();
+        system.interface_addresses.extend(&addresses);
+        system.interfaces.push(crate::plan::Interface {
+            name: name.into(),
+            kind: kind.into(),
+            up: true,
+            addresses,
+        });
+    }
+
+    /// `system` with `services` installed.
+    pub(super) fn with_services(mut system: SystemFacts, services: &[Service]) -> SystemFacts {
+        system.services = services.iter().copied().collect();
+        system
     }
 
     /// [`choose_systems`] on `p`, with systems arriving on `receiver`; the
@@ -531,9 +609,9 @@ mod tests {
 
     const CONFIRM_LOCAL: &str = "Would you like to set up local storage? (yes/no) [default=yes]: ";
     const SELECT_DISKS: &str = "Select exactly one disk from each cluster member:";
-    const SELECT_WIPE: &str = "Select which disks to wipe:";
+    pub(super) const SELECT_WIPE: &str = "Select which disks to wipe:";
     const RETRY_DISKS: &str = "Retry selecting disks? (yes/no) [default=yes]: ";
-    const DISK_HEADER: &str = "       LOCATION  MODEL  CAPACITY   TYPE  PATH";
+    pub(super) const DISK_HEADER: &str = "       LOCATION  MODEL  CAPACITY   TYPE  PATH";
 
     // ---- the first questions of init ------------------------------------
 
@@ -545,7 +623,7 @@ mod tests {
     fn a_single_member_with_every_service_asks_one_question() {
         let mut p = ScriptedPrompter::new("no\n");
         let only = local("eth0", "10.0.0.5", 24);
-        let start = ask_init_start(&mut p, vec![only.clone()], &[]).unwrap();
+        let start = ask_init_start(&mut p, vec![only.clone()]).unwrap();
         assert_eq!(
             start,
             InitStart {
@@ -561,26 +639,23 @@ mod tests {
 
     #[test]
     fn missing_services_are_named_and_the_person_may_go_on_or_stop() {
-        let addresses = || vec![local("eth0", "10.0.0.5", 24)];
-        let mut p = ScriptedPrompter::new("\n\n");
-        let start = ask_init_start(&mut p, addresses(), &["MicroCeph", "MicroOVN"]).unwrap();
-        assert!(start.many);
+        let mut p = ScriptedPrompter::new("\n");
+        confirm_missing_services(&mut p, &["MicroCeph", "MicroOVN"]).unwrap();
         assert_eq!(
             p.transcript(),
-            format!(
-                "{MANY}\n! Using address 10.0.0.5 for MicroCloud\n\
-                 ! MicroCeph, MicroOVN not found\n{CONTINUE}\n"
-            )
+            format!("! MicroCeph, MicroOVN not found\n{CONTINUE}\n")
         );
-        let mut p = ScriptedPrompter::new("yes\nno\n");
-        let err = ask_init_start(&mut p, addresses(), &["MicroOVN"]).unwrap_err();
+        let mut p = ScriptedPrompter::new("no\n");
+        let err = confirm_missing_services(&mut p, &["MicroOVN"]).unwrap_err();
         assert_eq!(err.to_string(), "User aborted");
-        assert!(
-            p.transcript()
-                .ends_with(&format!("! MicroOVN not found\n{CONTINUE}no\n")),
-            "{}",
-            p.transcript()
+        assert_eq!(
+            p.transcript(),
+            format!("! MicroOVN not found\n{CONTINUE}no\n")
         );
+        // Nothing missing: no question.
+        let mut p = ScriptedPrompter::new("");
+        confirm_missing_services(&mut p, &[]).unwrap();
+        assert_eq!(p.transcript(), "");
     }
 
     // ---- choose_address -------------------------------------------------
@@ -1097,6 +1172,54 @@ mod tests {
             ]
             .join("\n")
         );
+    }
+
+    #[test]
+    fn distributed_storage_and_networking_follow_local_storage_and_plan() {
+        let facts: Vec<SystemFacts> = (1..=3)
+            .map(|n| {
+                let mut facts = with_services(
+                    system(
+                        &format!("micro0{n}"),
+                        &format!("10.0.0.{n}"),
+                        vec![disk("sdb", &format!("wwn-{n}"))],
+                    ),
+                    &[Service::MicroCeph, Service::MicroOvn],
+                );
+                interface(&mut facts, "eth0", "physical", &[&format!("10.0.0.{n}/24")]);
+                interface(&mut facts, "eth1", "physical", &[]);
+                facts
+            })
+            .collect();
+        // No local storage; every disk for Ceph, none wiped, the defaults;
+        // every eth1 as the uplink, an IPv4 gateway, no dedicated underlay.
+        let script = "no\n\
+                      \ntable:select-all\ntable:done\ntable:done\n\n\n\n\
+                      \ntable:select-all\ntable:done\n10.3.0.1/24\n10.3.0.100\n10.3.0.200\n\n\n\n";
+        let (result, transcript) = ask(script, &facts);
+        let request = result.unwrap();
+        let questions: Vec<&str> = transcript
+            .lines()
+            .filter(|line| line.contains('?'))
+            .map(|line| line.split('?').next().unwrap())
+            .collect();
+        assert_eq!(
+            questions,
+            [
+                "Would you like to set up local storage",
+                "Would you like to set up distributed storage",
+                "Do you want to encrypt the selected disks",
+                "What subnet (IPv4/IPv6 CIDR) would you like your Ceph internal traffic on",
+                "What subnet (either IPv4 or IPv6 CIDR notation) would you like your Ceph public traffic on",
+                "Configure distributed networking",
+                "Configure dedicated OVN underlay networking",
+            ]
+        );
+        let plan = crate::plan::build(&request, &facts, false).unwrap();
+        assert_eq!(plan.microceph.as_ref().unwrap().disk_count(), 3);
+        assert!(plan.microovn.is_some());
+        assert_eq!(plan.lxd.profile.root_pool.as_deref(), Some("remote"));
+        assert_eq!(plan.lxd.profile.network.as_deref(), Some("default"));
     }
 
     #[test]

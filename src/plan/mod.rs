@@ -15,7 +15,10 @@ pub use request::{
     CephDiskChoice, CephFilter, CephRequest, LocalFilter, LocalStorageRequest, OvnRequest,
     PlanRequest, RequestedSystem,
 };
-pub use services::uplink_candidate;
+pub use services::{
+    FAULT_TOLERANT_SYSTEMS, check_ceph_network, fault_tolerance_warning, microcloud_subnet,
+    ovs_internal, takes_part, uplink_candidate,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};

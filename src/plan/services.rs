@@ -18,13 +18,13 @@ use crate::clients::microcluster::Service;
 use crate::disks::Disk;
 
 /// Upstream asks for Ceph disks on at least this many systems.
-const FAULT_TOLERANT_SYSTEMS: usize = 3;
+pub const FAULT_TOLERANT_SYSTEMS: usize = 3;
 /// Upstream's replication ceiling.
 const MAX_REPLICATION: usize = 3;
 
 /// Whether every system has `service` installed (and not yet set up): only
 /// then does it take part, as upstream.
-pub(super) fn takes_part(service: Service, systems: &[&SystemFacts]) -> bool {
+pub fn takes_part(service: Service, systems: &[&SystemFacts]) -> bool {
     !systems.is_empty() && systems.iter().all(|s| s.services.contains(&service))
 }
 
@@ -75,10 +75,7 @@ pub(super) fn plan_microceph(
         );
     }
     if count > 0 && disks.len() < FAULT_TOLERANT_SYSTEMS {
-        warnings.push(format!(
-            "Disk configuration does not meet recommendations for fault tolerance. At least {FAULT_TOLERANT_SYSTEMS} systems must supply disks ({} currently supplying)",
-            disks.len()
-        ));
+        warnings.push(fault_tolerance_warning(disks.len()));
     }
     let subnet = microcloud_subnet(systems.first()?);
     let internal_network = ceph.internal_network.or(subnet);
@@ -101,6 +98,14 @@ pub(super) fn plan_microceph(
     })
 }
 
+/// Upstream's warning when fewer than [`FAULT_TOLERANT_SYSTEMS`] systems
+/// supply Ceph disks.
+pub fn fault_tolerance_warning(supplying: usize) -> String {
+    format!(
+        "Disk configuration does not meet recommendations for fault tolerance. At least {FAULT_TOLERANT_SYSTEMS} systems must supply disks ({supplying} currently supplying)"
+    )
+}
+
 fn asks_for_ceph(ceph: &CephRequest) -> bool {
     !ceph.explicit.is_empty()
         || !ceph.filters.is_empty()
@@ -110,7 +115,7 @@ fn asks_for_ceph(ceph: &CephRequest) -> bool {
 }
 
 /// The network of the initiator's MicroCloud address.
-fn microcloud_subnet(initiator: &SystemFacts) -> Option<IpNet> {
+pub fn microcloud_subnet(initiator: &SystemFacts) -> Option<IpNet> {
     initiator
         .interface_addresses
         .iter()
@@ -119,7 +124,7 @@ fn microcloud_subnet(initiator: &SystemFacts) -> Option<IpNet> {
 }
 
 /// Every system needs an address inside each Ceph network.
-fn check_ceph_network(network: IpNet, systems: &[&SystemFacts], problems: &mut Vec<String>) {
+pub fn check_ceph_network(network: IpNet, systems: &[&SystemFacts], problems: &mut Vec<String>) {
     if network.prefix_len() == network.max_prefix_len() {
         problems.push("Invalid Ceph network subnet (must have more than one address)".into());
         return;
@@ -257,17 +262,22 @@ fn explicit_ceph_disk(
 }
 
 /// Upstream's uplink rule: a physical interface, bridge, bond or VLAN that is
-/// up and has no global address. Open vSwitch's own bridges (`br-int`, and
-/// LXD's `lxdovnN`) look like bridges to LXD but are OVN's, never an uplink.
+/// up and has no global address, and is not one of Open vSwitch's own.
 pub fn uplink_candidate(interface: &Interface) -> bool {
     matches!(
         interface.kind.as_str(),
         "physical" | "bridge" | "bond" | "vlan"
     ) && interface.up
         && interface.addresses.is_empty()
-        && interface.name != "br-int"
-        && !interface.name.starts_with("lxdovn")
-        && !interface.name.starts_with("ovs-")
+        && !ovs_internal(interface)
+}
+
+/// Open vSwitch's own ports (`br-int`, `ovs-netdev`, and LXD's `lxdovnN`):
+/// LXD lists them as bridges or `unknown`, but they are OVN's, never an uplink.
+pub fn ovs_internal(interface: &Interface) -> bool {
+    interface.name == "br-int"
+        || interface.name.starts_with("lxdovn")
+        || interface.name.starts_with("ovs-")
 }
 
 /// MicroOVN's section, and LXD's `UPLINK` when distributed networking is
