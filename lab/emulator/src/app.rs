@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::certs::Pair;
 use crate::db::SharedDb;
-use crate::envelope::{ApiError, error_body, sync_body};
+use crate::envelope::{ApiError, Meta, error_body, sync_body};
 use crate::http::{self, Answer, Conn, Incoming2};
 use crate::procs::Supervisor;
 use crate::tls::Pin;
@@ -344,7 +344,7 @@ impl App {
         (status, body)
     }
 
-    async fn dispatch(self: &Arc<Self>, conn: &Conn, req: &Incoming2) -> Result<Value, ApiError> {
+    async fn dispatch(self: &Arc<Self>, conn: &Conn, req: &Incoming2) -> Result<Meta, ApiError> {
         let segments: Vec<String> = req
             .path
             .trim_start_matches('/')
@@ -375,10 +375,10 @@ impl App {
             && let Some(target) = req.param("target").filter(|t| !t.is_empty())
             && target != self.local().name
         {
-            return self.forward(&target, req).await;
+            return self.forward(&target, req).await.map(Meta::from);
         }
         match route.endpoint {
-            Endpoint::Root => Ok(serde_json::json!(["/1.0"])),
+            Endpoint::Root => Ok(serde_json::json!(["/1.0"]).into()),
             Endpoint::Core(ref core) => core::handle(self, core, conn, req).await,
             Endpoint::Ceph(ref ep) => ceph::handle(self, ep, req).await,
             Endpoint::Ovn(ref ep) => ovn::handle(self, ep, req).await,

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::app::{App, Endpoint, Route};
 use crate::db::{CephCluster, Disk, Service};
 use crate::disks::{self, DiskAddReport, DiskAddResponse};
-use crate::envelope::ApiError;
+use crate::envelope::{ApiError, Meta};
 use crate::http::Incoming2;
 use crate::procs::{self, Spec};
 
@@ -55,33 +55,42 @@ pub fn route(rest: &[&str]) -> Option<Route> {
     }
 }
 
-pub async fn handle(app: &Arc<App>, ep: &Ep, req: &Incoming2) -> Result<Value, ApiError> {
+/// A row of `GET /1.0/services`, in upstream's field order.
+#[derive(serde::Serialize)]
+struct ServiceRow<'a> {
+    service: &'a str,
+    location: &'a str,
+    group_id: &'a str,
+    info: &'a str,
+}
+
+pub async fn handle(app: &Arc<App>, ep: &Ep, req: &Incoming2) -> Result<Meta, ApiError> {
     match (ep, req.method.as_str()) {
-        (Ep::Disks, "GET") => {
-            let disks = app.db.read()?.disks;
-            Ok(json!(
-                disks
-                    .iter()
-                    .map(|d| json!({"osd": d.osd, "path": d.path, "location": d.location}))
-                    .collect::<Vec<_>>()
-            ))
-        }
-        (Ep::Disks, _) => disks_post(app, req).await,
-        (Ep::Disk(osd), _) => disk_delete(app, osd, req).await,
+        // The rows are `{osd, path, location}`, as upstream's.
+        (Ep::Disks, "GET") => Ok(Meta::of(&app.db.read()?.disks)),
+        (Ep::Disks, _) => disks_post(app, req).await.map(|r| Meta::of(&r)),
+        (Ep::Disk(osd), _) => disk_delete(app, osd, req).await.map(Meta::from),
         (Ep::EncryptionSupport, _) => Ok(match disks::encryption_support() {
             Ok(()) => json!({"supported": true}),
             Err(reason) => json!({"supported": false, "reason_unsupported": reason}),
-        }),
+        }
+        .into()),
         (Ep::Services, _) => {
             let services = app.db.read()?.services;
-            Ok(json!(services
+            let rows: Vec<ServiceRow> = services
                 .iter()
-                .map(|s| json!({"service": s.service, "location": s.location, "group_id": "", "info": ""}))
-                .collect::<Vec<_>>()))
+                .map(|s| ServiceRow {
+                    service: &s.service,
+                    location: &s.location,
+                    group_id: "",
+                    info: "",
+                })
+                .collect();
+            Ok(Meta::of(&rows))
         }
-        (Ep::Configs, method) => configs(app, method, req).await,
-        (Ep::Pools, _) => pools_get(app).await,
-        (Ep::PoolsOp, _) => pools_op(app, req).await,
+        (Ep::Configs, method) => configs(app, method, req).await.map(Meta::from),
+        (Ep::Pools, _) => pools_get(app).await.map(Meta::from),
+        (Ep::PoolsOp, _) => pools_op(app, req).await.map(Meta::from),
     }
 }
 
@@ -175,6 +184,7 @@ ms bind ipv6 = false\n\
 run dir = {d}/run\n\
 admin socket = $run_dir/$cluster-$name.asok\n\
 log file = {d}/log/$cluster-$name.log\n\
+mon cluster log file = {d}/log/$cluster.$channel.log\n\
 crash dir = {d}/crash\n\
 \n\
 [client]\n\
@@ -655,31 +665,31 @@ async fn switch_failure_domain(app: &App, old: &str, new: &str) -> Result<(), Ap
 
 // --- disks -------------------------------------------------------------------
 
-async fn disks_post(app: &Arc<App>, req: &Incoming2) -> Result<Value, ApiError> {
+async fn disks_post(app: &Arc<App>, req: &Incoming2) -> Result<DiskAddResponse, ApiError> {
     let request = disks::parse_disks_post(&req.body).map_err(ApiError::internal)?;
     let _serial = app.disks.lock().await;
     if request.uses_dsl() {
-        return Ok(json!(DiskAddResponse {
+        return Ok(DiskAddResponse {
             validation_error:
                 "emulator: --osd-match/--wal-match/--db-match device selection is not emulated"
                     .into(),
             report: None,
-        }));
+        });
     }
     if request.path.is_empty() {
-        return Ok(json!(DiskAddResponse {
+        return Ok(DiskAddResponse {
             validation_error: String::new(),
             report: None,
-        }));
+        });
     }
     if let Some(error) = disks::validate(&request) {
-        return Ok(json!(disks::validation_failure(&request.path, error)));
+        return Ok(disks::validation_failure(&request.path, error));
     }
     if request.waldev.is_some() || request.dbdev.is_some() {
-        return Ok(json!(disks::validation_failure(
+        return Ok(disks::validation_failure(
             &request.path,
-            "emulator: WAL and DB devices are not emulated"
-        )));
+            "emulator: WAL and DB devices are not emulated",
+        ));
     }
     let mut reports = Vec::new();
     for path in &request.path {
@@ -709,10 +719,10 @@ async fn disks_post(app: &Arc<App>, req: &Incoming2) -> Result<Value, ApiError> 
     if let Err(error) = update_failure_domain(app).await {
         tracing::warn!("updating the failure domain: {}", error.message);
     }
-    Ok(json!(DiskAddResponse {
+    Ok(DiskAddResponse {
         validation_error: String::new(),
         report: Some(reports),
-    }))
+    })
 }
 
 fn findmnt_mounted(device: &Path) -> bool {

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::app::{App, Kind, Route};
 use crate::certs::{self, Pair};
 use crate::db::{Member, TokenRecord};
-use crate::envelope::ApiError;
+use crate::envelope::{ApiError, Meta};
 use crate::http::{self, Conn, Incoming2};
 use crate::wire::{self, JoinToken, ZERO_TIME};
 use crate::{ceph, ovn};
@@ -71,11 +71,21 @@ pub async fn handle(
     ep: &Ep,
     _conn: &Conn,
     req: &Incoming2,
-) -> Result<Value, ApiError> {
+) -> Result<Meta, ApiError> {
     match (ep, req.method.as_str()) {
-        (Ep::Api10, _) => Ok(server_info(app)),
-        (Ep::Ready, _) => Ok(json!({})),
+        (Ep::Api10, _) => Ok(Meta::of(&server_info(app))),
         (Ep::Cluster, _) | (Ep::InternalCluster, "GET") => cluster_get(app).await,
+        (Ep::Tokens, "GET") => tokens_get(app),
+        _ => handle_value(app, ep, req).await.map(Meta::from),
+    }
+}
+
+async fn handle_value(app: &Arc<App>, ep: &Ep, req: &Incoming2) -> Result<Value, ApiError> {
+    match (ep, req.method.as_str()) {
+        (Ep::Api10, _) | (Ep::Cluster, _) | (Ep::InternalCluster, "GET") => {
+            unreachable!("answered by handle")
+        }
+        (Ep::Ready, _) => Ok(json!({})),
         (Ep::ClusterMember(name), _) => {
             member_delete(app, name, req.param("force").as_deref() == Some("1")).await
         }
@@ -91,7 +101,7 @@ pub async fn handle(
             Ok(json!({}))
         }
         (Ep::Tokens, "POST") => tokens_post(app, req),
-        (Ep::Tokens, _) => tokens_get(app),
+        (Ep::Tokens, _) => unreachable!("answered by handle"),
         (Ep::InternalCluster, _) => internal_cluster_post(app, req),
         (Ep::InternalClusterMember(_), _) => {
             // Answer first, then reset: the reply travels on this connection.
@@ -114,15 +124,25 @@ pub async fn handle(
     }
 }
 
-fn server_info(app: &App) -> Value {
+/// `GET /core/1.0` (microcluster's `Server`).
+#[derive(Serialize)]
+struct Server {
+    name: String,
+    address: String,
+    version: String,
+    ready: bool,
+    extensions: Vec<String>,
+}
+
+fn server_info(app: &App) -> Server {
     let local = app.local();
-    json!({
-        "name": local.name,
-        "address": local.address,
-        "version": app.version,
-        "ready": local.initialized,
-        "extensions": app.kind.extensions(),
-    })
+    Server {
+        name: local.name,
+        address: local.address,
+        version: app.version.clone(),
+        ready: local.initialized,
+        extensions: app.kind.extensions(),
+    }
 }
 
 /// Go's JSON decoding errors are not reproduced word for word; the status is.
@@ -133,24 +153,43 @@ fn decode<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
-fn member_json(member: &Member, status: &str) -> Value {
-    json!({
-        "name": member.name,
-        "address": member.address,
-        "certificate": member.certificate,
-        "role": member.role,
-        "schema_internal_version": member.schema_internal_version,
-        "schema_external_version": member.schema_external_version,
-        "last_heartbeat": if member.heartbeat == 0 { ZERO_TIME.to_string() } else { wire::rfc3339_nanos(member.heartbeat) },
-        "status": status,
-        "extensions": member.extensions,
-        "secret": "",
-    })
+/// One entry of `GET /core/1.0/cluster` (microcluster's `ClusterMember`).
+#[derive(Serialize)]
+struct ClusterMember<'a> {
+    name: &'a str,
+    address: &'a str,
+    certificate: &'a str,
+    role: &'a str,
+    schema_internal_version: u64,
+    schema_external_version: u64,
+    last_heartbeat: String,
+    status: &'a str,
+    extensions: &'a [String],
+    secret: &'a str,
+}
+
+fn member_json<'a>(member: &'a Member, status: &'a str) -> ClusterMember<'a> {
+    ClusterMember {
+        name: &member.name,
+        address: &member.address,
+        certificate: &member.certificate,
+        role: &member.role,
+        schema_internal_version: member.schema_internal_version,
+        schema_external_version: member.schema_external_version,
+        last_heartbeat: if member.heartbeat == 0 {
+            ZERO_TIME.to_string()
+        } else {
+            wire::rfc3339_nanos(member.heartbeat)
+        },
+        status,
+        extensions: &member.extensions,
+        secret: "",
+    }
 }
 
 /// `GET /core/1.0/cluster`: every member, each checked for readiness over
 /// HTTPS (ONLINE or UNREACHABLE), as microcluster does.
-async fn cluster_get(app: &Arc<App>) -> Result<Value, ApiError> {
+async fn cluster_get(app: &Arc<App>) -> Result<Meta, ApiError> {
     let local = app.local();
     if !local.initialized {
         return Err(ApiError::unavailable("Database is not yet initialized"));
@@ -182,7 +221,7 @@ async fn cluster_get(app: &Arc<App>) -> Result<Value, ApiError> {
             if online { "ONLINE" } else { "UNREACHABLE" },
         ));
     }
-    Ok(Value::Array(out))
+    Ok(Meta::of(&out))
 }
 
 #[derive(Deserialize)]
@@ -604,20 +643,31 @@ fn tokens_post(app: &Arc<App>, req: &Incoming2) -> Result<Value, ApiError> {
     Ok(Value::String(token_string(&secret, &cert, addresses)?))
 }
 
+/// An entry of `GET /core/control/tokens`.
+#[derive(Serialize)]
+struct TokenRow {
+    name: String,
+    token: String,
+    expires_at: String,
+}
+
 /// `GET /core/control/tokens`: unexpired records.
-fn tokens_get(app: &Arc<App>) -> Result<Value, ApiError> {
+fn tokens_get(app: &Arc<App>) -> Result<Meta, ApiError> {
     let db = app.db.read()?;
     let now = wire::now_nanos();
     let addresses: Vec<String> = db.members.iter().map(|m| m.address.clone()).collect();
     let mut out = Vec::new();
     for record in db.tokens.iter().filter(|t| !t.expired(now)) {
-        out.push(json!({
-            "name": record.name,
-            "token": token_string(&record.secret, &db.cluster_cert, addresses.clone())?,
-            "expires_at": record.expires_at.map(wire::rfc3339_nanos).unwrap_or_else(|| ZERO_TIME.into()),
-        }));
+        out.push(TokenRow {
+            name: record.name.clone(),
+            token: token_string(&record.secret, &db.cluster_cert, addresses.clone())?,
+            expires_at: record
+                .expires_at
+                .map(wire::rfc3339_nanos)
+                .unwrap_or_else(|| ZERO_TIME.into()),
+        });
     }
-    Ok(Value::Array(out))
+    Ok(Meta::of(&out))
 }
 
 fn token_delete(app: &Arc<App>, name: &str) -> Result<Value, ApiError> {

@@ -87,6 +87,7 @@ async fn main() -> Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
+        .with_ansi(false)
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 
 use crate::app::{App, Endpoint, Route};
 use crate::certs::{self, Pair};
 use crate::db::{OvnCluster, Service};
-use crate::envelope::ApiError;
+use crate::envelope::{ApiError, Meta};
 use crate::http::Incoming2;
 use crate::procs::{self, Spec};
 
@@ -39,17 +38,10 @@ pub fn route(rest: &[&str]) -> Option<Route> {
     }
 }
 
-pub async fn handle(app: &Arc<App>, ep: &Ep, _req: &Incoming2) -> Result<Value, ApiError> {
+pub async fn handle(app: &Arc<App>, ep: &Ep, _req: &Incoming2) -> Result<Meta, ApiError> {
     match ep {
-        Ep::Services => {
-            let services = app.db.read()?.services;
-            Ok(json!(
-                services
-                    .iter()
-                    .map(|s| json!({"service": s.service, "location": s.location}))
-                    .collect::<Vec<_>>()
-            ))
-        }
+        // The rows are `{service, location}`, as upstream's.
+        Ep::Services => Ok(Meta::of(&app.db.read()?.services)),
     }
 }
 
