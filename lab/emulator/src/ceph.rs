@@ -1029,13 +1029,48 @@ async fn disk_delete(app: &Arc<App>, osd: &str, req: &Incoming2) -> Result<Value
 // --- configs and pools -------------------------------------------------------
 
 /// MicroCeph's allow-list of config keys (`GetConstConfigTable`), with
-/// whether each is read-only.
+/// whether each is read-only. All are set on `global`.
 const CONFIG_KEYS: &[(&str, bool)] = &[
     ("public_network", true),
     ("cluster_network", false),
     ("rbd_default_features", false),
     ("osd_pool_default_crush_rule", false),
+    ("rgw_s3_auth_use_keystone", false),
+    ("rgw_keystone_url", false),
+    ("rgw_keystone_admin_token", false),
+    ("rgw_keystone_admin_token_path", false),
+    ("rgw_keystone_admin_user", false),
+    ("rgw_keystone_admin_password", false),
+    ("rgw_keystone_admin_password_path", false),
+    ("rgw_keystone_admin_project", false),
+    ("rgw_keystone_admin_domain", false),
+    ("rgw_keystone_service_token_enabled", false),
+    ("rgw_keystone_service_token_accepted_roles", false),
+    ("rgw_keystone_expired_token_cache_expiration", false),
+    ("rgw_keystone_api_version", false),
+    ("rgw_keystone_accepted_roles", false),
+    ("rgw_keystone_accepted_admin_roles", false),
+    ("rgw_keystone_token_cache_size", false),
+    ("rgw_keystone_verify_ssl", false),
+    ("rgw_keystone_implicit_tenants", false),
+    ("rgw_swift_account_in_url", false),
+    ("rgw_swift_versioning_enabled", false),
+    ("rgw_swift_enforce_content_length", false),
+    ("rgw_swift_custom_header", false),
 ];
+
+/// `canSetConfig` / `canReadConfig`.
+fn config_allowed(key: &str, write: bool) -> Result<(), String> {
+    match CONFIG_KEYS.iter().find(|(k, _)| *k == key) {
+        None => Err(format!(
+            "requested key {key} is not a MicroCeph supported cluster config"
+        )),
+        Some((_, true)) if write => Err(format!(
+            "requested key {key} does not support write operation"
+        )),
+        Some(_) => Ok(()),
+    }
+}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -1051,7 +1086,6 @@ async fn configs(app: &Arc<App>, method: &str, req: &Incoming2) -> Result<Value,
     } else {
         serde_json::from_slice(&req.body).map_err(|e| ApiError::internal(e.to_string()))?
     };
-    let known = CONFIG_KEYS.iter().find(|(k, _)| *k == body.key);
     match method {
         "GET" if body.key.is_empty() => {
             let dump = ceph(app, &["config", "dump", "-f", "json-pretty"]).await?;
@@ -1059,43 +1093,27 @@ async fn configs(app: &Arc<App>, method: &str, req: &Incoming2) -> Result<Value,
             let mut out = Vec::new();
             for item in items.as_array().into_iter().flatten() {
                 let key = item["name"].as_str().unwrap_or_default();
-                if CONFIG_KEYS.iter().any(|(k, _)| *k == key) {
+                if config_allowed(key, false).is_ok() {
                     out.push(json!({"key": key, "value": item["value"], "wait": false, "skip_restart": false}));
                 }
             }
             Ok(Value::Array(out))
         }
         "GET" => {
-            if known.is_none() {
-                return Err(ApiError::internal(format!(
-                    "Key {} not present in Key table",
-                    body.key
-                )));
-            }
+            config_allowed(&body.key, false).map_err(ApiError::internal)?;
+            // The CLI's output as it is (with its newline), as MicroCeph.
             let value = ceph(app, &["config", "get", "mon", &body.key]).await?;
             Ok(json!([{"key": body.key, "value": value, "wait": false, "skip_restart": false}]))
         }
+        "PUT" => {
+            config_allowed(&body.key, true)
+                .map_err(|e| ApiError::internal(format!("config set({}) failed: {e}", body.key)))?;
+            ceph(app, &["config", "set", "global", &body.key, &body.value]).await?;
+            Ok(json!({}))
+        }
         _ => {
-            match known {
-                None => {
-                    return Err(ApiError::internal(format!(
-                        "config set({}) failed: Key {} not present in Key table",
-                        body.key, body.key
-                    )));
-                }
-                Some((_, true)) => {
-                    return Err(ApiError::internal(format!(
-                        "config set({}) failed: Key {} is read only",
-                        body.key, body.key
-                    )));
-                }
-                _ => {}
-            }
-            if method == "PUT" {
-                ceph(app, &["config", "set", "global", &body.key, &body.value]).await?;
-            } else {
-                ceph(app, &["config", "rm", "global", &body.key]).await?;
-            }
+            config_allowed(&body.key, true).map_err(ApiError::internal)?;
+            ceph(app, &["config", "rm", "global", &body.key]).await?;
             Ok(json!({}))
         }
     }

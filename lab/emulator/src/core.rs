@@ -526,6 +526,19 @@ fn internal_cluster_post(app: &Arc<App>, req: &Incoming2) -> Result<Value, ApiEr
     check_address(&join.address)?;
     let sans = certs::dns_sans(&join.certificate)
         .map_err(|error| ApiError::bad_request(format!("{error:#}")))?;
+    // Upstream's order: the address, then the extensions, then the token.
+    if app
+        .db
+        .read()?
+        .members
+        .iter()
+        .any(|m| m.address == join.address)
+    {
+        return Err(ApiError::internal(format!(
+            "Remote with address {:?} exists",
+            join.address
+        )));
+    }
     let ours = app.kind.extensions();
     if ours.len() != join.extensions.len() {
         return Err(ApiError::internal(format!(

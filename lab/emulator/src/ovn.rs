@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 use crate::app::{App, Endpoint, Route};
 use crate::certs::{self, Pair};
 use crate::db::{OvnCluster, Service};
