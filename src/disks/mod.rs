@@ -136,14 +136,25 @@ impl Disk {
 }
 
 /// What a machine reports about its own disks: the ones in use, by
-/// `major:minor`, with the reasons (read from its mounts, swap and holders).
+/// `major:minor`, with the reasons (read from its mounts, swap and holders),
+/// and whether its kernel has device-mapper.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MachineDisks {
     #[serde(default)]
     pub in_use: BTreeMap<String, Vec<String>>,
+    /// The kernel has no device-mapper: LXD lists LVM whenever the LVM tools
+    /// are installed (Ceph's packages bring them), but cannot create a
+    /// volume group, so an LVM pool would fail halfway through a run.
+    #[serde(default)]
+    pub no_device_mapper: bool,
 }
 
 impl MachineDisks {
+    /// The storage drivers LXD lists that this machine cannot run.
+    pub fn unusable_drivers(&self) -> &'static [&'static str] {
+        if self.no_device_mapper { &["lvm"] } else { &[] }
+    }
+
     /// Marks the disks LXD listed with what the machine knows about them.
     pub fn apply_to(&self, disks: &mut [Disk]) {
         for disk in disks {
@@ -183,6 +194,7 @@ pub(crate) mod tests {
         assert!(disks.iter().all(Disk::is_eligible));
         let report = MachineDisks {
             in_use: BTreeMap::from([("254:0".to_string(), vec!["mounted at /".to_string()])]),
+            ..Default::default()
         };
         report.apply_to(&mut disks);
         assert_eq!(

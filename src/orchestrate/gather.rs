@@ -25,7 +25,11 @@ pub async fn system(
     let context = || format!("Failed to gather information from {name:?}");
     // One request at a time: LXD 5.0 was seen (under load) never answering
     // one of several concurrent resource and network scans.
-    let server = lxd.server().await.with_context(context)?;
+    let mut server = lxd.server().await.with_context(context)?;
+    server
+        .environment
+        .storage_supported_drivers
+        .retain(|d| !disks.unusable_drivers().contains(&d.name.as_str()));
     let pools = lxd.storage_pools().await.with_context(context)?;
     let networks = lxd.networks().await.with_context(context)?;
     let mut resources = lxd.resources().await.with_context(context)?;

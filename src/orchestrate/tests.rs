@@ -759,3 +759,40 @@ async fn a_failing_optional_cephfs_pool_is_removed_and_the_run_stands() {
     );
     assert_eq!(state.networks.len(), 2);
 }
+
+#[tokio::test]
+async fn lvm_is_not_offered_where_the_kernel_has_no_device_mapper() {
+    let lxd = FakeLxd::new("micro1").with_drivers(&["btrfs", "dir", "lvm"]);
+    let client = lxd.client();
+    let drivers = |facts: &plan::SystemFacts| -> Vec<String> {
+        let drivers = &facts.server.environment.storage_supported_drivers;
+        drivers.iter().map(|d| d.name.clone()).collect()
+    };
+    let gather = |report: MachineDisks| {
+        let client = client.clone();
+        async move {
+            gather::system(
+                "micro1",
+                "10.0.0.1".parse().unwrap(),
+                &client,
+                &report,
+                &Default::default(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let with_dm = gather(MachineDisks::default()).await;
+    assert!(
+        drivers(&with_dm).contains(&"lvm".to_string()),
+        "{:?}",
+        drivers(&with_dm)
+    );
+    let without = gather(MachineDisks {
+        no_device_mapper: true,
+        ..Default::default()
+    })
+    .await;
+    assert!(!drivers(&without).contains(&"lvm".to_string()));
+    assert_eq!(drivers(&without), ["btrfs", "dir"]);
+}

@@ -33,6 +33,7 @@ use crate::trust::{self, Identity, Secret, ServerPin};
 fn root_disk_in_use() -> Result<MachineDisks, crate::sys::block::BlockReadError> {
     Ok(MachineDisks {
         in_use: BTreeMap::from([("254:0".to_string(), vec!["mounted at /".to_string()])]),
+        ..Default::default()
     })
 }
 

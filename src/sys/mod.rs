@@ -60,6 +60,13 @@ fn has_ipv4_default_route() -> bool {
 
 /// This machine's own report of its disks in use, by `major:minor` (LXD 5.0
 /// does not say). Fails rather than report a disk free it could not check.
+/// Whether the kernel has device-mapper (built in or loaded): its block major
+/// is listed in `/proc/devices`.
+fn has_device_mapper() -> bool {
+    std::fs::read_to_string("/proc/devices")
+        .is_ok_and(|devices| devices.lines().any(|l| l.ends_with(" device-mapper")))
+}
+
 pub fn machine_disks() -> Result<crate::disks::MachineDisks, block::BlockReadError> {
     let disks = block::disks_in_use(&block::HostFiles)?;
     let in_use = disks
@@ -71,5 +78,8 @@ pub fn machine_disks() -> Result<crate::disks::MachineDisks, block::BlockReadErr
             (number.to_string(), reasons)
         })
         .collect();
-    Ok(crate::disks::MachineDisks { in_use })
+    Ok(crate::disks::MachineDisks {
+        in_use,
+        no_device_mapper: !has_device_mapper(),
+    })
 }

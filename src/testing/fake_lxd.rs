@@ -204,6 +204,12 @@ impl FakeLxd {
         }
     }
 
+    /// The storage drivers `GET /1.0` lists.
+    pub fn with_drivers(self, drivers: &[&str]) -> Self {
+        self.update(|state| state.drivers = drivers.iter().map(|d| d.to_string()).collect());
+        self
+    }
+
     pub fn with_disks(self, disks: Vec<Value>) -> Self {
         self.update(|state| state.disks = disks);
         self
