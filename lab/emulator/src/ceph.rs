@@ -802,19 +802,14 @@ async fn add_disk(app: &Arc<App>, path: &str, wipe: bool, encrypt: bool) -> Resu
         .map_err(|e| e.message)
 }
 
+/// Upstream wipes with `ceph-bluestore-tool zap-device`, an action Ceph
+/// 16.2's tool lacks; this zeroes what it would (and `ceph-volume zap`
+/// does): the first 10 MiB and the last MiB of the device.
 async fn zap(device: &Path) -> Result<(), String> {
-    let dev = device.display().to_string();
-    procs::run(
-        "ceph-bluestore-tool",
-        &s(&["zap-device", "--dev", &dev, "--yes-i-really-really-mean-it"]),
-        &s(&["zap-device", "--dev", &dev, "--yes-i-really-really-mean-it"]),
-        None,
-        &[],
-        Duration::from_secs(30),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|e| format!("{e:#}"))
+    let device = device.to_path_buf();
+    tokio::task::spawn_blocking(move || disks::zero_ends(&device))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 /// `ceph osd new` with a cephx secret, a bluestore data directory whose

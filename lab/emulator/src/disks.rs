@@ -276,6 +276,33 @@ pub fn is_pristine(path: &Path) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Zeroes the first 10 MiB and the last MiB of a device (or file), and
+/// flushes it.
+pub fn zero_ends(path: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    let size = file.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    let zeros = vec![0u8; 1 << 20];
+    let head = size.min(10 << 20);
+    let tail_start = size.saturating_sub(1 << 20).max(head);
+    for (start, end) in [(0, head), (tail_start, size)] {
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| e.to_string())?;
+        let mut at = start;
+        while at < end {
+            let n = ((end - at) as usize).min(zeros.len());
+            file.write_all(&zeros[..n])
+                .map_err(|e| format!("write {}: {e}", path.display()))?;
+            at += n as u64;
+        }
+    }
+    file.sync_all()
+        .map_err(|e| format!("sync {}: {e}", path.display()))
+}
+
 /// `CheckEncryptSupport`, as far as it can go outside a snap.
 pub fn encryption_support() -> Result<(), String> {
     if let Err(error) = std::fs::metadata("/dev/mapper/control") {
@@ -415,6 +442,19 @@ mod tests {
         *data.last_mut().unwrap() = 7;
         std::fs::write(&file, &data).unwrap();
         assert_eq!(is_pristine(&file), Ok(false));
+    }
+
+    #[test]
+    fn zeroing_the_ends_makes_a_device_pristine() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("disk");
+        std::fs::write(&file, vec![0xa5u8; 24 << 20]).unwrap();
+        assert_eq!(is_pristine(&file), Ok(false));
+        zero_ends(&file).unwrap();
+        assert_eq!(is_pristine(&file), Ok(true));
+        let data = std::fs::read(&file).unwrap();
+        assert_eq!(data.len(), 24 << 20);
+        assert_eq!(data[12 << 20], 0xa5, "the middle is left alone");
     }
 
     #[test]
