@@ -294,6 +294,14 @@ fn session_shown(mut screen: Screen) -> Initiator {
     }
 }
 
+/// Picks `address`, the first row of the address table.
+fn choose_first_address(screen: &mut Screen, address: &str) {
+    screen.expect("Select an address for MicroCloud's internal traffic:");
+    screen.expect(&format!("> [ ] {address}"));
+    screen.send(SPACE);
+    screen.send(ENTER);
+}
+
 /// How a joiner enters the passphrase.
 enum Typing<'a> {
     /// Every letter.
@@ -304,7 +312,16 @@ enum Typing<'a> {
 
 /// `microcloud join` on machine `i`, typing the passphrase.
 fn start_join(i: usize, typing: Typing) -> Screen {
+    start_join_on(i, typing, None)
+}
+
+/// [`start_join`] on a machine with several addresses: `address` is chosen
+/// in the address table first.
+fn start_join_on(i: usize, typing: Typing, address: Option<&str>) -> Screen {
     let mut screen = Screen::spawn(i, &["join"]);
+    if let Some(address) = address {
+        choose_first_address(&mut screen, address);
+    }
     screen.expect("Specify the passphrase for joining the system: ");
     match typing {
         Typing::Full(passphrase) => screen.send(passphrase),
@@ -446,9 +463,21 @@ fn all_succeed(initiator: Initiator, mut joiners: Vec<Screen>) {
 /// completion); returns their screens once both rows show on the initiator,
 /// with fingerprints matching across screens.
 fn join_both(initiator: &mut Initiator, passphrase: &str, lab: &Lab) -> Vec<Screen> {
+    join_both_on(initiator, passphrase, lab, false)
+}
+
+/// [`join_both`], choosing each joiner's lab address first when
+/// `address_tables` (machines with an underlay address too).
+fn join_both_on(
+    initiator: &mut Initiator,
+    passphrase: &str,
+    lab: &Lab,
+    address_tables: bool,
+) -> Vec<Screen> {
+    let address = |i| address_tables.then(|| lab.address(i));
     let mut joiners = vec![
-        start_join(2, Typing::Full(passphrase)),
-        start_join(3, Typing::Completed(passphrase)),
+        start_join_on(2, Typing::Full(passphrase), address(2).as_deref()),
+        start_join_on(3, Typing::Completed(passphrase), address(3).as_deref()),
     ];
     let fingerprints: BTreeMap<usize, String> = JOINERS
         .into_iter()
@@ -701,9 +730,12 @@ fn init_at_a_terminal_sets_up_lxd_microceph_and_microovn() {
     // OVN), two blank disks, an uplink and an underlay address.
     let lab = Lab::up_with_services(3, 2);
     let info = lab.info();
-    let mut initiator = session_shown(init_screen());
+    let mut screen = init_screen();
+    // The underlay bridge has an address too: MicroCloud's is the first, on eth0.
+    choose_first_address(&mut screen, &lab.address(1));
+    let mut initiator = session_shown(screen);
     let passphrase = initiator.passphrase.clone();
-    let mut joiners = join_both(&mut initiator, &passphrase, &lab);
+    let mut joiners = join_both_on(&mut initiator, &passphrase, &lab, true);
     let m1 = &mut initiator.screen;
     m1.send(RIGHT);
     m1.send(ENTER);
