@@ -569,18 +569,18 @@ pub(super) async fn create_remote_pools(
         return Ok(());
     }
     let step = printer.step(format!("Creating storage pool {:?}", plan::REMOTE_FS_POOL));
-    let global = cephfs_global_config(server.has_extension("storage_cephfs_create_missing"));
+    let create_missing = server.has_extension("storage_cephfs_create_missing");
     let object = ClusterObject {
         kind: ObjectKind::StoragePool,
         name: plan::REMOTE_FS_POOL,
         driver: "cephfs",
         description: "Distributed file-system storage using CephFS",
-        per_member: if server.has_extension("storage_cephfs_create_missing") {
+        per_member: if create_missing {
             BTreeMap::new()
         } else {
             old_source(plan::CEPHFS_NAME)
         },
-        global: global.clone(),
+        global: cephfs_global_config(create_missing),
     };
     // Its own reverter: a failed optional pool is removed at once, and the
     // rest of the run stands.
@@ -604,7 +604,7 @@ pub(super) async fn create_remote_pools(
                 } else {
                     format!(" Its leftovers need attention: {}.", left.join("; "))
                 },
-                cephfs_commands(plan, &global)
+                cephfs_commands(plan, create_missing)
             ));
         }
     }
@@ -625,21 +625,29 @@ fn cephfs_global_config(create_missing: bool) -> BTreeMap<String, String> {
     ])
 }
 
-/// The `lxc` commands that create `remote-fs` by hand.
-fn cephfs_commands(plan: &ClusterPlan, global: &BTreeMap<String, String>) -> String {
+/// The commands that create `remote-fs` by hand, in the form this LXD takes:
+/// one without `storage_cephfs_create_missing` needs the file system first.
+fn cephfs_commands(plan: &ClusterPlan, create_missing: bool) -> String {
     let pool = plan::REMOTE_FS_POOL;
-    let mut commands: Vec<String> = plan
-        .members
+    let source = if create_missing {
+        String::new()
+    } else {
+        format!(" source={}", plan::CEPHFS_NAME)
+    };
+    let mut commands = Vec::new();
+    if !create_missing {
+        commands.push(format!("`ceph fs volume create {}`", plan::CEPHFS_NAME));
+    }
+    commands.extend(plan.members.iter().map(|m| {
+        format!(
+            "`lxc storage create {pool} cephfs{source} --target {}`",
+            m.name
+        )
+    }));
+    let keys: Vec<String> = cephfs_global_config(create_missing)
         .iter()
-        .map(|m| {
-            format!(
-                "`lxc storage create {pool} cephfs source={} --target {}`",
-                plan::CEPHFS_NAME,
-                m.name
-            )
-        })
+        .map(|(k, v)| format!(" {k}={v}"))
         .collect();
-    let keys: Vec<String> = global.iter().map(|(k, v)| format!(" {k}={v}")).collect();
     commands.push(format!(
         "`lxc storage create {pool} cephfs{}`",
         keys.concat()
