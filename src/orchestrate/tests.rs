@@ -796,3 +796,54 @@ async fn lvm_is_not_offered_where_the_kernel_has_no_device_mapper() {
     assert!(!drivers(&without).contains(&"lvm".to_string()));
     assert_eq!(drivers(&without), ["btrfs", "dir"]);
 }
+
+#[tokio::test]
+async fn a_failing_ovn_network_undoes_lxd_then_microovn_then_microceph() {
+    let machines = Machines::with_services();
+    // The 5th network POST: UPLINK's three pending ones and its global one
+    // succeed, `default` fails.
+    machines
+        .initiator()
+        .fail("POST", "/1.0/networks", 5, 500, "injected failure");
+    let plan = machines.services_plan(false).await;
+    let err = format!("{:#}", machines.apply_plan(&plan).await.unwrap_err());
+    assert!(
+        err.contains("Failed to create network \"default\""),
+        "{err}"
+    );
+    let state = machines.initiator().state();
+    assert!(
+        state.networks.is_empty() && state.pools.is_empty(),
+        "{:?}",
+        state.networks.keys()
+    );
+    assert!(!state.clustered);
+    // The northbound connection is restored (to nothing) with the rest.
+    assert!(
+        state
+            .config
+            .get("network.ovn.northbound_connection")
+            .is_none_or(String::is_empty),
+        "{:?}",
+        state.config
+    );
+    assert!(machines.ceph(0).disks().is_empty());
+    for fake in [machines.ceph(0), machines.ovn(0)] {
+        assert_eq!(fake.client().members().await.unwrap().len(), 1);
+    }
+    // What is left is named: the two bootstraps microcluster cannot undo.
+    assert!(
+        err.contains("MicroOVN on micro1 stays bootstrapped")
+            && err.contains("MicroCeph on micro1 stays bootstrapped"),
+        "{err}"
+    );
+    let phases = machines.phases();
+    assert!(
+        phases.contains(&("network".to_string(), PhaseStatus::Reverted)),
+        "{phases:?}"
+    );
+    assert!(
+        phases.contains(&("microceph-disks".to_string(), PhaseStatus::Undone)),
+        "{phases:?}"
+    );
+}
