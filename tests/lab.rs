@@ -147,24 +147,7 @@ fn launch_busybox(lab: &Lab, name: &str, target: &str) -> String {
     assert!(out.status.success(), "{}", text(&out));
     let out = lab.exec(1, &["lxc", "launch", "busybox", name, "--target", target]);
     assert!(out.status.success(), "{}", text(&out));
-    wait_for_ipv4(lab, name)
-}
-
-fn wait_for_ipv4(lab: &Lab, name: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = lab.exec(1, &["lxc", "list", name, "--format", "csv", "-c", "4"]);
-        let csv = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if let Some(address) = csv.split_whitespace().next().filter(|a| a.contains('.')) {
-            return address.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} got no IPv4 address: {}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    lab.wait_for_ipv4(name)
 }
 
 #[test]

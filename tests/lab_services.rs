@@ -10,7 +10,7 @@
 mod common;
 
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{Lab, lab_dir, lab_subnet, text};
 use serde_json::Value;
@@ -78,24 +78,6 @@ fn import_busybox(lab: &Lab) {
     ok(&common::lab(&["image"]).output().expect("scripts/lab image"));
     let image = lab_dir().join("busybox.tar.gz").display().to_string();
     ok(&lab.exec(1, &["lxc", "image", "import", &image, "--alias", "busybox"]));
-}
-
-/// The container's IPv4 address on `eth0`, once OVN's DHCP gave it one.
-fn ipv4_of(lab: &Lab, name: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = lab.exec(1, &["lxc", "list", name, "--format", "csv", "-c", "4"]);
-        let csv = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if let Some(address) = csv.split_whitespace().next().filter(|a| a.contains('.')) {
-            return address.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} got no IPv4 address: {}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]
@@ -268,8 +250,8 @@ fn one_preseed_forms_lxd_with_real_ceph_and_real_ovn() {
             ],
         ));
     }
-    let c2 = ipv4_of(&lab, "c2");
-    let c1 = ipv4_of(&lab, "c1");
+    let c2 = lab.wait_for_ipv4("c2");
+    let c1 = lab.wait_for_ipv4("c1");
     // OVN's DHCP answers from the network's own subnet (a /24 here).
     let gateway = ok(&lab.exec(1, &["lxc", "network", "get", "default", "ipv4.address"]));
     let prefix = gateway

@@ -255,6 +255,17 @@ fn explicit_source(
         // A directory: the machine itself checked that it exists.
         return Some(choice.clone());
     };
+    named_disk(system, path, problems)?;
+    Some(choice.clone())
+}
+
+/// The disk named `path` on `system`, if LXD lists it there and it is eligible;
+/// otherwise a problem saying which disks are available, or why not this one.
+pub(super) fn named_disk<'a>(
+    system: &'a SystemFacts,
+    path: &str,
+    problems: &mut Vec<String>,
+) -> Option<&'a Disk> {
     let Some(disk) = system.disks.iter().find(|d| d.is_named(path)) else {
         let available: Vec<String> = eligible_disks(system).filter_map(Disk::path).collect();
         problems.push(format!(
@@ -275,7 +286,7 @@ fn explicit_source(
         ));
         return None;
     }
-    Some(choice.clone())
+    Some(disk)
 }
 
 /// The disks of `system` a pool may use (see [`Disk::eligibility`]).

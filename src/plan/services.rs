@@ -8,14 +8,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::build::{Sources, eligible_disks};
+use super::build::{Sources, eligible_disks, named_disk};
 use super::request::{CephDiskChoice, CephRequest, OvnRequest, PlanRequest};
 use super::{
     CephDisk, Interface, MicroCephPlan, MicroOvnPlan, OVN_NETWORK, SystemFacts, UPLINK_NETWORK,
     UplinkPlan,
 };
 use crate::clients::microcluster::Service;
-use crate::disks::Disk;
 
 /// Upstream asks for Ceph disks on at least this many systems.
 pub const FAULT_TOLERANT_SYSTEMS: usize = 3;
@@ -227,26 +226,7 @@ fn explicit_ceph_disk(
     problems: &mut Vec<String>,
 ) -> Option<CephDisk> {
     let path = &choice.path;
-    let Some(disk) = system.disks.iter().find(|d| d.is_named(path)) else {
-        let available: Vec<String> = eligible_disks(system).filter_map(Disk::path).collect();
-        problems.push(format!(
-            "Disk {path:?} not found on {:?} (available unpartitioned disks: {})",
-            system.name,
-            if available.is_empty() {
-                "none".to_string()
-            } else {
-                available.join(", ")
-            }
-        ));
-        return None;
-    };
-    if let Err(why) = disk.eligibility() {
-        problems.push(format!(
-            "Disk {path:?} on {:?} cannot be used: {why}; choose another disk",
-            system.name
-        ));
-        return None;
-    }
+    let disk = named_disk(system, path, problems)?;
     if local.is_some_and(|l| disk.is_named(&l)) {
         problems.push(format!(
             "Disk {path:?} on {:?} is asked for both local storage and Ceph; choose one",

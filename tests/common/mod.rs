@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -153,6 +154,25 @@ impl Lab {
         lab(&all.iter().map(String::as_str).collect::<Vec<_>>())
             .output()
             .expect("run scripts/lab exec")
+    }
+
+    /// Container `name`'s IPv4 address (as `lxc list` on machine 1 shows it),
+    /// once it has one: from LXD's bridge or OVN's DHCP.
+    pub fn wait_for_ipv4(&self, name: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.exec(1, &["lxc", "list", name, "--format", "csv", "-c", "4"]);
+            let csv = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if let Some(address) = csv.split_whitespace().next().filter(|a| a.contains('.')) {
+                return address.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} got no IPv4 address: {}",
+                text(&out)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// `GET path` on machine `i`'s LXD, over its unix socket.
