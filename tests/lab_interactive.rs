@@ -817,23 +817,5 @@ fn init_at_a_terminal_sets_up_lxd_microceph_and_microovn() {
     m1.send(ENTER);
     all_succeed(initiator, joiners);
     lab.assert_cluster(3, |i| lab.blank_disks(i)[0].clone());
-    let out = lab.exec(1, &["ceph", "osd", "ls"]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).lines().count(),
-        3,
-        "{}",
-        common::text(&out)
-    );
-    let out = lab.exec(1, &["lxc", "network", "list", "--format", "csv"]);
-    let csv = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        csv.lines()
-            .any(|l| l.starts_with("UPLINK,physical") && l.contains("CREATED")),
-        "{csv}"
-    );
-    assert!(
-        csv.lines()
-            .any(|l| l.starts_with("default,ovn") && l.contains("CREATED")),
-        "{csv}"
-    );
+    lab.assert_microcloud();
 }
