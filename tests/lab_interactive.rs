@@ -720,7 +720,7 @@ fn the_disk_table_offers_each_blank_disk_and_never_a_system_disk() {
     m1.expect("Would you like to save these answers as a preseed file");
     m1.send(ENTER);
     all_succeed(initiator, joiners);
-    lab.assert_cluster(3, |i| lab.blank_disks(i)[0].clone());
+    lab.assert_cluster(3, |i| lab.fs_uuid(i, &lab.blank_disks(i)[0]));
 }
 
 #[test]
@@ -816,6 +816,6 @@ fn init_at_a_terminal_sets_up_lxd_microceph_and_microovn() {
     m1.expect("Would you like to save these answers as a preseed file");
     m1.send(ENTER);
     all_succeed(initiator, joiners);
-    lab.assert_cluster(3, |i| lab.blank_disks(i)[0].clone());
+    lab.assert_cluster(3, |i| lab.fs_uuid(i, &lab.blank_disks(i)[0]));
     lab.assert_microcloud();
 }

@@ -136,7 +136,7 @@ fn one_preseed_forms_lxd_with_real_ceph_and_real_ovn() {
             eprintln!("[timing] micro1: {line}");
         }
     }
-    lab.assert_cluster(3, |i| lab.blank_disks(i)[0].clone());
+    lab.assert_cluster(3, |i| lab.fs_uuid(i, &lab.blank_disks(i)[0]));
 
     lab.assert_microcloud();
 

@@ -115,6 +115,13 @@ impl Lab {
         1..=self.size
     }
 
+    /// The UUID of the file system on machine `i`'s disk `path` (empty if
+    /// none): what LXD records as a block pool's `source`.
+    pub fn fs_uuid(&self, i: usize, path: &str) -> String {
+        let out = self.exec(i, &["blkid", "-o", "value", "-s", "UUID", path]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Machine `i`'s address on the lab network.
     pub fn address(&self, i: usize) -> String {
         format!("{}.{i}", lab_subnet())
