@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::secret::Secret;
-use super::tls::provider;
+use super::tls::certified_key;
 use super::{CertificateError, TrustError};
 use crate::files::Existing;
 
@@ -230,20 +230,17 @@ fn load(cert_path: &Path, key_path: &Path, name: &str) -> Result<Identity, Trust
             source,
         })?;
     // Also checks that the key belongs to the certificate.
-    let certified =
-        CertifiedKey::from_der(vec![cert_der], key_der, &provider()).map_err(|source| {
-            TrustError::Key {
-                cert: cert_path.to_owned(),
-                key: key_path.to_owned(),
-                source,
-            }
-        })?;
+    let certified = certified_key(vec![cert_der], key_der).map_err(|source| TrustError::Key {
+        cert: cert_path.to_owned(),
+        key: key_path.to_owned(),
+        source,
+    })?;
 
     Ok(Identity {
         name: name.to_owned(),
         cert_pem,
         fingerprint,
-        certified: Arc::new(certified),
+        certified,
     })
 }
 

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::sign::SingleCertAndKey;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
     ServerConfig, SignatureScheme,
@@ -38,7 +38,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The `ring` provider, shared by every configuration built here.
-pub(super) fn provider() -> Arc<CryptoProvider> {
+fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: LazyLock<Arc<CryptoProvider>> =
         LazyLock::new(|| Arc::new(rustls::crypto::ring::default_provider()));
     Arc::clone(&PROVIDER)
@@ -77,6 +77,15 @@ pub fn client_config(
     identity: Option<&Identity>,
     pin: ServerPin,
 ) -> Result<ClientConfig, TrustError> {
+    client_config_with_key(identity.map(Identity::certified_key), pin)
+}
+
+/// [`client_config`] for a certificate and key that are not an [`Identity`]
+/// (made with [`certified_key`]; the lab's emulator keeps its own keypairs).
+pub fn client_config_with_key(
+    key: Option<Arc<CertifiedKey>>,
+    pin: ServerPin,
+) -> Result<ClientConfig, TrustError> {
     let provider = provider();
     let verifier = Arc::new(PinnedServer {
         pin,
@@ -87,9 +96,8 @@ pub fn client_config(
         .map_err(TrustError::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    Ok(match identity {
-        Some(identity) => builder
-            .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.certified_key()))),
+    Ok(match key {
+        Some(key) => builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(key))),
         None => builder.with_no_client_auth(),
     })
 }
@@ -97,6 +105,11 @@ pub fn client_config(
 /// A server configuration presenting `identity`, asking clients for a
 /// certificate without requiring one, and accepting any at the TLS layer.
 pub fn server_config(identity: &Identity) -> Result<ServerConfig, TrustError> {
+    server_config_with_key(identity.certified_key())
+}
+
+/// [`server_config`] for a certificate and key that are not an [`Identity`].
+pub fn server_config_with_key(key: Arc<CertifiedKey>) -> Result<ServerConfig, TrustError> {
     let provider = provider();
     let verifier = Arc::new(AnyClient {
         algorithms: provider.signature_verification_algorithms,
@@ -105,7 +118,17 @@ pub fn server_config(identity: &Identity) -> Result<ServerConfig, TrustError> {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(TrustError::Tls)?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(SingleCertAndKey::from(identity.certified_key()))))
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(key))))
+}
+
+/// A certificate chain and its private key, loaded with the provider every
+/// configuration here uses. Fails if the key is unsupported or does not
+/// belong to the first certificate.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, rustls::Error> {
+    CertifiedKey::from_der(chain, key, &provider()).map(Arc::new)
 }
 
 /// An HTTPS-only [`reqwest::Client`] using [`client_config`].

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use microcloud::trust::{Fingerprint, ServerPin};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -16,7 +17,6 @@ use crate::db::SharedDb;
 use crate::envelope::{ApiError, Meta, error_body, sync_body};
 use crate::http::{self, Answer, Conn, Incoming2};
 use crate::procs::Supervisor;
-use crate::tls::Pin;
 use crate::{ceph, core, files, ovn};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -266,7 +266,7 @@ impl App {
             .cluster
             .as_ref()
             .ok_or_else(|| ApiError::internal("no cluster certificate"))?;
-        let pin = Pin::Fingerprint(cluster.fingerprint()?);
+        let pin = ServerPin::Fingerprint(Fingerprint::of_der(&cluster.der()?));
         let body = body.map(|b| serde_json::to_vec(b).expect("JSON"));
         let reply = http::https_request(
             address,

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use rcgen::{
@@ -12,6 +13,7 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
 /// A certificate and its private key, both PEM.
@@ -28,6 +30,14 @@ impl Pair {
 
     pub fn key_der(&self) -> Result<PrivateKeyDer<'static>> {
         PrivateKeyDer::from_pem_slice(self.key.as_bytes()).context("private key is not PEM")
+    }
+
+    /// The pair as the product's TLS configurations take it.
+    pub fn certified_key(&self) -> Result<Arc<CertifiedKey>> {
+        Ok(microcloud::trust::tls::certified_key(
+            vec![self.der()?],
+            self.key_der()?,
+        )?)
     }
 
     pub fn fingerprint(&self) -> Result<String> {

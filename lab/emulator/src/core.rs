@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use microcloud::trust::ServerPin;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -395,21 +396,21 @@ async fn join(
     let mut last_error: Option<String> = None;
     let mut answer: Option<Value> = None;
     for address in &token.join_addresses {
-        let cert = match http::remote_certificate(address).await {
-            Ok(cert) => cert,
+        let fingerprint = match http::remote_fingerprint(address).await {
+            Ok(fingerprint) => fingerprint,
             Err(error) => {
                 tracing::warn!(%address, "failed to get the member's certificate: {error:#}");
                 continue;
             }
         };
-        if certs::fingerprint(&cert) != token.fingerprint {
+        if fingerprint.as_str() != token.fingerprint {
             tracing::warn!(%address, "cluster certificate does not match the token's fingerprint");
             continue;
         }
         let reply = http::https_request(
             address,
             Some(&server),
-            crate::tls::Pin::Fingerprint(token.fingerprint.clone()),
+            ServerPin::Fingerprint(fingerprint),
             "POST",
             "/core/internal/cluster",
             Some(serde_json::to_vec(&request).expect("JSON")),

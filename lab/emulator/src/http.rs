@@ -1,9 +1,11 @@
 //! HTTP/1.1 plumbing: the unix-socket and HTTPS accept loops (one task per
 //! connection; the TLS handshake never runs in the accept loop), and the
-//! HTTPS client members use to talk to each other.
+//! HTTPS client members use to talk to each other. The TLS configurations
+//! are the product's (`microcloud::trust::tls`): one implementation of the
+//! trust model's pinning for both.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -14,12 +16,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
+use microcloud::trust::tls::{client_config_with_key, server_config_with_key};
+use microcloud::trust::{CapturedCertificate, Fingerprint, ServerPin};
+use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::certs::{Pair, fingerprint};
-use crate::tls::{self, Pin};
 
 /// Request bodies above this are refused (the API's bodies are small).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -178,7 +181,7 @@ where
     H: Fn(Conn, Incoming2) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Answer> + Send + 'static,
 {
-    let acceptor = TlsAcceptor::from(tls::server_config(&identity)?);
+    let acceptor = TlsAcceptor::from(Arc::new(server_config_with_key(identity.certified_key()?)?));
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -242,13 +245,14 @@ async fn tls_connect(
 pub async fn https_request(
     address: &str,
     identity: Option<&Pair>,
-    pin: Pin,
+    pin: ServerPin,
     method: &str,
     path_and_query: &str,
     body: Option<Vec<u8>>,
     timeout: Duration,
 ) -> Result<Reply> {
-    let config = tls::client_config(identity, pin)?;
+    let key = identity.map(Pair::certified_key).transpose()?;
+    let config = Arc::new(client_config_with_key(key, pin)?);
     let work = async {
         let tls = tls_connect(address, config).await?;
         let (mut sender, connection) =
@@ -274,13 +278,15 @@ pub async fn https_request(
         .map_err(|_| anyhow!("request to https://{address}{path_and_query} timed out"))?
 }
 
-/// The certificate a server presents (LXD's `GetRemoteCertificate`).
-pub async fn remote_certificate(address: &str) -> Result<CertificateDer<'static>> {
-    let slot = Arc::new(Mutex::new(None));
-    let config = tls::client_config(None, Pin::Capture(Arc::clone(&slot)))?;
-    let _tls = tls_connect(address, config).await?;
-    let cert = slot.lock().expect("capture slot").take();
-    cert.context("server presented no certificate")
+/// The fingerprint of the certificate a server presents (LXD's
+/// `GetRemoteCertificate`, which a joiner uses before comparing with its
+/// token's).
+pub async fn remote_fingerprint(address: &str) -> Result<Fingerprint> {
+    let captured = CapturedCertificate::new();
+    let config = client_config_with_key(None, ServerPin::Capture(Arc::clone(&captured)))?;
+    let _tls = tls_connect(address, Arc::new(config)).await?;
+    let (_, fingerprint) = captured.get().context("server presented no certificate")?;
+    Ok(fingerprint)
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ mod files;
 mod http;
 mod ovn;
 mod procs;
-mod tls;
 mod wire;
 
 use std::os::unix::fs::PermissionsExt;
