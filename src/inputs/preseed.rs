@@ -311,15 +311,7 @@ mod tests {
             err.to_string().contains("Missing session passphrase"),
             "{err}"
         );
-        let preseed =
-            Preseed::parse(&format!("session_passphrase: again\n{yaml}"), "saved.yaml").unwrap();
-        preseed.validate().unwrap();
-        let addresses: BTreeMap<String, IpAddr> = plan
-            .members
-            .iter()
-            .map(|m| (m.name.clone(), m.address))
-            .collect();
-        let request = request(&preseed, "micro1", &addresses).unwrap();
+        let request = request_again(&yaml, &plan);
         assert_eq!(
             request.local_storage.explicit,
             plan.lxd.local_pool.unwrap().sources

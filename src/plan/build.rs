@@ -223,18 +223,13 @@ pub(super) fn plan_local_sources(
                 );
             }
         }
-        if matched < filter.find_min {
-            problems.push(format!(
-                "Failed to find at least {} disks for filter {:?}",
-                filter.find_min, filter.expression
-            ));
-        }
-        if filter.find_max > 0 && matched > filter.find_max {
-            problems.push(format!(
-                "Found more than {} disks for filter {:?}",
-                filter.find_max, filter.expression
-            ));
-        }
+        check_matches(
+            &filter.expression,
+            filter.find_min,
+            filter.find_max,
+            matched,
+            problems,
+        );
     }
     if sources.len() < systems.len() {
         problems.push(
@@ -243,6 +238,26 @@ pub(super) fn plan_local_sources(
         );
     }
     sources
+}
+
+/// Upstream's bounds on what a filter matched (`find_max` 0: no bound).
+pub(super) fn check_matches(
+    expression: &str,
+    find_min: u64,
+    find_max: u64,
+    matched: u64,
+    problems: &mut Vec<String>,
+) {
+    if matched < find_min {
+        problems.push(format!(
+            "Failed to find at least {find_min} disks for filter {expression:?}"
+        ));
+    }
+    if find_max > 0 && matched > find_max {
+        problems.push(format!(
+            "Found more than {find_max} disks for filter {expression:?}"
+        ));
+    }
 }
 
 /// A disk named explicitly must be one LXD lists on that system, and eligible.

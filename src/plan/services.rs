@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::build::{Sources, eligible_disks, named_disk};
+use super::build::{Sources, check_matches, eligible_disks, named_disk};
 use super::request::{CephDiskChoice, CephRequest, OvnRequest, PlanRequest};
 use super::{
     CephDisk, Interface, MicroCephPlan, MicroOvnPlan, OVN_NETWORK, SystemFacts, UPLINK_NETWORK,
@@ -201,18 +201,13 @@ fn ceph_disks(
                     });
             }
         }
-        if matched < filter.find_min {
-            problems.push(format!(
-                "Failed to find at least {} disks for filter {:?}",
-                filter.find_min, filter.expression
-            ));
-        }
-        if filter.find_max > 0 && matched > filter.find_max {
-            problems.push(format!(
-                "Found more than {} disks for filter {:?}",
-                filter.find_max, filter.expression
-            ));
-        }
+        check_matches(
+            &filter.expression,
+            filter.find_min,
+            filter.find_max,
+            matched,
+            problems,
+        );
     }
     chosen
 }
