@@ -17,6 +17,7 @@ use futures_util::future::BoxFuture;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::{Reply, error, sync};
 use crate::clients::lxd::{ClusterMember, JoinToken, LxdClient, Profile};
 use crate::clients::{BackendError, HttpBackend, Transport};
 
@@ -110,18 +111,6 @@ struct Inner {
     calls: Vec<Call>,
     faults: Vec<Fault>,
     peers: Vec<Weak<Mutex<Inner>>>,
-}
-
-type Reply = (u16, Value);
-
-fn sync(metadata: Value) -> Reply {
-    let body = json!({"type": "sync", "status": "Success", "status_code": 200, "operation": "", "error_code": 0, "error": "", "metadata": metadata});
-    (200, body)
-}
-
-fn error(code: u16, message: impl Into<String>) -> Reply {
-    let body = json!({"type": "error", "status": "", "status_code": 0, "operation": "", "error_code": code, "error": message.into(), "metadata": null});
-    (code, body)
 }
 
 fn text(value: &Value, key: &str) -> String {

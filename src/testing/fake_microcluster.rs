@@ -37,6 +37,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::{Reply, error, sync};
 use crate::clients::microceph::{
     Config, Disk, DisksDelete, DisksPost, MicroCephClient, Pool, PoolPut,
 };
@@ -179,18 +180,6 @@ struct Ceph {
     /// `osd_pool_default_size` (pools-op also sets `mon_allow_pool_size_one`
     /// to whether it is 1, which the fake does not keep).
     pool_default_size: u32,
-}
-
-type Reply = (u16, Value);
-
-fn sync(metadata: Value) -> Reply {
-    let body = json!({"type": "sync", "status": "Success", "status_code": 200, "operation": "", "error_code": 0, "error": "", "metadata": metadata});
-    (200, body)
-}
-
-fn error(code: u16, message: impl Into<String>) -> Reply {
-    let body = json!({"type": "error", "status": "", "status_code": 0, "operation": "", "error_code": code, "error": message.into(), "metadata": null});
-    (code, body)
 }
 
 fn random_hex() -> String {

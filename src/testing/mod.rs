@@ -8,7 +8,7 @@ pub use fake_microcluster::FakeMicrocluster;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::clients::BackendError;
 
@@ -28,4 +28,19 @@ fn serve_json(
     let (status, reply) = answer(path, body);
     let bytes = Bytes::from(serde_json::to_vec(&reply).expect("JSON values always serialize"));
     Box::pin(async move { Ok((status, bytes)) })
+}
+
+/// What a fake answers: the HTTP status and the JSON body.
+type Reply = (u16, Value);
+
+/// The LXD-style envelope both LXD and microcluster use: a `sync` success...
+fn sync(metadata: Value) -> Reply {
+    let body = json!({"type": "sync", "status": "Success", "status_code": 200, "operation": "", "error_code": 0, "error": "", "metadata": metadata});
+    (200, body)
+}
+
+/// ... and an error, whose `error_code` is the HTTP status.
+fn error(code: u16, message: impl Into<String>) -> Reply {
+    let body = json!({"type": "error", "status": "", "status_code": 0, "operation": "", "error_code": code, "error": message.into(), "metadata": null});
+    (code, body)
 }
