@@ -9,12 +9,12 @@ use ipnet::IpNet;
 
 use crate::disks::FilterError;
 use crate::plan::{
-    CephDiskChoice, CephFilter, CephRequest, ClusterPlan, LocalFilter, LocalSource,
-    LocalStorageRequest, NetworkPlan, OvnRequest, PlanRequest, RequestedSystem,
+    CephDiskChoice, CephRequest, ClusterPlan, DiskFilterRequest, LocalSource, LocalStorageRequest,
+    NetworkPlan, OvnRequest, PlanRequest, RequestedSystem,
 };
 use crate::preseed::{
-    CephConfig, DiskRequest, Ipv4Range, LXD_STORAGE_DIRECTORY, OvnConfig, Preseed, System,
-    SystemStorage,
+    CephConfig, DiskFilterSpec, DiskRequest, Ipv4Range, LXD_STORAGE_DIRECTORY, OvnConfig, Preseed,
+    System, SystemStorage,
 };
 
 /// What `storage.local` of a system names: LXD's storage directory
@@ -55,19 +55,7 @@ pub fn request(
         .iter()
         .filter_map(|s| Some((s.name.clone(), local_source(s.local_disk()?))))
         .collect();
-    let filters = preseed
-        .local_filters()
-        .iter()
-        .map(|spec| {
-            Ok(LocalFilter {
-                expression: spec.find.clone(),
-                filter: spec.filter()?,
-                find_min: spec.min_matches(),
-                find_max: spec.max_matches().unwrap_or(0),
-                wipe: spec.wipe,
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let filters = filter_requests(preseed.local_filters())?;
     Ok(PlanRequest {
         initiator: initiator.to_string(),
         systems,
@@ -75,6 +63,23 @@ pub fn request(
         ceph: ceph_request(preseed)?,
         ovn: ovn_request(preseed),
     })
+}
+
+/// The filters of `storage.local` or `storage.ceph`, in order.
+fn filter_requests(specs: &[DiskFilterSpec]) -> Result<Vec<DiskFilterRequest>, FilterError> {
+    specs
+        .iter()
+        .map(|spec| {
+            Ok(DiskFilterRequest {
+                expression: spec.find.clone(),
+                filter: spec.filter()?,
+                find_min: spec.min_matches(),
+                find_max: spec.max_matches().unwrap_or(0),
+                wipe: spec.wipe,
+                encrypt: spec.encrypt,
+            })
+        })
+        .collect()
 }
 
 /// MicroCeph's part: asked for when any Ceph disk, filter, CephFS or Ceph
@@ -97,20 +102,7 @@ fn ceph_request(preseed: &Preseed) -> Result<Option<CephRequest>, FilterError> {
             (s.name.clone(), disks)
         })
         .collect();
-    let filters: Vec<CephFilter> = preseed
-        .ceph_filters()
-        .iter()
-        .map(|spec| {
-            Ok(CephFilter {
-                expression: spec.find.clone(),
-                filter: spec.filter()?,
-                find_min: spec.min_matches(),
-                find_max: spec.max_matches().unwrap_or(0),
-                wipe: spec.wipe,
-                encrypt: spec.encrypt,
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let filters = filter_requests(preseed.ceph_filters())?;
     let ceph = &preseed.ceph;
     let asked = !explicit.is_empty()
         || !filters.is_empty()

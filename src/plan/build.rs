@@ -474,7 +474,7 @@ pub(super) mod tests {
 
     use super::*;
     use crate::disks::DiskFilter;
-    use crate::plan::request::{LocalFilter, RequestedSystem};
+    use crate::plan::request::{DiskFilterRequest, RequestedSystem};
 
     /// A directory given as local storage (the project's extension).
     const DIR: &str = "/var/lib/microcloud/local";
@@ -557,13 +557,14 @@ pub(super) mod tests {
         }
     }
 
-    fn filter(expression: &str, find_min: u64, find_max: u64, wipe: bool) -> LocalFilter {
-        LocalFilter {
+    fn filter(expression: &str, find_min: u64, find_max: u64, wipe: bool) -> DiskFilterRequest {
+        DiskFilterRequest {
             expression: expression.into(),
             filter: DiskFilter::parse(expression).unwrap(),
             find_min,
             find_max,
             wipe,
+            encrypt: false,
         }
     }
 

@@ -12,8 +12,8 @@ mod services;
 pub use build::{Problems, build, eligible_disks, uninitialized_problems};
 pub use grow::build_growth;
 pub use request::{
-    CephDiskChoice, CephFilter, CephRequest, LocalFilter, LocalStorageRequest, OvnRequest,
-    PlanRequest, RequestedSystem,
+    CephDiskChoice, CephRequest, DiskFilterRequest, LocalStorageRequest, OvnRequest, PlanRequest,
+    RequestedSystem,
 };
 pub use services::{
     FAULT_TOLERANT_SYSTEMS, check_ceph_network, fault_tolerance_warning, microcloud_subnet,

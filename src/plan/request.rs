@@ -32,16 +32,20 @@ pub struct LocalStorageRequest {
     /// Explicit choice per system name.
     pub explicit: BTreeMap<String, LocalSource>,
     /// Filters for systems without an explicit choice, tried in order.
-    pub filters: Vec<LocalFilter>,
+    pub filters: Vec<DiskFilterRequest>,
 }
 
+/// A `storage.local` or `storage.ceph` filter. For local storage
+/// `find_min`/`find_max` count the systems matched and `encrypt` is ignored
+/// (as upstream); for Ceph they count disks across all systems.
 #[derive(Debug, Clone)]
-pub struct LocalFilter {
+pub struct DiskFilterRequest {
     pub expression: String,
     pub filter: DiskFilter,
     pub find_min: u64,
     pub find_max: u64,
     pub wipe: bool,
+    pub encrypt: bool,
 }
 
 /// What MicroCeph should get.
@@ -50,7 +54,7 @@ pub struct CephRequest {
     /// Explicit disks per system name.
     pub explicit: BTreeMap<String, Vec<CephDiskChoice>>,
     /// Filters for systems without explicit disks, tried in order.
-    pub filters: Vec<CephFilter>,
+    pub filters: Vec<DiskFilterRequest>,
     /// Also create the CephFS pool `remote-fs`.
     pub cephfs: bool,
     pub public_network: Option<IpNet>,
@@ -60,17 +64,6 @@ pub struct CephRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CephDiskChoice {
     pub path: String,
-    pub wipe: bool,
-    pub encrypt: bool,
-}
-
-/// A `storage.ceph` filter: `find_min`/`find_max` count disks across all systems.
-#[derive(Debug, Clone)]
-pub struct CephFilter {
-    pub expression: String,
-    pub filter: DiskFilter,
-    pub find_min: u64,
-    pub find_max: u64,
     pub wipe: bool,
     pub encrypt: bool,
 }

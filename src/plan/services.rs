@@ -462,7 +462,7 @@ mod tests {
     use super::*;
     use crate::disks::DiskFilter;
     use crate::plan::build::tests::{disk, net, system};
-    use crate::plan::request::CephFilter;
+    use crate::plan::request::DiskFilterRequest;
     use crate::plan::{NetworkPlan, Problems, build};
 
     /// micro1..3 with both services, a disk `a<n>` and `b<n>` each, and an
@@ -505,8 +505,8 @@ mod tests {
         PlanRequest::for_systems("micro1", facts, Default::default())
     }
 
-    fn ceph_filter(expression: &str, find_min: u64) -> CephFilter {
-        CephFilter {
+    fn ceph_filter(expression: &str, find_min: u64) -> DiskFilterRequest {
+        DiskFilterRequest {
             expression: expression.into(),
             filter: DiskFilter::parse(expression).unwrap(),
             find_min,
