@@ -294,6 +294,16 @@ fn session_shown(mut screen: Screen) -> Initiator {
     }
 }
 
+/// Selects every row of the system table (Right arrow), and waits until each
+/// joiner has its confirmation.
+fn select_every_system(initiator: &mut Initiator, joiners: &mut [Screen]) {
+    initiator.screen.send(RIGHT);
+    initiator.screen.send(ENTER);
+    for joiner in joiners {
+        joiner.expect("Received confirmation from system micro1");
+    }
+}
+
 /// Picks `address`, the first row of the address table.
 fn choose_first_address(screen: &mut Screen, address: &str) {
     screen.expect("Select an address for MicroCloud's internal traffic:");
@@ -682,12 +692,8 @@ fn the_disk_table_offers_each_blank_disk_and_never_a_system_disk() {
     let mut initiator = start_init();
     let passphrase = initiator.passphrase.clone();
     let mut joiners = join_both(&mut initiator, &passphrase, &lab);
+    select_every_system(&mut initiator, &mut joiners);
     let m1 = &mut initiator.screen;
-    m1.send(RIGHT);
-    m1.send(ENTER);
-    for joiner in &mut joiners {
-        joiner.expect("Received confirmation from system micro1");
-    }
     m1.expect("Would you like to set up local storage? (yes/no) [default=yes]: ");
     m1.send(ENTER);
     m1.expect("Select exactly one disk from each cluster member:");
@@ -736,12 +742,8 @@ fn init_at_a_terminal_sets_up_lxd_microceph_and_microovn() {
     let mut initiator = session_shown(screen);
     let passphrase = initiator.passphrase.clone();
     let mut joiners = join_both_on(&mut initiator, &passphrase, &lab, true);
+    select_every_system(&mut initiator, &mut joiners);
     let m1 = &mut initiator.screen;
-    m1.send(RIGHT);
-    m1.send(ENTER);
-    for joiner in &mut joiners {
-        joiner.expect("Received confirmation from system micro1");
-    }
     // Local storage: each machine's first blank disk (the filter shows just those).
     m1.expect("Would you like to set up local storage? (yes/no) [default=yes]: ");
     m1.send(ENTER);
