@@ -209,6 +209,13 @@ impl App {
     /// microcluster's `resetClusterMember` and re-exec amount to.
     pub async fn reset(&self) -> Result<()> {
         tracing::info!("resetting: removed from the cluster");
+        // No longer a member from the first moment, as microcluster stops
+        // its database before it re-execs: the daemons take seconds to stop.
+        self.set_local(|local| {
+            local.initialized = false;
+            local.name.clear();
+            local.address.clear();
+        });
         self.stop_daemons().await;
         self.stop_https();
         let keep: Vec<PathBuf> = vec![self.socket.clone(), self.state_dir.join("emulator.log")];
@@ -241,10 +248,7 @@ impl App {
     }
 
     pub async fn stop_daemons(&self) {
-        match self.kind {
-            Kind::Microceph => ceph::stop(self).await,
-            Kind::Microovn => ovn::stop(self).await,
-        }
+        // The supervisor stops them newest first: OSDs before the monitor.
         if let Err(error) = self.procs.stop_all().await {
             tracing::warn!("stopping daemons: {error:#}");
         }

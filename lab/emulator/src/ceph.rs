@@ -598,9 +598,6 @@ pub async fn pre_remove(app: &Arc<App>, force: bool) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Nothing beyond the supervisor's stop (OSDs first, newest first).
-pub async fn stop(_app: &App) {}
-
 async fn set_default_rule(app: &App, rule: &str) -> Result<(), ApiError> {
     let id = rule_id(app, rule).await?;
     ceph(

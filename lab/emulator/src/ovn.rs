@@ -516,8 +516,6 @@ pub async fn post_remove(app: &Arc<App>) {
     }
 }
 
-pub async fn stop(_app: &App) {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
