@@ -26,6 +26,9 @@
 //!   certificates.
 //! - [`clients`]: one client per service (LXD today) behind a transport seam
 //!   (unix socket, HTTPS with a client certificate, or a peer's session proxy).
+//! - [`inventory`]: the cluster as its services' own clusters know it (LXD,
+//!   MicroCeph, MicroOVN), read through this machine's sockets: what
+//!   `cluster list`, `service list`, `status` and `remove` start from.
 //! - [`ui`]: the printer (data on stdout, progress on stderr), output formats,
 //!   and the prompter (terminal or scripted).
 //! - [`sys`]: facts about this machine (hostname, paths, disks in use,
@@ -39,6 +42,7 @@ pub mod discovery;
 pub mod disks;
 pub mod files;
 pub mod inputs;
+pub mod inventory;
 pub mod orchestrate;
 pub mod plan;
 pub mod preseed;

@@ -2,6 +2,18 @@
 //! service on which machine, the method and path, the HTTP status and the
 //! server's own message.
 
+/// An error and its causes on one line, for a warning or a detail.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// A failed REST call.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

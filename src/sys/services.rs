@@ -10,9 +10,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use crate::clients::Transport;
-use crate::clients::microcluster::{
-    MicroclusterClient, MicroclusterError, Service, SocketError, VersionGate,
-};
+use crate::clients::microcluster::{MicroclusterClient, Service, SocketError, VersionGate};
 use crate::trust::TrustError;
 
 /// A local daemon answers `GET /core/1.0` at once; one that takes longer is
@@ -111,7 +109,7 @@ async fn probe_one(
             });
         }
         Err(err) => {
-            let reason = chain(&err);
+            let reason = crate::clients::error::chain(&err);
             return Ok(probed(ServiceState::NotAnswering { socket, reason }));
         }
     };
@@ -127,18 +125,6 @@ async fn probe_one(
         initialized: server.ready,
         non_lts,
     }))
-}
-
-/// An error and its causes on one line, for a warning.
-fn chain(err: &MicroclusterError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl ProbedService {

@@ -204,6 +204,24 @@ impl FakeLxd {
         self
     }
 
+    /// Already a member of a cluster of `members` (name, address), all
+    /// online; this server is the one named as the fake was created.
+    pub fn with_cluster(self, members: &[(&str, &str)]) -> Self {
+        self.update(|state| {
+            state.clustered = true;
+            state.members = members
+                .iter()
+                .map(|(name, address)| member(name, address, "database"))
+                .collect();
+            if let Some((_, address)) = members.iter().find(|(name, _)| *name == state.name) {
+                state
+                    .config
+                    .insert("cluster.https_address".into(), address.to_string());
+            }
+        });
+        self
+    }
+
     /// An unmanaged interface and its addresses (`10.0.0.1/24`).
     pub fn with_interface(self, name: &str, addresses: &[&str]) -> Self {
         let addresses = addresses.iter().map(|a| a.to_string()).collect();

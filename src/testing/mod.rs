@@ -6,6 +6,43 @@ pub mod fake_microcluster;
 pub use fake_lxd::{Call, FakeLxd};
 pub use fake_microcluster::FakeMicrocluster;
 
+use std::path::{Path, PathBuf};
+
+use crate::clients::Transport;
+use crate::clients::microcluster::{Service, SocketError};
+use crate::sys::services::ServiceSockets;
+use crate::trust::TrustError;
+
+/// A machine's control sockets: the fakes given, the other services absent.
+#[derive(Default, Clone)]
+pub struct FakeSockets(Vec<FakeMicrocluster>);
+
+impl FakeSockets {
+    pub fn with(mut self, fake: &FakeMicrocluster) -> Self {
+        self.0.push(fake.clone());
+        self
+    }
+
+    fn fake(&self, service: Service) -> Option<&FakeMicrocluster> {
+        self.0.iter().find(|f| f.service() == service)
+    }
+}
+
+impl ServiceSockets for FakeSockets {
+    fn find(&self, service: Service) -> Result<Option<PathBuf>, SocketError> {
+        Ok(self
+            .fake(service)
+            .map(|_| service.default_socket().to_path_buf()))
+    }
+
+    fn connect(&self, service: Service, _: &Path) -> Result<Transport, TrustError> {
+        Ok(self
+            .fake(service)
+            .expect("connect follows find")
+            .transport())
+    }
+}
+
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::{Value, json};

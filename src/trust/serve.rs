@@ -240,15 +240,7 @@ mod tests {
     }
 
     /// The whole error chain, to look for the fingerprint mismatch inside reqwest's error.
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(e) = source {
-            text += &format!(": {e}");
-            source = e.source();
-        }
-        text
-    }
+    use crate::clients::error::chain;
 
     #[tokio::test]
     async fn pinned_mutual_tls_identifies_the_client() {

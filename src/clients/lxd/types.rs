@@ -123,7 +123,7 @@ pub struct ClusterPut {
 }
 
 /// `GET /1.0/cluster/members?recursion=1`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClusterMember {
     pub server_name: String,

@@ -1,0 +1,242 @@
+//! The cluster as its services know it, read through this machine's own
+//! sockets: LXD's members, and MicroCeph's and MicroOVN's members, disks and
+//! services. Cluster membership lives only in the services' own clusters
+//! (LXD's database, each microcluster's dqlite): MicroCloud keeps no copy, so
+//! `cluster list`, `service list`, `status` and `remove` answer from any
+//! member, with nothing of this project running.
+
+use crate::clients::error::chain;
+use crate::clients::lxd::{self, LxdClient};
+use crate::clients::microceph::{self, MicroCephClient};
+use crate::clients::microcluster::{self, MicroclusterError, Service, SocketError};
+use crate::clients::microovn::{self, MicroOvnClient};
+use crate::clients::{ApiError, Transport};
+use crate::sys::services::ServiceSockets;
+use crate::trust::TrustError;
+
+/// One service as this machine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceView<T> {
+    /// No control socket on this machine.
+    NotInstalled,
+    /// Installed, but neither bootstrapped nor joined.
+    NotInitialized,
+    /// A socket that gave no usable answer, with the reason.
+    Unreachable(String),
+    Clustered(T),
+}
+
+impl<T> ServiceView<T> {
+    pub fn clustered(&self) -> Option<&T> {
+        match self {
+            ServiceView::Clustered(view) => Some(view),
+            _ => None,
+        }
+    }
+}
+
+/// MicroCeph's cluster: members, OSDs and where its daemons run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CephView {
+    pub members: Vec<microcluster::ClusterMember>,
+    pub disks: Vec<microceph::Disk>,
+    pub services: Vec<microceph::ServiceLocation>,
+}
+
+/// MicroOVN's cluster: members and where its daemons run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OvnView {
+    pub members: Vec<microcluster::ClusterMember>,
+    pub services: Vec<microovn::ServiceLocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// This machine's LXD member name.
+    pub local: String,
+    /// LXD's members, sorted by name.
+    pub lxd: Vec<lxd::ClusterMember>,
+    pub microceph: ServiceView<CephView>,
+    pub microovn: ServiceView<OvnView>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error("Failed to set up the {what} client")]
+    Client {
+        what: String,
+        #[source]
+        source: TrustError,
+    },
+    #[error("Failed to read the cluster from {what}")]
+    Lxd {
+        what: String,
+        #[source]
+        source: ApiError,
+    },
+    /// Upstream's text for `status` and `service list`.
+    #[error("MicroCloud is uninitialized, run 'microcloud init' first")]
+    Uninitialized,
+    #[error("Failed to read {service}'s cluster")]
+    Service {
+        service: Service,
+        #[source]
+        source: MicroclusterError,
+    },
+}
+
+impl Inventory {
+    /// Reads the cluster through the local LXD and the local MicroCeph and
+    /// MicroOVN sockets.
+    pub async fn read(
+        lxd: &LxdClient,
+        sockets: &dyn ServiceSockets,
+    ) -> Result<Inventory, InventoryError> {
+        let lxd_error = |source| InventoryError::Lxd {
+            what: lxd.target().to_string(),
+            source,
+        };
+        let server = lxd.server().await.map_err(lxd_error)?;
+        if !server.environment.server_clustered {
+            return Err(InventoryError::Uninitialized);
+        }
+        let mut members = lxd.cluster_members().await.map_err(lxd_error)?;
+        members.sort_by(|a, b| a.server_name.cmp(&b.server_name));
+        let microceph = match connect(sockets, Service::MicroCeph)? {
+            None => ServiceView::NotInstalled,
+            Some(transport) => read_ceph(&MicroCephClient::new(transport)).await?,
+        };
+        let microovn = match connect(sockets, Service::MicroOvn)? {
+            None => ServiceView::NotInstalled,
+            Some(transport) => read_ovn(&MicroOvnClient::new(transport)).await?,
+        };
+        Ok(Inventory {
+            local: server.environment.server_name,
+            lxd: members,
+            microceph,
+            microovn,
+        })
+    }
+
+    /// Every member name any service knows, sorted, without repeats.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lxd.iter().map(|m| m.server_name.clone()).collect();
+        let ceph = self.microceph.clustered().map(|c| &c.members[..]);
+        let ovn = self.microovn.clustered().map(|o| &o.members[..]);
+        for members in [ceph, ovn].into_iter().flatten() {
+            names.extend(members.iter().map(|m| m.name.clone()));
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+fn connect(
+    sockets: &dyn ServiceSockets,
+    service: Service,
+) -> Result<Option<Transport>, InventoryError> {
+    let Some(path) = sockets.find(service).map_err(InventoryError::Socket)? else {
+        return Ok(None);
+    };
+    sockets
+        .connect(service, &path)
+        .map(Some)
+        .map_err(|source| InventoryError::Client {
+            what: service.to_string(),
+            source,
+        })
+}
+
+/// The view of a service whose daemon gave `error` on its first request.
+fn unclustered<T>(error: MicroclusterError) -> ServiceView<T> {
+    if error.is_not_initialized() {
+        ServiceView::NotInitialized
+    } else {
+        ServiceView::Unreachable(chain(&error))
+    }
+}
+
+async fn read_ceph(client: &MicroCephClient) -> Result<ServiceView<CephView>, InventoryError> {
+    let failed = |source| InventoryError::Service {
+        service: Service::MicroCeph,
+        source,
+    };
+    let members = match client.core().members().await {
+        Ok(members) => members,
+        Err(error) => return Ok(unclustered(error)),
+    };
+    Ok(ServiceView::Clustered(CephView {
+        members,
+        disks: client.disks().await.map_err(failed)?,
+        services: client.services().await.map_err(failed)?,
+    }))
+}
+
+async fn read_ovn(client: &MicroOvnClient) -> Result<ServiceView<OvnView>, InventoryError> {
+    let members = match client.core().members().await {
+        Ok(members) => members,
+        Err(error) => return Ok(unclustered(error)),
+    };
+    let services = client
+        .services()
+        .await
+        .map_err(|source| InventoryError::Service {
+            service: Service::MicroOvn,
+            source,
+        })?;
+    Ok(ServiceView::Clustered(OvnView { members, services }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::testing::{FakeLxd, FakeMicrocluster, FakeSockets};
+
+    fn clustered_lxd() -> FakeLxd {
+        FakeLxd::new("micro1").with_cluster(&[("micro1", "10.0.0.1:8443")])
+    }
+
+    #[tokio::test]
+    async fn an_unclustered_lxd_is_upstreams_uninitialized_error() {
+        let lxd = FakeLxd::new("micro1");
+        let error = Inventory::read(&lxd.client(), &FakeSockets::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, InventoryError::Uninitialized));
+        assert_eq!(
+            error.to_string(),
+            "MicroCloud is uninitialized, run 'microcloud init' first"
+        );
+    }
+
+    #[tokio::test]
+    async fn services_are_read_as_absent_uninitialized_or_clustered() {
+        let lxd = clustered_lxd();
+        let ceph = FakeMicrocluster::microceph();
+        let ovn = FakeMicrocluster::microovn();
+        ovn.client()
+            .bootstrap("micro1", "10.0.0.1:6443", BTreeMap::new())
+            .await
+            .unwrap();
+
+        let none = Inventory::read(&lxd.client(), &FakeSockets::default())
+            .await
+            .unwrap();
+        assert_eq!(none.local, "micro1");
+        assert_eq!(none.names(), ["micro1"]);
+        assert_eq!(none.microceph, ServiceView::NotInstalled);
+        assert_eq!(none.microovn, ServiceView::NotInstalled);
+
+        let sockets = FakeSockets::default().with(&ceph).with(&ovn);
+        let both = Inventory::read(&lxd.client(), &sockets).await.unwrap();
+        assert_eq!(both.microceph, ServiceView::NotInitialized);
+        let ovn_view = both.microovn.clustered().expect("MicroOVN is clustered");
+        assert_eq!(ovn_view.members[0].name, "micro1");
+        assert!(!ovn_view.services.is_empty());
+    }
+}
