@@ -64,18 +64,14 @@ pub struct Inventory {
 pub enum InventoryError {
     #[error(transparent)]
     Socket(#[from] SocketError),
-    #[error("Failed to set up the {what} client")]
+    #[error("Failed to set up the {service} client")]
     Client {
-        what: String,
+        service: Service,
         #[source]
-        source: TrustError,
+        source: Box<TrustError>,
     },
-    #[error("Failed to read the cluster from {what}")]
-    Lxd {
-        what: String,
-        #[source]
-        source: ApiError,
-    },
+    #[error("Failed to read the cluster from LXD")]
+    Lxd(#[source] ApiError),
     /// Upstream's text for `status` and `service list`.
     #[error("MicroCloud is uninitialized, run 'microcloud init' first")]
     Uninitialized,
@@ -94,15 +90,11 @@ impl Inventory {
         lxd: &LxdClient,
         sockets: &dyn ServiceSockets,
     ) -> Result<Inventory, InventoryError> {
-        let lxd_error = |source| InventoryError::Lxd {
-            what: lxd.target().to_string(),
-            source,
-        };
-        let server = lxd.server().await.map_err(lxd_error)?;
+        let server = lxd.server().await.map_err(InventoryError::Lxd)?;
         if !server.environment.server_clustered {
             return Err(InventoryError::Uninitialized);
         }
-        let mut members = lxd.cluster_members().await.map_err(lxd_error)?;
+        let mut members = lxd.cluster_members().await.map_err(InventoryError::Lxd)?;
         members.sort_by(|a, b| a.server_name.cmp(&b.server_name));
         let microceph = match connect(sockets, Service::MicroCeph)? {
             None => ServiceView::NotInstalled,
@@ -145,8 +137,8 @@ fn connect(
         .connect(service, &path)
         .map(Some)
         .map_err(|source| InventoryError::Client {
-            what: service.to_string(),
-            source,
+            service,
+            source: Box::new(source),
         })
 }
 
