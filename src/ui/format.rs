@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use comfy_table::presets::{ASCII_FULL, NOTHING};
+use comfy_table::presets::NOTHING;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -36,34 +36,97 @@ pub enum FormatError {
 /// row, like LXD's.
 pub fn render<T: Tabular>(rows: &[T], format: OutputFormat) -> Result<String, FormatError> {
     match format {
-        OutputFormat::Json => serde_json::to_string_pretty(rows)
-            .map(|s| s + "\n")
-            .map_err(FormatError::Json),
-        OutputFormat::Yaml => serde_saphyr::to_string(&rows).map_err(FormatError::Yaml),
-        OutputFormat::Csv => {
-            let mut writer = csv::Writer::from_writer(Vec::new());
-            for row in rows {
-                writer.write_record(row.cells()).map_err(FormatError::Csv)?;
-            }
-            let bytes = writer
-                .into_inner()
-                .map_err(|e| FormatError::Csv(e.into_error().into()))?;
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        }
-        OutputFormat::Table | OutputFormat::Compact => {
-            let mut table = comfy_table::Table::new();
-            table.load_preset(if format == OutputFormat::Table {
-                ASCII_FULL
-            } else {
-                NOTHING
-            });
-            table.set_header(T::HEADERS.iter().copied());
-            for row in rows {
-                table.add_row(row.cells());
-            }
-            Ok(format!("{table}\n"))
-        }
+        OutputFormat::Json | OutputFormat::Yaml => encode(&rows, format),
+        OutputFormat::Csv => csv(rows.iter().map(Tabular::cells)),
+        OutputFormat::Table | OutputFormat::Compact => Ok(table(T::HEADERS, rows, format)),
     }
+}
+
+/// One document as JSON or YAML; any other format is taken as JSON, since
+/// only these two can hold a whole document.
+pub fn encode(value: &impl Serialize, format: OutputFormat) -> Result<String, FormatError> {
+    if format == OutputFormat::Yaml {
+        serde_saphyr::to_string(value).map_err(FormatError::Yaml)
+    } else {
+        serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(FormatError::Json)
+    }
+}
+
+/// CSV records without a header row, as LXD writes them.
+pub fn csv(records: impl IntoIterator<Item = Vec<String>>) -> Result<String, FormatError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for record in records {
+        writer.write_record(record).map_err(FormatError::Csv)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| FormatError::Csv(e.into_error().into()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A table as `lxc` draws it, or `compact`: no rules at all.
+fn table<T: Tabular>(headers: &[&str], rows: &[T], format: OutputFormat) -> String {
+    let rows: Vec<Vec<String>> = rows.iter().map(Tabular::cells).collect();
+    if format == OutputFormat::Table {
+        return lxc_table(headers, &rows);
+    }
+    let mut table = comfy_table::Table::new();
+    table.load_preset(NOTHING);
+    table.set_header(headers.iter().copied());
+    for row in rows {
+        table.add_row(row);
+    }
+    format!("{table}\n")
+}
+
+/// `lxc`'s table: a `+---+` rule above, below and between rows, no `=` line,
+/// headers centred (the odd space on the right, as lxc's), cells on the
+/// left, and a cell's lines one under the other.
+fn lxc_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let width = |text: &str| text.chars().count();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .flat_map(|cell| cell.lines())
+                .map(width)
+                .chain([width(headers[column])])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let rule: String = widths
+        .iter()
+        .map(|w| format!("+{}", "-".repeat(w + 2)))
+        .collect::<String>()
+        + "+\n";
+    let mut out = rule.clone();
+    for (header, w) in headers.iter().zip(&widths) {
+        let left = (w - width(header)) / 2;
+        let rest = w - left;
+        out.push_str(&format!("| {}{header:<rest$} ", " ".repeat(left)));
+    }
+    out.push_str("|\n");
+    out.push_str(&rule);
+    for row in rows {
+        let lines: Vec<Vec<&str>> = row.iter().map(|cell| cell.lines().collect()).collect();
+        let height = lines.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        for line in 0..height {
+            for (column, w) in widths.iter().enumerate() {
+                let text = lines
+                    .get(column)
+                    .and_then(|l| l.get(line))
+                    .copied()
+                    .unwrap_or("");
+                out.push_str(&format!("| {text:<w$} "));
+            }
+            out.push_str("|\n");
+        }
+        out.push_str(&rule);
+    }
+    out
 }
 
 /// A byte count in IEC units with two decimals, as upstream's
@@ -160,11 +223,48 @@ mod tests {
     }
 
     #[test]
+    fn tables_are_drawn_as_lxc_draws_them() {
+        let rows = vec![
+            Row {
+                name: "micro1".into(),
+                roles: vec!["database-leader".into(), "database".into()],
+            },
+            Row {
+                name: "micro10".into(),
+                roles: vec![],
+            },
+        ];
+        assert_eq!(
+            render(&rows, OutputFormat::Table).unwrap(),
+            "\
++---------+-----------------+
+|  NAME   |      ROLES      |
++---------+-----------------+
+| micro1  | database-leader |
+|         | database        |
++---------+-----------------+
+| micro10 |                 |
++---------+-----------------+
+"
+        );
+        let empty: Vec<Row> = Vec::new();
+        assert_eq!(
+            render(&empty, OutputFormat::Table).unwrap(),
+            "+------+-------+\n| NAME | ROLES |\n+------+-------+\n"
+        );
+    }
+
+    #[test]
     fn table_csv_yaml_and_compact_show_the_row() {
-        for format in [OutputFormat::Table, OutputFormat::Compact] {
-            let out = render(&rows(), format).unwrap();
-            assert!(out.contains("NAME") && out.contains("micro1"), "{out}");
-        }
+        let compact = render(&rows(), OutputFormat::Compact).unwrap();
+        assert!(
+            compact.contains("NAME") && compact.contains("micro1"),
+            "{compact}"
+        );
+        assert!(
+            !compact.contains('+') && !compact.contains('|'),
+            "{compact}"
+        );
         assert_eq!(
             render(&rows(), OutputFormat::Csv).unwrap(),
             "micro1,database\n"
