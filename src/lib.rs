@@ -29,6 +29,8 @@
 //! - [`inventory`]: the cluster as its services' own clusters know it (LXD,
 //!   MicroCeph, MicroOVN), read through this machine's sockets: what
 //!   `cluster list`, `service list`, `status` and `remove` start from.
+//! - [`status`]: upstream's health rules for `microcloud status`, a pure
+//!   function from an [`inventory::Inventory`] to a [`status::Health`].
 //! - [`ui`]: the printer (data on stdout, progress on stderr), output formats,
 //!   and the prompter (terminal or scripted).
 //! - [`sys`]: facts about this machine (hostname, paths, disks in use,
@@ -48,6 +50,7 @@ pub mod plan;
 pub mod preseed;
 pub mod session;
 pub mod state;
+pub mod status;
 pub mod sys;
 #[cfg(test)]
 pub mod testing;
