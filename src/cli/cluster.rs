@@ -1,17 +1,16 @@
 //! `microcloud cluster list`.
 
-use anyhow::Context;
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::GlobalArgs;
-use crate::clients::Transport;
-use crate::clients::lxd::{LxdClient, socket};
+use super::{GlobalArgs, local_inventory};
+use crate::clients::lxd;
+use crate::ui::format::natural_cmp;
 use crate::ui::{OutputFormat, Tabular, render};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// List the cluster's members
+    /// List the cluster's members, as this machine's LXD knows them
     #[command(alias = "ls")]
     List {
         /// Output format
@@ -20,6 +19,8 @@ pub enum ClusterCommand {
     },
 }
 
+/// Upstream's NAME, ADDRESS, ROLE, STATUS: the membership is LXD's, so the
+/// roles are LXD's (one per line) and there is no microcluster fingerprint.
 #[derive(Debug, Serialize)]
 struct MemberRow {
     name: String,
@@ -28,15 +29,26 @@ struct MemberRow {
     status: String,
 }
 
+impl From<&lxd::ClusterMember> for MemberRow {
+    fn from(member: &lxd::ClusterMember) -> Self {
+        MemberRow {
+            name: member.server_name.clone(),
+            address: member.url.trim_start_matches("https://").to_string(),
+            roles: member.roles.clone(),
+            status: member.status.to_uppercase(),
+        }
+    }
+}
+
 impl Tabular for MemberRow {
-    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESS", "ROLES", "STATUS"];
+    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESS", "ROLE", "STATUS"];
 
     fn cells(&self) -> Vec<String> {
         vec![
             self.name.clone(),
             self.address.clone(),
             self.roles.join("\n"),
-            self.status.to_uppercase(),
+            self.status.clone(),
         ]
     }
 }
@@ -48,29 +60,9 @@ pub async fn run(command: ClusterCommand, global: &GlobalArgs) -> anyhow::Result
 }
 
 async fn list(format: OutputFormat, global: &GlobalArgs) -> anyhow::Result<()> {
-    let socket = socket::find_local_socket()?;
-    let lxd = LxdClient::new(Transport::unix(&socket.path, "the local LXD")?);
-    let server = lxd
-        .server()
-        .await
-        .with_context(|| format!("Failed to reach LXD at {}", socket.path.display()))?;
-    if !server.environment.server_clustered {
-        anyhow::bail!(
-            "MicroCloud is uninitialized on this system (its LXD is not clustered), run 'microcloud init' or 'microcloud preseed' first"
-        );
-    }
-    let mut rows: Vec<MemberRow> = lxd
-        .cluster_members()
-        .await?
-        .into_iter()
-        .map(|m| MemberRow {
-            address: m.url.trim_start_matches("https://").to_string(),
-            name: m.server_name,
-            roles: m.roles,
-            status: m.status,
-        })
-        .collect();
-    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let inventory = local_inventory().await?;
+    let mut rows: Vec<MemberRow> = inventory.lxd.iter().map(MemberRow::from).collect();
+    rows.sort_by(|a, b| natural_cmp(&a.name, &b.name));
     global.printer().data(&render(&rows, format)?);
     Ok(())
 }

@@ -5,18 +5,33 @@
 pub mod cluster;
 pub mod init;
 pub mod preseed;
+pub mod service;
+pub mod status;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::clients::Transport;
+use crate::clients::lxd::{LxdClient, socket};
+use crate::inventory::{Inventory, InventoryError};
 use crate::state::{DEFAULT_STATE_DIR, StateDir};
+use crate::sys::services::HostSockets;
 use crate::ui::Printer;
+
+/// The exit statuses, for `--help`.
+const EXIT_STATUS: &str = "Exit status: 0 success (status: HEALTHY), 1 the command failed, \
+                           2 usage error, 3 status: WARNING, 4 status: ERROR";
 
 /// Turn a few machines running LXD into one cluster with local storage and networking.
 #[derive(Debug, Parser)]
-#[command(name = "microcloud", version, propagate_version = true)]
+#[command(
+    name = "microcloud",
+    version,
+    propagate_version = true,
+    after_help = EXIT_STATUS
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -66,6 +81,32 @@ pub enum Command {
         #[command(subcommand)]
         command: cluster::ClusterCommand,
     },
+    /// Inspect the services (LXD, MicroCeph, MicroOVN) and their clusters
+    Service {
+        #[command(subcommand)]
+        command: service::ServiceCommand,
+    },
+    /// Deployment status with configuration warnings (exit status 0, 3 or 4: see below)
+    #[command(after_help = EXIT_STATUS)]
+    Status(status::StatusArgs),
+}
+
+/// How a command that ran to its end went; `main` turns it into the exit
+/// status (a failed command is an `Err`, exit status 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// `status`: the cluster's health.
+    Health(crate::status::Level),
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::Health(level) => level.exit_code(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -86,7 +127,7 @@ pub struct AddArgs {
 }
 
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let global = &cli.global;
     match cli.command {
         Command::Init(InitArgs {
@@ -103,7 +144,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Join(args) => at_terminal(global, move |g, rt| init::join(args, g, rt)).await,
         Command::Preseed(args) => preseed::run(args, global).await,
         Command::Cluster { command } => cluster::run(command, global).await,
-    }
+        Command::Service { command } => service::run(command, global).await,
+        Command::Status(args) => return status::run(args, global).await,
+    }?;
+    Ok(Outcome::Done)
+}
+
+/// The cluster as this machine's LXD, MicroCeph and MicroOVN know it.
+async fn local_inventory() -> anyhow::Result<Inventory> {
+    let socket = socket::find_local_socket()?;
+    let lxd = LxdClient::new(Transport::unix(&socket.path, "the local LXD")?);
+    Inventory::read(&lxd, &HostSockets)
+        .await
+        .map_err(|error| match error {
+            InventoryError::Lxd(_) => anyhow::Error::new(error)
+                .context(format!("Failed to reach LXD at {}", socket.path.display())),
+            other => other.into(),
+        })
 }
 
 /// Runs an interactive command on a thread of its own: its questions block

@@ -1,0 +1,150 @@
+//! `microcloud service list`: each service's own cluster, as this machine's
+//! sockets report it.
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::{GlobalArgs, local_inventory};
+use crate::clients::microcluster::ClusterMember;
+use crate::inventory::{Inventory, ServiceView};
+use crate::status::ClusterService;
+use crate::ui::format::{csv, encode, natural_cmp};
+use crate::ui::{OutputFormat, Tabular, render};
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// List LXD, MicroCeph and MicroOVN with their cluster members
+    #[command(alias = "ls")]
+    List {
+        /// Output format
+        #[arg(short, long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+}
+
+/// Upstream's NAME, ADDRESS, ROLE, STATUS, in each service's own words.
+#[derive(Debug, Clone, Serialize)]
+struct ServiceMember {
+    name: String,
+    address: String,
+    role: String,
+    status: String,
+}
+
+impl Tabular for ServiceMember {
+    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESS", "ROLE", "STATUS"];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.address.clone(),
+            self.role.clone(),
+            self.status.clone(),
+        ]
+    }
+}
+
+/// The JSON and YAML document: a member list per service, `null` where the
+/// service is not clustered on this machine.
+#[derive(Debug, Serialize)]
+struct ServiceList {
+    lxd: Vec<ServiceMember>,
+    microceph: Option<Vec<ServiceMember>>,
+    microovn: Option<Vec<ServiceMember>>,
+}
+
+/// A service's members, or why there are none.
+type Section = (ClusterService, Result<Vec<ServiceMember>, String>);
+
+pub async fn run(command: ServiceCommand, global: &GlobalArgs) -> anyhow::Result<()> {
+    match command {
+        ServiceCommand::List { format } => list(format, global).await,
+    }
+}
+
+async fn list(format: OutputFormat, global: &GlobalArgs) -> anyhow::Result<()> {
+    let sections = sections(&local_inventory().await?);
+    let out = match format {
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let members = |i: usize| sections[i].1.as_ref().ok().map(|m| m.to_vec());
+            let document = ServiceList {
+                lxd: members(0).unwrap_or_default(),
+                microceph: members(1),
+                microovn: members(2),
+            };
+            encode(&document, format)?
+        }
+        OutputFormat::Csv => csv(sections.iter().flat_map(|(service, members)| {
+            members.iter().flatten().map(move |member| {
+                let mut record = vec![service.to_string()];
+                record.extend(member.cells());
+                record
+            })
+        }))?,
+        OutputFormat::Table | OutputFormat::Compact => {
+            let mut out = String::new();
+            for (service, members) in &sections {
+                match members {
+                    Ok(members) => {
+                        out.push_str(&format!("{service}:\n{}", render(members, format)?))
+                    }
+                    Err(why) => out.push_str(&format!("{service}: {why}\n")),
+                }
+            }
+            out
+        }
+    };
+    global.printer().data(&out);
+    Ok(())
+}
+
+fn sections(inventory: &Inventory) -> [Section; 3] {
+    let lxd = inventory
+        .lxd
+        .iter()
+        .map(|m| ServiceMember {
+            name: m.server_name.clone(),
+            address: m.url.clone(),
+            role: m.roles.join("\n"),
+            status: m.status.clone(),
+        })
+        .collect();
+    [
+        (ClusterService::Lxd, Ok(sorted(lxd))),
+        (
+            ClusterService::MicroCeph,
+            microcluster(&inventory.microceph, |c| &c.members),
+        ),
+        (
+            ClusterService::MicroOvn,
+            microcluster(&inventory.microovn, |o| &o.members),
+        ),
+    ]
+}
+
+fn microcluster<'a, T>(
+    view: &'a ServiceView<T>,
+    members: impl Fn(&'a T) -> &'a [ClusterMember],
+) -> Result<Vec<ServiceMember>, String> {
+    match view {
+        ServiceView::Clustered(cluster) => Ok(sorted(
+            members(cluster)
+                .iter()
+                .map(|m| ServiceMember {
+                    name: m.name.clone(),
+                    address: m.address.clone(),
+                    role: m.role.clone(),
+                    status: m.status.clone(),
+                })
+                .collect(),
+        )),
+        ServiceView::NotInitialized => Err("Not initialized".into()),
+        ServiceView::NotInstalled => Err("Not installed".into()),
+        ServiceView::Unreachable(why) => Err(format!("Unreachable ({why})")),
+    }
+}
+
+fn sorted(mut members: Vec<ServiceMember>) -> Vec<ServiceMember> {
+    members.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+    members
+}
