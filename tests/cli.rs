@@ -206,7 +206,9 @@ fn help_lists_the_commands_and_global_options() {
         .collect();
     assert_eq!(
         commands,
-        BTreeSet::from(["init", "add", "join", "preseed", "cluster", "help"]),
+        BTreeSet::from([
+            "init", "add", "join", "preseed", "cluster", "service", "status", "help"
+        ]),
         "{help}"
     );
     for option in ["--state-dir", "--verbose", "--debug", "--no-color"] {
@@ -633,5 +635,63 @@ fn cluster_list_rejects_an_unknown_format() {
     let err = stderr(assert.get_output());
     for format in ["table", "json", "yaml", "csv", "compact"] {
         assert!(err.contains(format), "{format} not listed:\n{err}");
+    }
+}
+
+// --- status and service list ----------------------------------------------
+
+#[test]
+fn status_help_documents_the_exit_codes() {
+    let sandbox = Sandbox::new();
+    for args in [&["status", "--help"][..], &["--help"]] {
+        let output = sandbox.microcloud().args(args).output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let help = stdout(&output);
+        for code in ["0", "3 status: WARNING", "4 status: ERROR"] {
+            assert!(help.contains(code), "{args:?} lacks {code}:\n{help}");
+        }
+    }
+}
+
+#[test]
+fn read_only_commands_fail_with_status_1_and_the_socket_without_lxd() {
+    let sandbox = Sandbox::new();
+    let socket = sandbox.path("stale.socket");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    for args in [
+        &["status"][..],
+        &["status", "--format", "json"],
+        &["service", "list"],
+        &["cluster", "list", "-f", "yaml"],
+    ] {
+        let output = sandbox
+            .microcloud()
+            .args(args)
+            .env("LXD_SOCKET", &socket)
+            .output()
+            .unwrap();
+        // Never 3 or 4: those say the cluster's health, not a failure.
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+        assert_failure(
+            &output,
+            &format!("Failed to reach LXD at {}", socket.display()),
+        );
+    }
+}
+
+#[test]
+fn status_and_service_list_reject_an_unknown_format() {
+    let sandbox = Sandbox::new();
+    for args in [
+        &["status", "-f", "xml"][..],
+        &["service", "list", "--format", "xml"],
+    ] {
+        sandbox
+            .microcloud()
+            .args(args)
+            .env("LXD_SOCKET", sandbox.path("lxd.socket"))
+            .assert()
+            .code(2)
+            .stdout("");
     }
 }

@@ -11,40 +11,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Lab, lab, lab_dir, lab_subnet, root, text};
+use common::{
+    Lab, lab, lab_dir, lab_subnet, preseed, root, run_preseed_everywhere, text, wait_all,
+};
 use serde_json::Value;
-
-/// A preseed for the lab: multicast by default, or unicast with every address.
-fn preseed(lab: &Lab, passphrase: &str, unicast: bool, lookup_timeout: u64) -> String {
-    let mut yaml = if unicast {
-        format!("initiator_address: {}\n", lab.address(1))
-    } else {
-        format!("initiator: micro1\nlookup_subnet: {}.0/24\n", lab_subnet())
-    };
-    yaml.push_str(&format!(
-        "lookup_timeout: {lookup_timeout}\nsession_passphrase: {passphrase}\nsystems:\n"
-    ));
-    for i in lab.machines() {
-        yaml.push_str(&format!("- name: micro{i}\n"));
-        if unicast {
-            yaml.push_str(&format!("  address: {}\n", lab.address(i)));
-        }
-        yaml.push_str(&format!(
-            "  storage:\n    local:\n      path: {}\n",
-            lab.storage_dir(i)
-        ));
-    }
-    yaml
-}
-
-fn wait_all(children: Vec<(usize, Child)>) -> Vec<(usize, Output)> {
-    children
-        .into_iter()
-        .map(|(i, child)| (i, child.wait_with_output().expect("wait for microcloud")))
-        .collect()
-}
 
 /// Every machine's run failed, and none of them panicked.
 fn assert_all_failed(outputs: &[(usize, Output)]) {
@@ -57,16 +29,6 @@ fn assert_all_failed(outputs: &[(usize, Output)]) {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "micro{i}: {stderr}");
     }
-}
-
-fn run_preseed_everywhere(lab: &Lab, yaml: &str) -> (Duration, Vec<(usize, Output)>) {
-    let start = Instant::now();
-    let children = lab
-        .machines()
-        .map(|i| (i, lab.spawn(i, &["preseed"], yaml)))
-        .collect();
-    let outputs = wait_all(children);
-    (start.elapsed(), outputs)
 }
 
 #[test]

@@ -12,56 +12,7 @@ mod common;
 use std::process::Output;
 use std::time::Instant;
 
-use common::{Lab, json, lab_subnet, ok, text};
-
-const PASSPHRASE: &str = "distributed storage and networking";
-
-/// The machine's underlay address and the uplink's gateway and range, from `scripts/lab info`.
-struct Networks {
-    underlay: Vec<String>,
-    gateway: String,
-    range: String,
-}
-
-fn networks(lab: &Lab) -> Networks {
-    let info = lab.info();
-    Networks {
-        underlay: lab
-            .machines()
-            .map(|i| {
-                info["machines"][i - 1]["underlay"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect(),
-        gateway: info["uplink"]["gateway"].as_str().unwrap().to_string(),
-        range: info["uplink"]["range"].as_str().unwrap().to_string(),
-    }
-}
-
-/// One preseed for every machine: a local disk and a Ceph disk each, the
-/// uplink and underlay, the gateway and range, and CephFS.
-fn full_preseed(lab: &Lab) -> String {
-    let nets = networks(lab);
-    let mut yaml = format!(
-        "initiator: micro1\nlookup_subnet: {}.0/24\nlookup_timeout: 60\nsession_passphrase: {PASSPHRASE}\nsystems:\n",
-        lab_subnet()
-    );
-    for i in lab.machines() {
-        let disks = lab.blank_disks(i);
-        yaml.push_str(&format!(
-            "- name: micro{i}\n  ovn_uplink_interface: uplink0\n  ovn_underlay_ip: {}\n  storage:\n    local:\n      path: {}\n    ceph:\n    - path: {}\n      wipe: true\n",
-            nets.underlay[i - 1], disks[0], disks[1]
-        ));
-    }
-    let gateway_ip = nets.gateway.split('/').next().unwrap();
-    yaml.push_str(&format!(
-        "ovn:\n  ipv4_gateway: {}\n  ipv4_range: {}\n  dns_servers: {gateway_ip}\nceph:\n  cephfs: true\n",
-        nets.gateway, nets.range
-    ));
-    yaml
-}
+use common::{Lab, full_preseed, json, networks, ok, text};
 
 #[test]
 #[ignore = "lab test: needs root, LXD, Ceph and OVN; run scripts/test-lab"]

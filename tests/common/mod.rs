@@ -413,3 +413,104 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+// --- Forming a cluster by preseed ------------------------------------------
+
+/// A preseed for the lab: multicast by default, or unicast with every address.
+pub fn preseed(lab: &Lab, passphrase: &str, unicast: bool, lookup_timeout: u64) -> String {
+    let mut yaml = if unicast {
+        format!("initiator_address: {}\n", lab.address(1))
+    } else {
+        format!("initiator: micro1\nlookup_subnet: {}.0/24\n", lab_subnet())
+    };
+    yaml.push_str(&format!(
+        "lookup_timeout: {lookup_timeout}\nsession_passphrase: {passphrase}\nsystems:\n"
+    ));
+    for i in lab.machines() {
+        yaml.push_str(&format!("- name: micro{i}\n"));
+        if unicast {
+            yaml.push_str(&format!("  address: {}\n", lab.address(i)));
+        }
+        yaml.push_str(&format!(
+            "  storage:\n    local:\n      path: {}\n",
+            lab.storage_dir(i)
+        ));
+    }
+    yaml
+}
+
+pub fn wait_all(children: Vec<(usize, Child)>) -> Vec<(usize, Output)> {
+    children
+        .into_iter()
+        .map(|(i, child)| (i, child.wait_with_output().expect("wait for microcloud")))
+        .collect()
+}
+
+pub fn run_preseed_everywhere(lab: &Lab, yaml: &str) -> (Duration, Vec<(usize, Output)>) {
+    let start = Instant::now();
+    let children = lab
+        .machines()
+        .map(|i| (i, lab.spawn(i, &["preseed"], yaml)))
+        .collect();
+    let outputs = wait_all(children);
+    (start.elapsed(), outputs)
+}
+
+/// The passphrase of [`full_preseed`].
+pub const PASSPHRASE: &str = "distributed storage and networking";
+
+/// The machine's underlay address and the uplink's gateway and range, from `scripts/lab info`.
+pub struct Networks {
+    pub underlay: Vec<String>,
+    pub gateway: String,
+    pub range: String,
+}
+
+pub fn networks(lab: &Lab) -> Networks {
+    let info = lab.info();
+    Networks {
+        underlay: lab
+            .machines()
+            .map(|i| {
+                info["machines"][i - 1]["underlay"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect(),
+        gateway: info["uplink"]["gateway"].as_str().unwrap().to_string(),
+        range: info["uplink"]["range"].as_str().unwrap().to_string(),
+    }
+}
+
+/// One preseed for every machine: a local disk and a Ceph disk each, the
+/// uplink and underlay, the gateway and range, and CephFS.
+pub fn full_preseed(lab: &Lab) -> String {
+    let nets = networks(lab);
+    let mut yaml = format!(
+        "initiator: micro1\nlookup_subnet: {}.0/24\nlookup_timeout: 60\nsession_passphrase: {PASSPHRASE}\nsystems:\n",
+        lab_subnet()
+    );
+    for i in lab.machines() {
+        let disks = lab.blank_disks(i);
+        yaml.push_str(&format!(
+            "- name: micro{i}\n  ovn_uplink_interface: uplink0\n  ovn_underlay_ip: {}\n  storage:\n    local:\n      path: {}\n    ceph:\n    - path: {}\n      wipe: true\n",
+            nets.underlay[i - 1], disks[0], disks[1]
+        ));
+    }
+    let gateway_ip = nets.gateway.split('/').next().unwrap();
+    yaml.push_str(&format!(
+        "ovn:\n  ipv4_gateway: {}\n  ipv4_range: {}\n  dns_servers: {gateway_ip}\nceph:\n  cephfs: true\n",
+        nets.gateway, nets.range
+    ));
+    yaml
+}
+
+/// `microcloud preseed` with `yaml` on every machine at once; every run must succeed.
+pub fn form(lab: &Lab, yaml: &str) -> Duration {
+    let (elapsed, outputs) = run_preseed_everywhere(lab, yaml);
+    for (i, out) in &outputs {
+        assert!(out.status.success(), "micro{i}:\n{}", text(out));
+    }
+    elapsed
+}
