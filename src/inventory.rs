@@ -5,6 +5,8 @@
 //! `cluster list`, `service list`, `status` and `remove` answer from any
 //! member, with nothing of this project running.
 
+use std::collections::BTreeMap;
+
 use crate::clients::error::chain;
 use crate::clients::lxd::{self, LxdClient};
 use crate::clients::microceph::{self, MicroCephClient};
@@ -56,6 +58,8 @@ pub struct Inventory {
     pub local: String,
     /// LXD's members, sorted by name.
     pub lxd: Vec<lxd::ClusterMember>,
+    /// Each LXD member's server certificate fingerprint, by member name.
+    pub lxd_fingerprints: BTreeMap<String, String>,
     pub microceph: ServiceView<CephView>,
     pub microovn: ServiceView<OvnView>,
 }
@@ -96,6 +100,14 @@ impl Inventory {
         }
         let mut members = lxd.cluster_members().await.map_err(InventoryError::Lxd)?;
         members.sort_by(|a, b| a.server_name.cmp(&b.server_name));
+        let lxd_fingerprints = lxd
+            .certificates()
+            .await
+            .map_err(InventoryError::Lxd)?
+            .into_iter()
+            .filter(|c| c.kind == lxd::CertificateKind::Server)
+            .map(|c| (c.name, c.fingerprint))
+            .collect();
         let microceph = match connect(sockets, Service::MicroCeph)? {
             None => ServiceView::NotInstalled,
             Some(transport) => read_ceph(&MicroCephClient::new(transport)).await?,
@@ -107,6 +119,7 @@ impl Inventory {
         Ok(Inventory {
             local: server.environment.server_name,
             lxd: members,
+            lxd_fingerprints,
             microceph,
             microovn,
         })
@@ -184,8 +197,6 @@ async fn read_ovn(client: &MicroOvnClient) -> Result<ServiceView<OvnView>, Inven
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::testing::{FakeLxd, FakeMicrocluster, FakeSockets};
 
@@ -221,6 +232,7 @@ mod tests {
             .unwrap();
         assert_eq!(none.local, "micro1");
         assert_eq!(none.names(), ["micro1"]);
+        assert_eq!(none.lxd_fingerprints.len(), 1);
         assert_eq!(none.microceph, ServiceView::NotInstalled);
         assert_eq!(none.microovn, ServiceView::NotInstalled);
 

@@ -449,6 +449,7 @@ mod tests {
             lxd: (1..=size)
                 .map(|i| lxd_member(&format!("micro{i}"), i, "Online"))
                 .collect(),
+            lxd_fingerprints: Default::default(),
             microceph: ServiceView::NotInstalled,
             microovn: ServiceView::NotInstalled,
         }

@@ -86,7 +86,18 @@ fn lxd_cluster_lists_and_reports_health_from_any_member() {
         assert_eq!(member["address"], format!("{}:8443", lab.address(i)));
         assert_eq!(member["status"], "ONLINE");
         assert!(member["roles"][0].is_string(), "{member}");
+        // The member's own LXD server certificate, as LXD's trust store has it.
+        let trusted = lab.lxd_get(i, "/1.0/certificates?recursion=1");
+        let own = trusted
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "server" && c["name"] == member["name"])
+            .unwrap_or_else(|| panic!("no server certificate of micro{i}: {trusted}"));
+        assert_eq!(member["fingerprint"], own["fingerprint"]);
+        assert_eq!(member["fingerprint"].as_str().unwrap().len(), 64);
     }
+    assert!(table.contains(" FINGERPRINT "), "{table}");
 
     // service list: LXD's members; the other two are not installed here.
     let table = ok(&microcloud(&lab, 3, &["service", "list"]));

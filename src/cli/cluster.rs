@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::{GlobalArgs, local_inventory};
 use crate::clients::lxd;
+use crate::inventory::Inventory;
 use crate::ui::format::natural_cmp;
 use crate::ui::{OutputFormat, Tabular, render};
 
@@ -19,35 +20,43 @@ pub enum ClusterCommand {
     },
 }
 
-/// Upstream's NAME, ADDRESS, ROLE, STATUS: the membership is LXD's, so the
-/// roles are LXD's (one per line) and there is no microcluster fingerprint.
+/// Upstream's NAME, ADDRESS, ROLE, FINGERPRINT, STATUS: the membership is
+/// LXD's, so the roles are LXD's (one per line) and the fingerprint is that of
+/// the member's LXD server certificate.
 #[derive(Debug, Serialize)]
 struct MemberRow {
     name: String,
     address: String,
     roles: Vec<String>,
+    fingerprint: String,
     status: String,
 }
 
-impl From<&lxd::ClusterMember> for MemberRow {
-    fn from(member: &lxd::ClusterMember) -> Self {
+impl MemberRow {
+    fn new(member: &lxd::ClusterMember, inventory: &Inventory) -> Self {
         MemberRow {
             name: member.server_name.clone(),
             address: member.url.trim_start_matches("https://").to_string(),
             roles: member.roles.clone(),
+            fingerprint: inventory
+                .lxd_fingerprints
+                .get(&member.server_name)
+                .cloned()
+                .unwrap_or_default(),
             status: member.status.to_uppercase(),
         }
     }
 }
 
 impl Tabular for MemberRow {
-    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESS", "ROLE", "STATUS"];
+    const HEADERS: &'static [&'static str] = &["NAME", "ADDRESS", "ROLE", "FINGERPRINT", "STATUS"];
 
     fn cells(&self) -> Vec<String> {
         vec![
             self.name.clone(),
             self.address.clone(),
             self.roles.join("\n"),
+            self.fingerprint.clone(),
             self.status.clone(),
         ]
     }
@@ -61,7 +70,11 @@ pub async fn run(command: ClusterCommand, global: &GlobalArgs) -> anyhow::Result
 
 async fn list(format: OutputFormat, global: &GlobalArgs) -> anyhow::Result<()> {
     let inventory = local_inventory().await?;
-    let mut rows: Vec<MemberRow> = inventory.lxd.iter().map(MemberRow::from).collect();
+    let mut rows: Vec<MemberRow> = inventory
+        .lxd
+        .iter()
+        .map(|member| MemberRow::new(member, &inventory))
+        .collect();
     rows.sort_by(|a, b| natural_cmp(&a.name, &b.name));
     global.printer().data(&render(&rows, format)?);
     Ok(())

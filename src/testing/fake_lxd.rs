@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use reqwest::Method;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::{Reply, error, sync};
 use crate::clients::lxd::{ClusterMember, JoinToken, LxdClient, Profile};
@@ -442,6 +443,24 @@ fn member(name: &str, address: &str, role: &str) -> ClusterMember {
 }
 
 impl Inner {
+    /// A `server` certificate per member, as LXD trusts its members; the
+    /// fingerprint is SHA-256 of the name, a stand-in for the DER's.
+    fn server_certificates(&self) -> Value {
+        let certificates: Vec<Value> = self
+            .state
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.server_name,
+                    "type": "server",
+                    "fingerprint": hex::encode(Sha256::digest(&m.server_name)),
+                })
+            })
+            .collect();
+        json!(certificates)
+    }
+
     fn fault(&mut self, method: &str, path: &str) -> Option<(Option<u16>, String)> {
         for fault in &mut self.faults {
             if fault.method != method || !path.starts_with(&fault.prefix) {
@@ -531,6 +550,7 @@ impl Inner {
             ("GET", ["1.0", "cluster"]) => sync(self.cluster()),
             ("PUT", ["1.0", "cluster"]) => self.put_cluster(body),
             ("GET", ["1.0", "cluster", "members"]) => sync(json!(self.state.members)),
+            ("GET", ["1.0", "certificates"]) => sync(self.server_certificates()),
             ("POST", ["1.0", "cluster", "members"]) => self.issue_token(&text(body, "server_name")),
             ("DELETE", ["1.0", "cluster", "members", name]) => {
                 let before = self.state.members.len();

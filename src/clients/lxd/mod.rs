@@ -118,6 +118,11 @@ impl LxdClient {
         self.get("/1.0/cluster/members?recursion=1").await
     }
 
+    /// The trust store, members' server certificates included.
+    pub async fn certificates(&self) -> Result<Vec<Certificate>, ApiError> {
+        self.get("/1.0/certificates?recursion=1").await
+    }
+
     /// Issues a join token for `name`. Returns the token and the URL of the
     /// token operation (deleting it revokes the token).
     pub async fn create_join_token(&self, name: &str) -> Result<(JoinToken, String), ApiError> {

@@ -135,6 +135,29 @@ pub struct ClusterMember {
     pub description: String,
 }
 
+/// One entry of `GET /1.0/certificates?recursion=1`. Each cluster member's
+/// own server certificate is a `server` entry named after the member.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Certificate {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: CertificateKind,
+    /// SHA-256 of the DER certificate, lower-case hex.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertificateKind {
+    #[default]
+    Client,
+    Server,
+    Metrics,
+    #[serde(other)]
+    Other,
+}
+
 /// The join token `lxc cluster add` prints: base64 (standard, padded) of this
 /// JSON. Its `Debug` hides the secret.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
