@@ -80,11 +80,12 @@ fn lxd_cluster_lists_and_reports_health_from_any_member() {
     for i in lab.machines() {
         assert!(table.contains(&format!("| micro{i} ")), "{table}");
     }
+    assert!(table.contains(" ONLINE |"), "{table}");
     let members = json(&microcloud(&lab, 2, &["cluster", "list", "-f", "json"]));
     assert_eq!(names(&members), ["micro1", "micro2", "micro3"]);
     for (i, member) in lab.machines().zip(members.as_array().unwrap()) {
         assert_eq!(member["address"], format!("{}:8443", lab.address(i)));
-        assert_eq!(member["status"], "ONLINE");
+        assert_eq!(member["status"], "Online");
         assert!(member["roles"][0].is_string(), "{member}");
         // The member's own LXD server certificate, as LXD's trust store has it.
         let trusted = lab.lxd_get(i, "/1.0/certificates?recursion=1");
@@ -157,7 +158,9 @@ fn lxd_cluster_lists_and_reports_health_from_any_member() {
     );
     assert_eq!(health["members"][2]["status"], "Offline");
     let members = json(&microcloud(&lab, 1, &["cluster", "list", "-f", "json"]));
-    assert_eq!(members[2]["status"], "OFFLINE");
+    assert_eq!(members[2]["status"], "Offline");
+    let table = ok(&microcloud(&lab, 1, &["cluster", "list"]));
+    assert!(table.contains(" OFFLINE |"), "{table}");
     eprintln!("[timing] lxd status scenario: {:.1?}", start.elapsed());
 }
 

@@ -43,7 +43,7 @@ impl MemberRow {
                 .get(&member.server_name)
                 .cloned()
                 .unwrap_or_default(),
-            status: member.status.to_uppercase(),
+            status: member.status.clone(),
         }
     }
 }
@@ -57,7 +57,8 @@ impl Tabular for MemberRow {
             self.address.clone(),
             self.roles.join("\n"),
             self.fingerprint.clone(),
-            self.status.clone(),
+            // As `lxc cluster list`: LXD's word in JSON, upper case in tables.
+            self.status.to_uppercase(),
         ]
     }
 }
