@@ -206,7 +206,9 @@ fn help_lists_the_commands_and_global_options() {
         .collect();
     assert_eq!(
         commands,
-        BTreeSet::from(["init", "add", "join", "preseed", "cluster", "help"]),
+        BTreeSet::from([
+            "init", "add", "join", "preseed", "cluster", "service", "help"
+        ]),
         "{help}"
     );
     for option in ["--state-dir", "--verbose", "--debug", "--no-color"] {
@@ -344,6 +346,23 @@ fn interactive_commands_without_a_terminal_point_to_preseed() {
             .output()
             .unwrap();
         assert_failure(&output, "use `microcloud preseed` with a preseed file");
+        assert!(sandbox.entries().is_empty(), "{command} created files");
+    }
+}
+
+#[test]
+fn service_add_without_a_terminal_says_it_needs_one_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    for command in ["service add", "service add --dry-run"] {
+        let output = sandbox
+            .microcloud()
+            .args(command.split(' '))
+            .output()
+            .unwrap();
+        assert_failure(
+            &output,
+            "`microcloud service add` asks questions and needs a terminal",
+        );
         assert!(sandbox.entries().is_empty(), "{command} created files");
     }
 }

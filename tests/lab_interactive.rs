@@ -775,6 +775,28 @@ fn init_at_a_terminal_sets_up_lxd_microceph_and_microovn() {
     m1.send(ENTER);
     // Distributed networking: uplink0 everywhere, the lab's upstream gateway,
     // and the underlay addresses.
+    answer_distributed_networking(m1, &info);
+    m1.expect("MicroCloud will form an LXD cluster of 3 member(s), initiated by micro1:");
+    m1.expect("storage pool \"remote\" (ceph, OSD pool lxd_remote)");
+    m1.expect("Proceed with this plan? (yes/no) [default=yes]: ");
+    let applying = Instant::now();
+    m1.send(ENTER);
+    m1.expect_formed("MicroCloud is ready");
+    eprintln!(
+        "TIMING interactive init with MicroCeph and MicroOVN: plan approved to \"MicroCloud is ready\": {:.2} s",
+        applying.elapsed().as_secs_f64()
+    );
+    m1.expect("Would you like to save these answers as a preseed file");
+    m1.send(ENTER);
+    all_succeed(initiator, joiners);
+    lab.assert_cluster(3, |i| lab.fs_uuid(i, &lab.blank_disks(i)[0]));
+    lab.assert_microcloud();
+}
+
+/// Upstream's distributed networking questions, answered for the lab:
+/// uplink0 everywhere, its upstream gateway and range, DNS by default, and
+/// each machine's underlay address.
+fn answer_distributed_networking(m1: &mut Screen, info: &serde_json::Value) {
     m1.expect("Configure distributed networking? (yes/no) [default=yes]: ");
     m1.send(ENTER);
     m1.expect("Select an available interface per system to provide external connectivity for distributed network(s):");
@@ -801,23 +823,164 @@ fn init_at_a_terminal_sets_up_lxd_microceph_and_microovn() {
     m1.send(&format!("yes{ENTER}"));
     m1.expect("Select exactly one network interface from each cluster member:");
     let underlay = info["machines"][0]["underlay"].as_str().unwrap();
-    let subnet = &underlay[..underlay.rfind('.').unwrap() + 1];
-    m1.send(subnet);
+    m1.send(&underlay[..underlay.rfind('.').unwrap() + 1]);
     m1.send(RIGHT);
     m1.send(ENTER);
-    m1.expect("MicroCloud will form an LXD cluster of 3 member(s), initiated by micro1:");
-    m1.expect("storage pool \"remote\" (ceph, OSD pool lxd_remote)");
+}
+
+/// MicroOVN's members, as `GET /core/1.0/cluster` on machine `i`'s socket lists them.
+fn microovn_members(lab: &Lab, i: usize) -> Vec<String> {
+    let info = lab.info();
+    let socket = info["machines"][i - 1]["microovn_socket"].as_str().unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--unix-socket", socket])
+        .arg("http://control.socket/core/1.0/cluster")
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = common::json(&out)["metadata"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", common::text(&out)))
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+#[ignore = "lab test: needs root, LXD and OVN; run scripts/test-lab"]
+fn service_add_sets_up_microovn_on_a_cluster_formed_without_it() {
+    // Three members with directory pools and a bridge, formed by preseed
+    // while MicroOVN is not installed.
+    let lab = Lab::up(3);
+    let mut yaml = format!(
+        "initiator: micro1\nlookup_subnet: {}.0/24\nsession_passphrase: formed without ovn\nsystems:\n",
+        common::lab_subnet()
+    );
+    for i in lab.machines() {
+        yaml.push_str(&format!(
+            "- name: micro{i}\n  storage:\n    local:\n      path: {}\n",
+            lab.storage_dir(i)
+        ));
+    }
+    let children: Vec<_> = lab
+        .machines()
+        .map(|i| lab.spawn(i, &["preseed"], &yaml))
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::text(&out));
+    }
+    // Then MicroOVN is installed on every member.
+    common::ok(
+        &common::lab(&["services", "start", "--microovn"])
+            .output()
+            .unwrap(),
+    );
+    let info = lab.info();
+    let start = Instant::now();
+
+    let mut m1 = Screen::spawn(1, &["service", "add"]);
+    let shown = m1.expect_re(r"When requested, enter the passphrase: [a-z -]+\r?\n");
+    let passphrase = after(&shown, "When requested, enter the passphrase: ").to_string();
+    let shown = m1.expect(" is displayed on joining systems.");
+    let mut initiator = Initiator {
+        fingerprint: word_after(&shown, "Verify the fingerprint ").to_string(),
+        passphrase,
+        screen: m1,
+    };
+    initiator
+        .screen
+        .expect("Waiting up to 600 s for micro2, micro3 to reach out");
+    // The underlay bridge gives each machine a second address: the joiners
+    // choose their lab address first.
+    let mut joiners = Vec::new();
+    for (i, typing) in [
+        (2, Typing::Full(&initiator.passphrase)),
+        (3, Typing::Completed(&initiator.passphrase)),
+    ] {
+        let mut joiner = start_join_on(i, typing, Some(&lab.address(i)));
+        let fingerprint = joined_screen(&mut joiner, &initiator, &lab);
+        initiator.screen.expect(&format!(
+            "System micro{i} ({}) reached out with fingerprint {fingerprint}",
+            lab.address(i)
+        ));
+        joiners.push(joiner);
+    }
+    for joiner in &mut joiners {
+        joiner.expect("Received confirmation from system micro1");
+    }
+    let m1 = &mut initiator.screen;
+    // Only MicroOVN's questions.
+    answer_distributed_networking(m1, &info);
+    // The cluster's profile has eth0 on lxdbr0: upstream's question.
+    m1.expect("Replace existing default profile configuration? (yes/no) [default=no]: ");
+    m1.send(&format!("yes{ENTER}"));
+    m1.expect(
+        "MicroCloud will set up MicroOVN on the 3 member(s) of the LXD cluster (from micro1):",
+    );
+    m1.expect("profile \"default\": eth0 on network default");
     m1.expect("Proceed with this plan? (yes/no) [default=yes]: ");
-    let applying = Instant::now();
     m1.send(ENTER);
     m1.expect_formed("MicroCloud is ready");
     eprintln!(
-        "TIMING interactive init with MicroCeph and MicroOVN: plan approved to \"MicroCloud is ready\": {:.2} s",
-        applying.elapsed().as_secs_f64()
+        "TIMING service add (MicroOVN on 3 members): command started to \"MicroCloud is ready\": {:.2} s",
+        start.elapsed().as_secs_f64()
     );
-    m1.expect("Would you like to save these answers as a preseed file");
-    m1.send(ENTER);
     all_succeed(initiator, joiners);
-    lab.assert_cluster(3, |i| lab.fs_uuid(i, &lab.blank_disks(i)[0]));
-    lab.assert_microcloud();
+
+    // MicroOVN has every member, seen from each of them.
+    for i in lab.machines() {
+        assert_eq!(microovn_members(&lab, i), ["micro1", "micro2", "micro3"]);
+    }
+    let chassis = common::ok(&lab.exec(1, &["ovn-sbctl", "--columns=name", "list", "Chassis"]));
+    assert_eq!(chassis.matches("name").count(), 3, "{chassis}");
+    // LXD: UPLINK and the OVN `default`, Created; the profile's NIC on it;
+    // the cluster's bridge is left as it was.
+    for (name, kind) in [
+        ("UPLINK", "physical"),
+        ("default", "ovn"),
+        ("lxdbr0", "bridge"),
+    ] {
+        let network = lab.lxd_get(1, &format!("/1.0/networks/{name}"));
+        assert_eq!(network["type"], kind, "{network}");
+        assert_eq!(network["status"], "Created", "{network}");
+    }
+    let profile = lab.lxd_get(1, "/1.0/profiles/default");
+    assert_eq!(
+        profile["devices"]["eth0"]["network"], "default",
+        "{profile}"
+    );
+    assert_eq!(profile["devices"]["root"]["pool"], "local", "{profile}");
+
+    // A container on micro2 with the default profile: an address from OVN's
+    // DHCP in the network's subnet; it reaches the OVN router and, through
+    // it, the uplink's gateway.
+    lab.import_busybox();
+    common::ok(&lab.exec(1, &["lxc", "launch", "busybox", "c1", "--target", "micro2"]));
+    let address = lab.wait_for_ipv4("c1");
+    let router = common::ok(&lab.exec(1, &["lxc", "network", "get", "default", "ipv4.address"]));
+    let router = router.trim().split('/').next().unwrap().to_string();
+    let prefix = &router[..router.rfind('.').unwrap() + 1];
+    assert!(
+        address.starts_with(prefix),
+        "{address} is not beside {router}"
+    );
+    let uplink_gateway = info["uplink"]["gateway"].as_str().unwrap();
+    let uplink_gateway = uplink_gateway.split('/').next().unwrap();
+    for target in [router.as_str(), uplink_gateway] {
+        // The first echo of a new flow through OVN is often lost: allow for it.
+        let ping = lab.exec(
+            1,
+            &[
+                "lxc", "exec", "c1", "--", "ping", "-c", "5", "-W", "2", target,
+            ],
+        );
+        let out = String::from_utf8_lossy(&ping.stdout);
+        assert!(
+            !out.contains(" 0 packets received") && out.contains("packets received"),
+            "c1 does not reach {target}:\n{}",
+            common::text(&ping)
+        );
+    }
 }

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod init;
 pub mod preseed;
+pub mod service;
 
 use std::path::PathBuf;
 
@@ -66,6 +67,11 @@ pub enum Command {
         #[command(subcommand)]
         command: cluster::ClusterCommand,
     },
+    /// Manage MicroCloud services (MicroCeph, MicroOVN)
+    Service {
+        #[command(subcommand)]
+        command: service::ServiceCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Join(args) => at_terminal(global, move |g, rt| init::join(args, g, rt)).await,
         Command::Preseed(args) => preseed::run(args, global).await,
         Command::Cluster { command } => cluster::run(command, global).await,
+        Command::Service { command } => service::run(command, global).await,
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn run(
     settings: JoinerSettings,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let me = machine.intent(settings.dry_run);
+    let me = machine.intent(settings.dry_run, None);
     let joined = Arc::new(Mutex::new(None));
     let handler = Arc::new(LxdJoiner {
         lxd: machine.lxd.clone(),

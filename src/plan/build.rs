@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::request::PlanRequest;
 use super::{
     BRIDGE_NETWORK, ClusterPlan, FAN_NETWORK, LocalPoolPlan, LocalSource, LxdPlan, MemberPlan,
-    NetworkPlan, ProfilePlan, RemotePoolsPlan, SystemFacts, services,
+    NetworkPlan, ProfilePlan, SystemFacts, services,
 };
 use crate::clients::lxd::{Network, Server, StoragePool};
 use crate::disks::Disk;
@@ -92,12 +92,7 @@ pub fn build(
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
-    let remote_pools = microceph
-        .as_ref()
-        .filter(|ceph| ceph.disk_count() > 0)
-        .map(|_| RemotePoolsPlan {
-            cephfs: request.ceph.as_ref().is_some_and(|c| c.cephfs),
-        });
+    let remote_pools = services::remote_pools(request, microceph.as_ref());
     let root_pool = match (&remote_pools, &local_pool) {
         (Some(_), _) => Some(super::REMOTE_POOL.to_string()),
         (None, Some(_)) => Some(super::LOCAL_POOL.to_string()),
