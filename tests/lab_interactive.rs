@@ -828,10 +828,13 @@ fn answer_distributed_networking(m1: &mut Screen, info: &serde_json::Value) {
     m1.send(ENTER);
 }
 
-/// MicroOVN's members, as `GET /core/1.0/cluster` on machine `i`'s socket lists them.
-fn microovn_members(lab: &Lab, i: usize) -> Vec<String> {
+/// The members of `service` (microceph, microovn), as `GET /core/1.0/cluster`
+/// on machine `i`'s socket lists them.
+fn service_members(lab: &Lab, i: usize, service: &str) -> Vec<String> {
     let info = lab.info();
-    let socket = info["machines"][i - 1]["microovn_socket"].as_str().unwrap();
+    let socket = info["machines"][i - 1][format!("{service}_socket")]
+        .as_str()
+        .unwrap();
     let out = std::process::Command::new("curl")
         .args(["-sS", "--unix-socket", socket])
         .arg("http://control.socket/core/1.0/cluster")
@@ -931,7 +934,10 @@ fn service_add_sets_up_microovn_on_a_cluster_formed_without_it() {
 
     // MicroOVN has every member, seen from each of them.
     for i in lab.machines() {
-        assert_eq!(microovn_members(&lab, i), ["micro1", "micro2", "micro3"]);
+        assert_eq!(
+            service_members(&lab, i, "microovn"),
+            ["micro1", "micro2", "micro3"]
+        );
     }
     let chassis = common::ok(&lab.exec(1, &["ovn-sbctl", "--columns=name", "list", "Chassis"]));
     assert_eq!(chassis.matches("name").count(), 3, "{chassis}");
@@ -959,8 +965,7 @@ fn service_add_sets_up_microovn_on_a_cluster_formed_without_it() {
     lab.import_busybox();
     common::ok(&lab.exec(1, &["lxc", "launch", "busybox", "c1", "--target", "micro2"]));
     let address = lab.wait_for_ipv4("c1");
-    let router = common::ok(&lab.exec(1, &["lxc", "network", "get", "default", "ipv4.address"]));
-    let router = router.trim().split('/').next().unwrap().to_string();
+    let router = ovn_router(&lab);
     let prefix = &router[..router.rfind('.').unwrap() + 1];
     assert!(
         address.starts_with(prefix),
@@ -969,18 +974,141 @@ fn service_add_sets_up_microovn_on_a_cluster_formed_without_it() {
     let uplink_gateway = info["uplink"]["gateway"].as_str().unwrap();
     let uplink_gateway = uplink_gateway.split('/').next().unwrap();
     for target in [router.as_str(), uplink_gateway] {
-        // The first echo of a new flow through OVN is often lost: allow for it.
-        let ping = lab.exec(
-            1,
-            &[
-                "lxc", "exec", "c1", "--", "ping", "-c", "5", "-W", "2", target,
-            ],
-        );
-        let out = String::from_utf8_lossy(&ping.stdout);
-        assert!(
-            !out.contains(" 0 packets received") && out.contains("packets received"),
-            "c1 does not reach {target}:\n{}",
-            common::text(&ping)
-        );
+        assert_reaches(&lab, "c1", target);
+    }
+}
+
+/// Container `name` answers pings from `target` (the first echo of a new
+/// flow through OVN is often lost: one of five must come back).
+fn assert_reaches(lab: &Lab, name: &str, target: &str) {
+    let ping = lab.exec(
+        1,
+        &[
+            "lxc", "exec", name, "--", "ping", "-c", "5", "-W", "2", target,
+        ],
+    );
+    let out = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        !out.contains(" 0 packets received") && out.contains("packets received"),
+        "{name} does not reach {target}:\n{}",
+        common::text(&ping)
+    );
+}
+
+/// The address of `default`'s OVN router, from LXD.
+fn ovn_router(lab: &Lab) -> String {
+    let router = common::ok(&lab.exec(1, &["lxc", "network", "get", "default", "ipv4.address"]));
+    router.trim().split('/').next().unwrap().to_string()
+}
+
+#[test]
+#[ignore = "lab test: needs root, LXD, Ceph and OVN; run scripts/test-lab"]
+fn add_at_a_terminal_grows_microceph_and_microovn_with_the_new_member() {
+    // Three members with MicroCeph (no disks) and MicroOVN (uplink0, the
+    // underlay), formed by preseed; micro4 has both services installed.
+    let lab = Lab::up_with_services(4, 0);
+    let info = lab.info();
+    let gateway = info["uplink"]["gateway"].as_str().unwrap().to_string();
+    let gateway_ip = gateway.split('/').next().unwrap().to_string();
+    let underlay = |i: usize| {
+        info["machines"][i - 1]["underlay"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut yaml = format!(
+        "initiator: micro1\nlookup_subnet: {}.0/24\nsession_passphrase: three then four\nsystems:\n",
+        common::lab_subnet()
+    );
+    for i in 1..=3 {
+        yaml.push_str(&format!(
+            "- name: micro{i}\n  ovn_uplink_interface: uplink0\n  ovn_underlay_ip: {}\n  storage:\n    local:\n      path: {}\n",
+            underlay(i),
+            lab.storage_dir(i)
+        ));
+    }
+    yaml.push_str(&format!(
+        "ovn:\n  ipv4_gateway: {gateway}\n  ipv4_range: {}\n  dns_servers: {gateway_ip}\n",
+        info["uplink"]["range"].as_str().unwrap()
+    ));
+    let children: Vec<_> = (1..=3).map(|i| lab.spawn(i, &["preseed"], &yaml)).collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", common::text(&out));
+    }
+
+    let start = Instant::now();
+    let mut initiator = session_shown(Screen::spawn(1, &["add"]));
+    let mut joiner = start_join_on(
+        4,
+        Typing::Full(&initiator.passphrase.clone()),
+        Some(&lab.address(4)),
+    );
+    let fingerprint = joined_screen(&mut joiner, &initiator, &lab);
+    let rows = wait_for_rows(&mut initiator, 1);
+    assert_rows_match(&rows, &BTreeMap::from([(4, fingerprint)]), &lab);
+    let m1 = &mut initiator.screen;
+    m1.send(SPACE);
+    m1.expect_re(r"> \[x\] micro4");
+    m1.send(ENTER);
+    joiner.expect("Received confirmation from system micro1");
+    // The new member's questions only: no disk to offer Ceph, its uplink and
+    // its underlay address; the cluster's gateway, range and DNS stay.
+    m1.expect("No disks available for distributed storage. Skipping configuration");
+    m1.expect("Select an available interface per system to provide external connectivity for distributed network(s):");
+    m1.send("uplink0");
+    m1.send(RIGHT);
+    m1.send(ENTER);
+    m1.expect("Using uplink0 on micro4 for OVN uplink");
+    m1.expect("Configure dedicated OVN underlay networking? (yes/no) [default=no]: ");
+    m1.send(&format!("yes{ENTER}"));
+    m1.expect("Select exactly one network interface from each cluster member:");
+    m1.send(&underlay(4));
+    m1.send(RIGHT);
+    m1.send(ENTER);
+    let plan = m1.expect("Proceed with this plan? (yes/no) [default=yes]: ");
+    for line in [
+        "MicroCloud will add 1 member(s) to the LXD cluster of micro1, micro2, micro3 (from micro1):",
+        "MicroCeph: joins the cluster",
+        &format!("MicroOVN: joins the cluster, Geneve on {}", underlay(4)),
+        "network \"UPLINK\" (physical) on uplink0, as the other members",
+    ] {
+        assert!(plan.contains(line), "{line:?} is not in the plan:\n{plan}");
+    }
+    assert!(!plan.contains("Specify the IPv4 gateway"), "{plan}");
+    m1.send(ENTER);
+    m1.expect_formed("MicroCloud is ready");
+    eprintln!(
+        "TIMING add with MicroCeph and MicroOVN: command started to \"MicroCloud is ready\": {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    joiner.expect_formed("Successfully joined the MicroCloud cluster");
+    for screen in [initiator.screen, joiner] {
+        let name = screen.name.clone();
+        let (code, rest) = screen.finish();
+        assert_eq!(code, 0, "{name}:\n{rest}");
+    }
+
+    let all = ["micro1", "micro2", "micro3", "micro4"];
+    for service in ["microceph", "microovn"] {
+        assert_eq!(service_members(&lab, 4, service), all, "{service}");
+    }
+    let encaps = common::ok(&lab.exec(1, &["ovn-sbctl", "--columns=ip", "list", "Encap"]));
+    assert!(encaps.contains(&underlay(4)), "{encaps}");
+    let uplink = lab.lxd_get(1, "/1.0/networks/UPLINK?target=micro4");
+    assert_eq!(uplink["config"]["parent"], "uplink0", "{uplink}");
+    assert_eq!(uplink["status"], "Created", "{uplink}");
+
+    // A container on the new member: an address from OVN, and the way out.
+    lab.import_busybox();
+    common::ok(&lab.exec(1, &["lxc", "launch", "busybox", "c4", "--target", "micro4"]));
+    let address = lab.wait_for_ipv4("c4");
+    let router = ovn_router(&lab);
+    assert!(
+        address.starts_with(&router[..router.rfind('.').unwrap() + 1]),
+        "{address} is not beside {router}"
+    );
+    for target in [router.as_str(), gateway_ip.as_str()] {
+        assert_reaches(&lab, "c4", target);
     }
 }

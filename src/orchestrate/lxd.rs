@@ -9,7 +9,9 @@ use anyhow::Context;
 
 use super::apply::Targets;
 use super::revert::Reverter;
-use crate::clients::lxd::{ClusterPut, LxdClient, MemberConfig, NetworksPost, StoragePoolsPost};
+use crate::clients::lxd::{
+    ClusterPut, LxdClient, MemberConfig, NetworksPost, Server, StoragePoolsPost,
+};
 use crate::plan::{self, ClusterPlan, MemberPlan, NetworkPlan, UplinkPlan};
 use crate::session::{LxdJoin, ServicesPut};
 use crate::trust::Secret;
@@ -109,7 +111,9 @@ pub(super) async fn join_members(
     }
     printer.status("Awaiting cluster formation ...");
     let lxd = &targets.local;
-    let cluster_certificate = lxd.server().await?.environment.certificate;
+    let server = lxd.server().await?;
+    let cluster_certificate = server.environment.certificate.clone();
+    let server_config = joiner_server_config(plan, &server);
     for member in plan.new_members() {
         let step = printer.step(format!("Joining {} to the cluster", member.name));
         let peer = targets
@@ -125,6 +129,7 @@ pub(super) async fn join_members(
                 token: Secret::new(token.encode()),
                 cluster_certificate: cluster_certificate.clone(),
                 member_config: member_config(plan, member),
+                server_config: server_config.clone(),
             }),
             ..Default::default()
         };
@@ -144,6 +149,25 @@ pub(super) async fn join_members(
         step.done(format!("Peer {} has joined the cluster", member.name));
     }
     Ok(())
+}
+
+/// The keys a new member's LXD must have before it joins a cluster with OVN:
+/// an LXD that cannot read MicroOVN's own northbound connection starts the
+/// OVN networks at its join with the value it had alone (none), and leaves
+/// them unavailable there.
+fn joiner_server_config(plan: &ClusterPlan, server: &Server) -> BTreeMap<String, String> {
+    let key = "network.ovn.northbound_connection";
+    let joins_ovn = matches!(plan.lxd.network, Some(NetworkPlan::JoinOvn { .. }));
+    match server.config_value(key) {
+        Some(value)
+            if joins_ovn
+                && !value.is_empty()
+                && !server.has_extension("ovn_dynamic_northbound_connection") =>
+        {
+            BTreeMap::from([(key.to_string(), value)])
+        }
+        _ => BTreeMap::new(),
+    }
 }
 
 /// What a member joining an existing `local` pool or `UPLINK` must be told:
@@ -800,6 +824,31 @@ mod tests {
             keys(&member_config(&plan, &plan.members[0]))[1..],
             [("network", "UPLINK", "parent", "enp9s0")]
         );
+    }
+
+    #[test]
+    fn a_joiner_of_ovn_gets_the_northbound_connection_where_lxd_cannot_read_microovns() {
+        let server = |extensions: &[&str]| -> Server {
+            serde_json::from_value(serde_json::json!({
+                "api_extensions": extensions,
+                "config": {"network.ovn.northbound_connection": "ssl:10.0.0.1:6641"},
+            }))
+            .unwrap()
+        };
+        let mut plan = plan_with(true, LocalSource::LxdStorageDirectory);
+        assert!(joiner_server_config(&plan, &server(&[])).is_empty());
+        plan.lxd.network = Some(NetworkPlan::JoinOvn {
+            parents: BTreeMap::new(),
+        });
+        assert_eq!(
+            joiner_server_config(&plan, &server(&[])),
+            BTreeMap::from([(
+                "network.ovn.northbound_connection".to_string(),
+                "ssl:10.0.0.1:6641".to_string()
+            )])
+        );
+        let dynamic = server(&["ovn_dynamic_northbound_connection"]);
+        assert!(joiner_server_config(&plan, &dynamic).is_empty());
     }
 
     #[test]

@@ -84,6 +84,7 @@ impl Joiner for FakeJoiner {
                 token: join.token.clone(),
                 cluster_certificate: join.cluster_certificate.clone(),
                 member_config: join.member_config.clone(),
+                server_config: join.server_config.clone(),
             };
             let reach = |token: &JoinToken, _: &crate::trust::Fingerprint| {
                 let first = token.addresses[0].clone();

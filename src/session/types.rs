@@ -117,6 +117,11 @@ pub struct LxdJoin {
     /// Member-specific configuration (e.g. the `local` pool's source).
     #[serde(default)]
     pub member_config: Vec<MemberConfig>,
+    /// Cluster-wide server keys the joiner sets on its own LXD before it
+    /// joins: LXD 5.0 keeps the values it had alone until it restarts, and
+    /// starts the cluster's OVN networks with them when it joins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_config: BTreeMap<String, String>,
 }
 
 /// `PUT /1.0/session/stop`: ends the peer's session. An empty reason means the
