@@ -160,11 +160,11 @@ pub fn profile_conflicts(request: &PlanRequest, cluster: &ClusterFacts) -> bool 
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::build::tests::{disk, system};
+    use super::super::build::tests::{equipped, system};
     use super::super::request::{CephDiskChoice, CephRequest, OvnRequest};
     use super::*;
     use crate::clients::microcluster::Service;
-    use crate::plan::{Interface, LOCAL_POOL, RemotePoolsPlan};
+    use crate::plan::{LOCAL_POOL, RemotePoolsPlan};
 
     /// `micro<n>`, a member of the cluster whose certificate is "ours".
     fn member(n: u8) -> SystemFacts {
@@ -178,18 +178,7 @@ mod tests {
     /// blank disk each.
     fn members_with(service: Service) -> Vec<SystemFacts> {
         (1..=3)
-            .map(|n| {
-                let mut facts = member(n);
-                facts.services = BTreeSet::from([service]);
-                facts.interfaces.push(Interface {
-                    name: "uplink0".into(),
-                    kind: "physical".into(),
-                    up: true,
-                    addresses: Vec::new(),
-                });
-                facts.disks.push(disk("ceph", "nvme", 100));
-                facts
-            })
+            .map(|n| equipped(member(n), &[service], "uplink0"))
             .collect()
     }
 

@@ -516,6 +516,24 @@ pub(super) mod tests {
         }
     }
 
+    /// `facts` with `services` installed, the uplink candidate `uplink` and a
+    /// blank disk ("ceph").
+    pub(in crate::plan) fn equipped(
+        mut facts: SystemFacts,
+        services: &[crate::clients::microcluster::Service],
+        uplink: &str,
+    ) -> SystemFacts {
+        facts.services = services.iter().copied().collect();
+        facts.interfaces.push(crate::plan::Interface {
+            name: uplink.into(),
+            kind: "physical".into(),
+            up: true,
+            addresses: Vec::new(),
+        });
+        facts.disks.push(disk("ceph", "nvme", 100));
+        facts
+    }
+
     /// micro1 … micro<count>.
     fn systems(count: u8) -> Vec<SystemFacts> {
         (1..=count).map(system).collect()

@@ -246,7 +246,7 @@ fn copied_member_config(cluster: &ClusterFacts, initiator: &str) -> Vec<String> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::build::tests::{disk, named, system};
+    use super::super::build::tests::{disk, equipped, named, system};
     use super::*;
     use crate::clients::lxd::{MemberConfig, Network, StoragePool};
 
@@ -451,16 +451,11 @@ mod tests {
         [3, 4]
             .into_iter()
             .map(|n| {
-                let mut facts = system(n);
-                facts.services = [Service::MicroCeph, Service::MicroOvn].into();
-                facts.interfaces.push(crate::plan::Interface {
-                    name: "enp9s0".into(),
-                    kind: "physical".into(),
-                    up: true,
-                    addresses: Vec::new(),
-                });
-                facts.disks.push(disk("ceph", "nvme", 100));
-                facts
+                equipped(
+                    system(n),
+                    &[Service::MicroCeph, Service::MicroOvn],
+                    "enp9s0",
+                )
             })
             .collect()
     }
