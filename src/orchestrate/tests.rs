@@ -923,3 +923,35 @@ async fn service_add_sets_up_microovn_on_every_member_and_lxd_on_it() {
     assert_eq!(state.profile.devices["eth0"]["network"], "default");
     assert_eq!(state.profile.devices["root"]["pool"], "local");
 }
+
+/// Joining a cluster with OVN on an LXD that cannot read MicroOVN's own
+/// northbound connection: each joiner sets the cluster's on its LXD before
+/// it joins, so the OVN networks start there at its join.
+#[tokio::test]
+async fn joiners_of_a_cluster_with_ovn_get_the_northbound_connection_before_they_join() {
+    let machines = Machines::new();
+    let key = "network.ovn.northbound_connection";
+    let connection = BTreeMap::from([(key.to_string(), "ssl:10.0.0.1:6641".to_string())]);
+    machines
+        .initiator()
+        .client()
+        .patch_server_config(&connection, None)
+        .await
+        .unwrap();
+    let mut plan = machines.plan().await;
+    plan.lxd.network = Some(NetworkPlan::JoinOvn {
+        parents: BTreeMap::new(),
+    });
+    plan.lxd.profile.network = None;
+    machines.apply_plan(&plan).await.unwrap();
+    for joiner in &machines.fakes[1..] {
+        let sent = requests(joiner);
+        let set = sent.iter().position(|r| r == "PATCH /1.0");
+        let join = sent.iter().position(|r| r == "PUT /1.0/cluster");
+        assert!(set.is_some() && set < join, "{sent:?}");
+        assert_eq!(
+            joiner.state().config.get(key).map(String::as_str),
+            Some("ssl:10.0.0.1:6641")
+        );
+    }
+}
