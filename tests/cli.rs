@@ -351,6 +351,23 @@ fn interactive_commands_without_a_terminal_point_to_preseed() {
 }
 
 #[test]
+fn service_add_without_a_terminal_says_it_needs_one_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    for command in ["service add", "service add --dry-run"] {
+        let output = sandbox
+            .microcloud()
+            .args(command.split(' '))
+            .output()
+            .unwrap();
+        assert_failure(
+            &output,
+            "`microcloud service add` asks questions and needs a terminal",
+        );
+        assert!(sandbox.entries().is_empty(), "{command} created files");
+    }
+}
+
+#[test]
 fn init_reports_the_same_errors_as_validate() {
     let sandbox = Sandbox::new();
     let path = fixture("bad", "04-unknown-key");

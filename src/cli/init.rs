@@ -13,7 +13,6 @@ use clap::Args;
 use tokio::runtime::Handle;
 
 use super::GlobalArgs;
-use crate::clients::microcluster::Service;
 use crate::inputs::interactive;
 use crate::orchestrate::initiator::{self, Admission, Goal, InitiatorSession, SessionSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
@@ -63,10 +62,11 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
     ))?;
     confirm_services(&machine, &mut prompter, &printer)?;
     let settings = if start.many {
-        open_session(&machine, dry_run, &printer)
+        open_session(&machine, Goal::Form, Admission::Chosen, dry_run, &printer)
     } else {
         // A cluster of one: nobody is waited for.
         SessionSettings {
+            goal: Goal::Form,
             passphrase: Secret::new(String::new()),
             admission: Admission::Listed {
                 expected: Default::default(),
@@ -76,14 +76,7 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
             dry_run,
         }
     };
-    let plan = run_initiator(
-        machine,
-        Goal::Form,
-        settings,
-        &mut prompter,
-        global,
-        runtime,
-    )?;
+    let plan = run_initiator(machine, settings, &mut prompter, global, runtime)?;
     if !dry_run {
         if let Some(path) = interactive::offer_to_save_preseed(&mut prompter, &plan, lookup_subnet)?
         {
@@ -99,17 +92,9 @@ pub fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Resu
     let printer = global.printer();
     let machine = runtime.block_on(LocalMachine::open_member(&Host, &global.state()))?;
     confirm_services(&machine, &mut prompter, &printer)?;
-    not_added_yet(&machine.services.installed(), &printer);
-    let settings = open_session(&machine, dry_run, &printer);
-    run_initiator(
-        machine,
-        Goal::Grow,
-        settings,
-        &mut prompter,
-        global,
-        runtime,
-    )
-    .map(drop)
+    not_set_up(&machine, &printer);
+    let settings = open_session(&machine, Goal::Grow, Admission::Chosen, dry_run, &printer);
+    run_initiator(machine, settings, &mut prompter, global, runtime).map(drop)
 }
 
 /// MicroCeph and MicroOVN as the machine's probe found them (an unsupported
@@ -132,19 +117,29 @@ fn confirm_services(
     interactive::confirm_missing_services(prompter, &missing)
 }
 
-/// Growing a cluster sets up LXD alone for now: new members are not added to
-/// MicroCeph or MicroOVN, and the person is told so.
-fn not_added_yet(installed: &[Service], printer: &Printer) {
-    for service in installed {
-        printer.warn(format!(
-            "{service} is installed, but `microcloud add` does not add new members to {service} yet: it is left out of this run"
-        ));
+/// New members join the MicroCeph and MicroOVN the cluster has; a service
+/// installed but set up nowhere is `service add`'s business, and the person
+/// is told so.
+fn not_set_up(machine: &LocalMachine, printer: &Printer) {
+    let set_up = machine.services.initialized();
+    for service in machine.services.installed() {
+        if !set_up.contains(&service) {
+            printer.warn(format!(
+                "{service} is installed but not set up on this cluster: new members join without it. Set it up on every member with `microcloud service add`"
+            ));
+        }
     }
 }
 
-/// A session under a fresh passphrase, found by multicast, in which the
-/// person chooses the systems; tells them what to run on the joiners.
-fn open_session(machine: &LocalMachine, dry_run: bool, printer: &Printer) -> SessionSettings {
+/// A session for `goal` under a fresh passphrase, found by multicast;
+/// tells the person what to run on the joiners.
+pub(super) fn open_session(
+    machine: &LocalMachine,
+    goal: Goal,
+    admission: Admission,
+    dry_run: bool,
+    printer: &Printer,
+) -> SessionSettings {
     let passphrase = passphrase::generate();
     printer.status(
         "Use the following command on systems that you want to join the cluster: microcloud join",
@@ -158,8 +153,9 @@ fn open_session(machine: &LocalMachine, dry_run: bool, printer: &Printer) -> Ses
         machine.identity.fingerprint().short()
     ));
     SessionSettings {
+        goal,
         passphrase,
-        admission: Admission::Chosen,
+        admission,
         multicast: true,
         dry_run,
     }
@@ -167,9 +163,8 @@ fn open_session(machine: &LocalMachine, dry_run: bool, printer: &Printer) -> Ses
 
 /// The initiator's stages with a person answering in between; whatever
 /// happens, the joiners are told how it ended.
-fn run_initiator(
+pub(super) fn run_initiator(
     machine: LocalMachine,
-    goal: Goal,
     settings: SessionSettings,
     prompter: &mut dyn Prompter,
     global: &GlobalArgs,
@@ -177,7 +172,7 @@ fn run_initiator(
 ) -> anyhow::Result<ClusterPlan> {
     let printer = global.printer();
     let choose = matches!(settings.admission, Admission::Chosen);
-    let dry_run = settings.dry_run;
+    let (goal, dry_run) = (settings.goal, settings.dry_run);
     let mut session = runtime.block_on(InitiatorSession::open(machine, settings))?;
     let result = (|| {
         if choose {
@@ -185,11 +180,14 @@ fn run_initiator(
             let chosen = interactive::choose_systems(prompter, &arrivals.incoming);
             runtime.block_on(session.end_watch(arrivals, &printer))?;
             session.select(&chosen?);
+        } else {
+            runtime.block_on(session.admit_listed(&printer))?;
         }
         runtime.block_on(session.confirm(&printer))?;
         let gathered = runtime.block_on(session.gather(goal, &printer))?;
         let request = interactive::ask_request(prompter, &gathered)?;
-        let plan = gathered.plan(&request)?;
+        let existing = interactive::ask_existing_devices(prompter, &gathered, &request)?;
+        let plan = gathered.plan_with(&request, existing)?;
         if dry_run {
             return Ok(plan);
         }
@@ -220,10 +218,9 @@ pub fn join(args: JoinArgs, global: &GlobalArgs, runtime: &Handle) -> anyhow::Re
     let name = host.hostname()?;
     let address =
         interactive::choose_address(&mut prompter, host.addresses()?, args.initiator_address)?;
-    let machine = runtime.block_on(LocalMachine::open(
+    let machine = runtime.block_on(LocalMachine::open_joiner(
         &host,
         name,
-        Role::Joiner,
         address,
         &global.state(),
     ))?;

@@ -81,7 +81,7 @@ pub enum Command {
         #[command(subcommand)]
         command: cluster::ClusterCommand,
     },
-    /// Inspect the services (LXD, MicroCeph, MicroOVN) and their clusters
+    /// Manage and inspect the services (LXD, MicroCeph, MicroOVN) and their clusters
     Service {
         #[command(subcommand)]
         command: service::ServiceCommand,

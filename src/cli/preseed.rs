@@ -88,6 +88,7 @@ async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> 
     match machine.role {
         Role::Initiator => {
             let settings = SessionSettings {
+                goal: Goal::Form,
                 passphrase,
                 admission: Admission::Listed {
                     expected: preseed

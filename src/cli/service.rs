@@ -1,15 +1,31 @@
 //! `microcloud service list`: each service's own cluster, as this machine's
-//! sockets report it.
+//! sockets report it; `microcloud service add`: MicroCeph or MicroOVN set up
+//! on a cluster formed without them. Every member takes part in `add`: the
+//! others run `microcloud join`, since a service can only be joined through
+//! each machine's own control socket.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde::Serialize;
+use tokio::runtime::Handle;
 
+use super::init::{open_session, run_initiator};
 use super::{GlobalArgs, local_inventory};
 use crate::clients::microcluster::ClusterMember;
 use crate::inventory::{Inventory, ServiceView};
+use crate::orchestrate::LocalMachine;
+use crate::orchestrate::initiator::{Admission, Goal};
+use crate::orchestrate::local::{Host, Machine};
 use crate::status::ClusterService;
 use crate::ui::format::{csv, encode, natural_cmp};
+use crate::ui::prompt::TtyPrompter;
 use crate::ui::{OutputFormat, Tabular, render};
+
+/// How long the other members have to run `microcloud join`.
+const MEMBERS_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -20,6 +36,21 @@ pub enum ServiceCommand {
         #[arg(short, long, value_enum, default_value_t)]
         format: OutputFormat,
     },
+    /// Set up MicroCeph or MicroOVN on every member: run `microcloud join` on the other members
+    Add {
+        /// Show what would be done on every member, and change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub async fn run(command: ServiceCommand, global: &GlobalArgs) -> anyhow::Result<()> {
+    match command {
+        ServiceCommand::List { format } => list(format, global).await,
+        ServiceCommand::Add { dry_run } => {
+            super::at_terminal(global, move |g, rt| add(dry_run, g, rt)).await
+        }
+    }
 }
 
 /// Upstream's NAME, ADDRESS, ROLE, STATUS, in each service's own words.
@@ -55,12 +86,6 @@ struct ServiceList {
 
 /// A service's members, or why there are none.
 type Section = (ClusterService, Result<Vec<ServiceMember>, String>);
-
-pub async fn run(command: ServiceCommand, global: &GlobalArgs) -> anyhow::Result<()> {
-    match command {
-        ServiceCommand::List { format } => list(format, global).await,
-    }
-}
 
 async fn list(format: OutputFormat, global: &GlobalArgs) -> anyhow::Result<()> {
     let sections = sections(&local_inventory().await?);
@@ -147,4 +172,41 @@ fn microcluster<'a, T>(
 fn sorted(mut members: Vec<ServiceMember>) -> Vec<ServiceMember> {
     members.sort_by(|a, b| natural_cmp(&a.name, &b.name));
     members
+}
+
+/// `microcloud service add` at a terminal, on a member of the cluster.
+fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<()> {
+    // Upstream has no preseed for it: there is nothing else to point to.
+    let mut prompter = TtyPrompter::new()
+        .context("`microcloud service add` asks questions and needs a terminal")?;
+    let printer = global.printer();
+    let host = Host;
+    let machine = runtime.block_on(LocalMachine::open_member(&host, &global.state()))?;
+    for warning in machine.services.warnings() {
+        printer.warn(warning);
+    }
+    let set_up: BTreeSet<_> = machine.services.initialized().into_iter().collect();
+    let installed = machine.services.installed();
+    if installed.is_empty() {
+        bail!(
+            "Neither MicroCeph nor MicroOVN is installed on {:?}: install them on every member first",
+            machine.name
+        );
+    }
+    if installed.iter().all(|s| set_up.contains(s)) {
+        bail!("All services have already been set up");
+    }
+    let inventory = runtime.block_on(Inventory::read(&machine.lxd, host.service_sockets()))?;
+    let others: BTreeSet<String> = inventory
+        .lxd
+        .iter()
+        .map(|m| m.server_name.clone())
+        .filter(|name| *name != machine.name)
+        .collect();
+    let admission = Admission::Listed {
+        expected: others,
+        lookup_timeout: MEMBERS_TIMEOUT,
+    };
+    let settings = open_session(&machine, Goal::AddServices, admission, dry_run, &printer);
+    run_initiator(machine, settings, &mut prompter, global, runtime).map(drop)
 }

@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use ipnet::IpNet;
 
+use crate::clients::microcluster::Service;
 use crate::discovery::LocalAddress;
 use crate::disks::Disk;
 use crate::files::Existing;
-use crate::orchestrate::initiator::{Candidate, Gathered};
+use crate::orchestrate::initiator::{Candidate, Gathered, Goal};
 use crate::plan::{
-    ClusterFacts, ClusterPlan, LOCAL_POOL, LocalSource, LocalStorageRequest, PlanRequest,
-    SystemFacts,
+    ClusterFacts, ClusterPlan, ExistingDevices, LOCAL_POOL, LocalSource, LocalStorageRequest,
+    PlanRequest, SystemFacts, UPLINK_NETWORK,
 };
 use crate::ui::format::{bytes_iec, natural_cmp};
 use crate::ui::prompt::{Prompter, Row, Selection, select_rows};
@@ -150,10 +151,22 @@ pub fn ask_request(
     gathered: &Gathered,
 ) -> anyhow::Result<PlanRequest> {
     let facts = &gathered.facts;
+    if gathered.goal == Goal::AddServices {
+        // Every member is in the cluster: only the new services' questions.
+        let ceph =
+            ceph::ask_distributed_storage(prompter, facts, &Default::default(), Setup::Bootstrap)?;
+        let ovn = ovn::ask_distributed_networking(prompter, facts, Setup::Bootstrap)?;
+        return Ok(PlanRequest {
+            ceph,
+            ovn,
+            ..PlanRequest::for_systems(&gathered.initiator, facts, Default::default())
+        });
+    }
     let Some(cluster) = &gathered.cluster else {
         let local_storage = ask_local_storage(prompter, facts)?;
-        let ceph = ceph::ask_distributed_storage(prompter, facts, &local_storage)?;
-        let ovn = ovn::ask_distributed_networking(prompter, facts)?;
+        let ceph =
+            ceph::ask_distributed_storage(prompter, facts, &local_storage, Setup::Bootstrap)?;
+        let ovn = ovn::ask_distributed_networking(prompter, facts, Setup::Bootstrap)?;
         return Ok(PlanRequest {
             ceph,
             ovn,
@@ -161,11 +174,48 @@ pub fn ask_request(
         });
     };
     let local_storage = ask_local_storage_to_join(prompter, facts, cluster)?;
-    Ok(PlanRequest::for_systems(
-        &gathered.initiator,
-        facts,
-        local_storage,
-    ))
+    // New members join the MicroCeph and MicroOVN the cluster has: their
+    // disks, uplinks and underlay are asked for, nothing of the cluster's.
+    let ceph = match cluster.services.contains(&Service::MicroCeph) {
+        true => ceph::ask_distributed_storage(prompter, facts, &local_storage, Setup::Join)?,
+        false => None,
+    };
+    let has_uplink = cluster.networks.iter().any(|n| n.name == UPLINK_NETWORK);
+    let ovn = match cluster.services.contains(&Service::MicroOvn) && has_uplink {
+        true => ovn::ask_distributed_networking(prompter, facts, Setup::Join)?,
+        false => None,
+    };
+    Ok(PlanRequest {
+        ceph,
+        ovn,
+        ..PlanRequest::for_systems(&gathered.initiator, facts, local_storage)
+    })
+}
+
+/// Whether the questions set a service up or add new members to the one
+/// the cluster has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Bootstrap,
+    Join,
+}
+
+/// Upstream's question when a service added later brings default profile
+/// devices the cluster's profile already has (its root disk, its NIC).
+pub fn ask_existing_devices(
+    prompter: &mut dyn Prompter,
+    gathered: &Gathered,
+    request: &PlanRequest,
+) -> anyhow::Result<ExistingDevices> {
+    let conflicts = gathered.goal == Goal::AddServices
+        && gathered
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| crate::plan::profile_conflicts(request, cluster));
+    if conflicts && prompter.confirm("Replace existing default profile configuration?", false)? {
+        return Ok(ExistingDevices::Replace);
+    }
+    Ok(ExistingDevices::Keep)
 }
 
 /// Whether to apply the plan just shown.
@@ -560,6 +610,11 @@ mod tests {
     ) -> (anyhow::Result<PlanRequest>, String) {
         let mut prompter = ScriptedPrompter::new(script);
         let gathered = Gathered {
+            goal: if cluster.is_some() {
+                Goal::Grow
+            } else {
+                Goal::Form
+            },
             initiator: "micro01".into(),
             facts: facts.to_vec(),
             cluster: cluster.cloned(),
@@ -777,6 +832,8 @@ mod tests {
                 certificate: String::new(),
                 services: Default::default(),
                 dry_run: false,
+                standing: Default::default(),
+                purpose: None,
             },
             fingerprint: format!("0123456789ab{}", "0".repeat(52)).parse().unwrap(),
         }

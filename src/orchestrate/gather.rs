@@ -79,10 +79,17 @@ pub async fn cluster(lxd: &LxdClient) -> anyhow::Result<ClusterFacts> {
     let pools = lxd.storage_pools().await.with_context(context)?;
     let networks = lxd.networks().await.with_context(context)?;
     let cluster = lxd.cluster().await.with_context(context)?;
+    let profile = lxd
+        .profile(crate::plan::DEFAULT_PROFILE)
+        .await
+        .with_context(context)?;
     Ok(ClusterFacts {
         members: members.into_iter().map(|m| m.server_name).collect(),
         pools,
         networks,
         member_config: cluster.member_config,
+        profile_devices: profile.devices.into_keys().collect(),
+        // The services' own sockets say that, not LXD.
+        services: Default::default(),
     })
 }

@@ -36,18 +36,21 @@ use crate::clients::microovn::MicroOvnClient;
 use crate::discovery::{self, ServerInfo};
 use crate::plan::{self, ClusterFacts, ClusterPlan, PlanRequest, Problems, SystemFacts};
 use crate::session::{
-    JoinIntent, PeerSession, SESSION_PORT, SessionConfig, SessionEvent, SessionRole, SessionServer,
-    StopOutcome,
+    JoinIntent, PeerSession, SESSION_PORT, SessionConfig, SessionEvent, SessionPurpose,
+    SessionRole, SessionServer, StopOutcome,
 };
 use crate::state::{RunOutcome, StateDir};
 use crate::trust::{Fingerprint, Secret, ServerPin};
 use crate::ui::Printer;
 
-/// Whether the run forms a cluster or grows the one this machine is in.
+/// Whether the run forms a cluster, grows the one this machine is in, or
+/// sets up services on its members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Goal {
     Form,
     Grow,
+    /// MicroCeph or MicroOVN on every member of the cluster (`service add`).
+    AddServices,
 }
 
 impl Goal {
@@ -56,6 +59,16 @@ impl Goal {
         match self {
             Goal::Form => "init",
             Goal::Grow => "add",
+            Goal::AddServices => "service add",
+        }
+    }
+
+    /// What the session is for, as the joiners are told.
+    fn purpose(self) -> SessionPurpose {
+        match self {
+            Goal::Form => SessionPurpose::Form,
+            Goal::Grow => SessionPurpose::Grow,
+            Goal::AddServices => SessionPurpose::AddServices,
         }
     }
 }
@@ -73,6 +86,7 @@ pub enum Admission {
 }
 
 pub struct SessionSettings {
+    pub goal: Goal,
     pub passphrase: Secret<String>,
     pub admission: Admission,
     /// Answer multicast lookups (lookup_subnet mode); otherwise joiners know our address.
@@ -138,7 +152,7 @@ impl InitiatorSession {
         machine: LocalMachine,
         settings: SessionSettings,
     ) -> anyhow::Result<InitiatorSession> {
-        let me = machine.intent(settings.dry_run);
+        let me = machine.intent(settings.dry_run, Some(settings.goal.purpose()));
         let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
         let (server, events) = SessionServer::start(
             listen,
@@ -350,8 +364,9 @@ impl InitiatorSession {
         }
         // A person previewing at a terminal may show joiners the plan;
         // automated runs (preseed) must all agree.
-        let person_previews =
-            self.settings.dry_run && matches!(self.settings.admission, Admission::Chosen);
+        let at_terminal = matches!(self.settings.admission, Admission::Chosen)
+            || self.settings.goal == Goal::AddServices;
+        let person_previews = self.settings.dry_run && at_terminal;
         if !person_previews {
             if let Some(err) = dry_run_mismatch(&arrived, self.settings.dry_run) {
                 return Err(err);
@@ -400,26 +415,43 @@ impl InitiatorSession {
     pub async fn gather(&self, goal: Goal, printer: &Printer) -> anyhow::Result<Gathered> {
         let step = printer.step("Gathering system information");
         let machine = &self.machine;
+        // `service add` offers what is installed and set up nowhere: what
+        // this member already runs is clustered.
+        let set_up: BTreeSet<Service> = match goal {
+            Goal::AddServices => machine.services.initialized().into_iter().collect(),
+            Goal::Form | Goal::Grow => BTreeSet::new(),
+        };
+        let offered = |services: &BTreeSet<Service>| -> BTreeSet<Service> {
+            services.difference(&set_up).copied().collect()
+        };
+        let local = async {
+            let disks = crate::sys::machine_disks().with_context(|| {
+                format!(
+                    "Failed to read which disks are in use on {:?}",
+                    machine.name
+                )
+            })?;
+            let services = offered(&machine.services.installed().into_iter().collect());
+            gather::system(
+                &machine.name,
+                machine.address.address,
+                &machine.lxd,
+                &disks,
+                &services,
+            )
+            .await
+        };
+        let cluster = async {
+            let mut cluster = gather::cluster(&machine.lxd).await?;
+            cluster.services = machine.services.initialized().into_iter().collect();
+            anyhow::Ok(cluster)
+        };
         let (local, cluster) = match goal {
-            Goal::Form => {
-                let disks = crate::sys::machine_disks().with_context(|| {
-                    format!(
-                        "Failed to read which disks are in use on {:?}",
-                        machine.name
-                    )
-                })?;
-                let services = machine.services.installed().into_iter().collect();
-                let local = gather::system(
-                    &machine.name,
-                    machine.address.address,
-                    &machine.lxd,
-                    &disks,
-                    &services,
-                );
-                (Some(local.await?), None)
-            }
+            Goal::Form => (Some(local.await?), None),
             // A member changes nothing of its own: the cluster's state is what counts.
-            Goal::Grow => (None, Some(gather::cluster(&machine.lxd).await?)),
+            Goal::Grow => (None, Some(cluster.await?)),
+            // Every member changes, this one too.
+            Goal::AddServices => (Some(local.await?), Some(cluster.await?)),
         };
         let remote = self.peers.values().map(|peer| async move {
             let address: IpAddr = peer.address().parse().with_context(|| {
@@ -433,16 +465,19 @@ impl InitiatorSession {
                 .machine_disks()
                 .await
                 .with_context(|| format!("Failed to gather information from {:?}", peer.name()))?;
-            let services = self
-                .peer_services
-                .get(peer.name())
-                .cloned()
-                .unwrap_or_default();
+            let services = offered(
+                &self
+                    .peer_services
+                    .get(peer.name())
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             gather::system(peer.name(), address, &peer.lxd(), &disks, &services).await
         });
         let remote = try_join_all(remote).await?;
         step.done("Gathered system information");
         Ok(Gathered {
+            goal,
             initiator: machine.name.clone(),
             facts: local.into_iter().chain(remote).collect(),
             cluster,
@@ -512,6 +547,7 @@ pub fn outcome<T>(result: &anyhow::Result<T>, dry_run: bool) -> StopOutcome {
 /// The facts of a run, from which the pure planner builds its plan.
 #[derive(Debug, Clone)]
 pub struct Gathered {
+    pub goal: Goal,
     pub initiator: String,
     /// Every machine that changes: the initiator first when forming a cluster.
     pub facts: Vec<SystemFacts>,
@@ -523,9 +559,22 @@ pub struct Gathered {
 
 impl Gathered {
     pub fn plan(&self, request: &PlanRequest) -> Result<ClusterPlan, Problems> {
-        match &self.cluster {
-            Some(cluster) => plan::build_growth(request, &self.facts, cluster),
-            None => plan::build(request, &self.facts, self.fan_supported),
+        self.plan_with(request, plan::ExistingDevices::Keep)
+    }
+
+    /// The plan for `request`; `existing` says what becomes of default
+    /// profile devices the cluster has when services are added.
+    pub fn plan_with(
+        &self,
+        request: &PlanRequest,
+        existing: plan::ExistingDevices,
+    ) -> Result<ClusterPlan, Problems> {
+        match (&self.cluster, self.goal) {
+            (Some(cluster), Goal::AddServices) => {
+                plan::build_services(request, &self.facts, cluster, existing)
+            }
+            (Some(cluster), _) => plan::build_growth(request, &self.facts, cluster),
+            (None, _) => plan::build(request, &self.facts, self.fan_supported),
         }
     }
 

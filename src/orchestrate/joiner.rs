@@ -46,7 +46,7 @@ pub async fn run(
     settings: JoinerSettings,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let me = machine.intent(settings.dry_run);
+    let me = machine.intent(settings.dry_run, None);
     let joined = Arc::new(Mutex::new(None));
     let handler = Arc::new(LxdJoiner {
         lxd: machine.lxd.clone(),
@@ -355,10 +355,18 @@ pub(super) async fn join_lxd(
     let cluster_address = reach(&token, &fingerprint).await?;
     let server = lxd.server().await?;
     let keys = ["core.https_address", "cluster.https_address"];
-    let previous_config = keys
+    let previous_config: BTreeMap<String, String> = keys
         .iter()
+        .copied()
+        .chain(join.server_config.keys().map(String::as_str))
         .map(|k| (k.to_string(), server.config_value(k).unwrap_or_default()))
         .collect();
+    if !join.server_config.is_empty() {
+        *joined.lock().unwrap_or_else(|e| e.into_inner()) = Some(Joined {
+            previous_config: previous_config.clone(),
+        });
+        lxd.patch_server_config(&join.server_config, None).await?;
+    }
     let server_address = std::net::SocketAddr::new(address.parse()?, 8443).to_string();
     let secret = join.token.expose().clone();
     let (cluster_token, cluster_password) = match server.join_token_field() {

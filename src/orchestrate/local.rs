@@ -15,7 +15,7 @@ use crate::discovery::{self, LocalAddress};
 use crate::inputs;
 use crate::plan::{self, LocalSource};
 use crate::preseed::Preseed;
-use crate::session::JoinIntent;
+use crate::session::{JoinIntent, SessionPurpose, Standing};
 use crate::state::StateDir;
 use crate::sys::services::{self, HostSockets, OptionalServices, ServiceSockets};
 use crate::sys::{self, PathKind};
@@ -161,6 +161,24 @@ impl LocalMachine {
         Self::with_identity(name, role, address, lxd, server, services, state)
     }
 
+    /// `microcloud join`: a machine whose LXD was never initialized (checked
+    /// as [`LocalMachine::open`] does), or a member of an LXD cluster, which
+    /// only a `service add` session admits (the initiator checks it is one
+    /// of its own members).
+    pub async fn open_joiner(
+        machine: &dyn Machine,
+        name: String,
+        address: LocalAddress,
+        state: &StateDir,
+    ) -> anyhow::Result<LocalMachine> {
+        let (lxd, server) = connect(machine, &name).await?;
+        if !server.environment.server_clustered {
+            return Self::open(machine, name, Role::Joiner, address, state).await;
+        }
+        let services = services::probe(machine.service_sockets()).await?;
+        Self::with_identity(name, Role::Joiner, address, lxd, server, services, state)
+    }
+
     /// This machine as a member of the cluster it will grow (`microcloud
     /// add`): its LXD must be clustered, and its MicroCloud address is its
     /// cluster address.
@@ -231,8 +249,10 @@ async fn connect(machine: &dyn Machine, name: &str) -> anyhow::Result<(LxdClient
 }
 
 impl LocalMachine {
-    /// This machine's join intent (name, version, address, certificate, services).
-    pub fn intent(&self, dry_run: bool) -> JoinIntent {
+    /// This machine's join intent (name, version, address, certificate,
+    /// services, whether it is a cluster member); an initiator names its
+    /// session's `purpose`.
+    pub fn intent(&self, dry_run: bool, purpose: Option<SessionPurpose>) -> JoinIntent {
         JoinIntent {
             name: self.name.clone(),
             version: crate::VERSION.to_string(),
@@ -249,6 +269,12 @@ impl LocalMachine {
             )
             .collect(),
             dry_run,
+            standing: if self.server.environment.server_clustered {
+                Standing::Member
+            } else {
+                Standing::New
+            },
+            purpose,
         }
     }
 }

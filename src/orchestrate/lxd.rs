@@ -9,7 +9,9 @@ use anyhow::Context;
 
 use super::apply::Targets;
 use super::revert::Reverter;
-use crate::clients::lxd::{ClusterPut, LxdClient, MemberConfig, NetworksPost, StoragePoolsPost};
+use crate::clients::lxd::{
+    ClusterPut, LxdClient, MemberConfig, NetworksPost, Server, StoragePoolsPost,
+};
 use crate::plan::{self, ClusterPlan, MemberPlan, NetworkPlan, UplinkPlan};
 use crate::session::{LxdJoin, ServicesPut};
 use crate::trust::Secret;
@@ -42,8 +44,8 @@ pub(super) async fn bootstrap(
     reverter: &mut Reverter,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    // Growing a cluster: the initiator is a member already.
-    let Some(initiator) = plan.member(&plan.initiator) else {
+    // Growing a cluster or adding services: the initiator is a member already.
+    let Some(initiator) = plan.member(&plan.initiator).filter(|_| !plan.grows()) else {
         return Ok(());
     };
     let lxd = targets.local.clone();
@@ -104,12 +106,15 @@ pub(super) async fn join_members(
     reverter: &mut Reverter,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    if plan.members.len() > 1 {
-        printer.status("Awaiting cluster formation ...");
+    if plan.new_members().next().is_none() {
+        return Ok(());
     }
+    printer.status("Awaiting cluster formation ...");
     let lxd = &targets.local;
-    let cluster_certificate = lxd.server().await?.environment.certificate;
-    for member in plan.joiners() {
+    let server = lxd.server().await?;
+    let cluster_certificate = server.environment.certificate.clone();
+    let server_config = joiner_server_config(plan, &server);
+    for member in plan.new_members() {
         let step = printer.step(format!("Joining {} to the cluster", member.name));
         let peer = targets
             .peers
@@ -124,6 +129,7 @@ pub(super) async fn join_members(
                 token: Secret::new(token.encode()),
                 cluster_certificate: cluster_certificate.clone(),
                 member_config: member_config(plan, member),
+                server_config: server_config.clone(),
             }),
             ..Default::default()
         };
@@ -145,27 +151,52 @@ pub(super) async fn join_members(
     Ok(())
 }
 
-/// What a member joining an existing `local` pool must be told: LXD would
-/// otherwise copy the source of the member that answers the join.
+/// The keys a new member's LXD must have before it joins a cluster with OVN:
+/// an LXD that cannot read MicroOVN's own northbound connection starts the
+/// OVN networks at its join with the value it had alone (none), and leaves
+/// them unavailable there.
+fn joiner_server_config(plan: &ClusterPlan, server: &Server) -> BTreeMap<String, String> {
+    let key = "network.ovn.northbound_connection";
+    let joins_ovn = matches!(plan.lxd.network, Some(NetworkPlan::JoinOvn { .. }));
+    match server.config_value(key) {
+        Some(value)
+            if joins_ovn
+                && !value.is_empty()
+                && !server.has_extension("ovn_dynamic_northbound_connection") =>
+        {
+            BTreeMap::from([(key.to_string(), value)])
+        }
+        _ => BTreeMap::new(),
+    }
+}
+
+/// What a member joining an existing `local` pool or `UPLINK` must be told:
+/// LXD would otherwise copy the source or parent of the member that answers
+/// the join.
 fn member_config(plan: &ClusterPlan, member: &MemberPlan) -> Vec<MemberConfig> {
-    let Some(pool) = plan.lxd.local_pool.as_ref().filter(|p| p.exists) else {
-        return Vec::new();
-    };
-    let Some(source) = pool.sources.get(&member.name) else {
-        return Vec::new();
-    };
-    let entry = |key: &str, value: &str| MemberConfig {
-        entity: "storage-pool".into(),
-        name: plan::LOCAL_POOL.into(),
+    let entry = |entity: &str, name: &str, key: &str, value: &str| MemberConfig {
+        entity: entity.into(),
+        name: name.into(),
         key: key.into(),
         value: value.into(),
         description: String::new(),
     };
-    // An empty source puts the pool in the member's own LXD storage
-    // directory; without one LXD would copy the answering member's.
-    let mut config = vec![entry("source", source.lxd_source().unwrap_or_default())];
-    if source.wipe() {
-        config.push(entry("source.wipe", "true"));
+    let mut config = Vec::new();
+    let local = plan.lxd.local_pool.as_ref().filter(|p| p.exists);
+    if let Some(source) = local.and_then(|pool| pool.sources.get(&member.name)) {
+        let pool = plan::LOCAL_POOL;
+        // An empty source puts the pool in the member's own LXD storage
+        // directory; without one LXD would copy the answering member's.
+        let path = source.lxd_source().unwrap_or_default();
+        config.push(entry("storage-pool", pool, "source", path));
+        if source.wipe() {
+            config.push(entry("storage-pool", pool, "source.wipe", "true"));
+        }
+    }
+    if let Some(NetworkPlan::JoinOvn { parents }) = &plan.lxd.network {
+        if let Some(parent) = parents.get(&member.name) {
+            config.push(entry("network", plan::UPLINK_NETWORK, "parent", parent));
+        }
     }
     config
 }
@@ -405,8 +436,8 @@ pub(super) async fn create_network(
         return Ok(());
     };
     let (global, description) = match network {
-        // The cluster's own network (growing): members get it on joining.
-        NetworkPlan::Existing { .. } => return Ok(()),
+        // The cluster's own networks (growing): members get them on joining.
+        NetworkPlan::Existing { .. } | NetworkPlan::JoinOvn { .. } => return Ok(()),
         NetworkPlan::Ovn { uplink } => {
             return create_ovn_networks(plan, uplink, targets, reverter, printer).await;
         }
@@ -781,6 +812,43 @@ mod tests {
             keys(&member_config(&plan, &plan.members[0])),
             [("storage-pool", "local", "source", "")]
         );
+    }
+
+    #[test]
+    fn joining_the_clusters_uplink_names_the_members_own_parent() {
+        let mut plan = plan_with(true, LocalSource::LxdStorageDirectory);
+        plan.lxd.network = Some(NetworkPlan::JoinOvn {
+            parents: [(plan.members[0].name.clone(), "enp9s0".to_string())].into(),
+        });
+        assert_eq!(
+            keys(&member_config(&plan, &plan.members[0]))[1..],
+            [("network", "UPLINK", "parent", "enp9s0")]
+        );
+    }
+
+    #[test]
+    fn a_joiner_of_ovn_gets_the_northbound_connection_where_lxd_cannot_read_microovns() {
+        let server = |extensions: &[&str]| -> Server {
+            serde_json::from_value(serde_json::json!({
+                "api_extensions": extensions,
+                "config": {"network.ovn.northbound_connection": "ssl:10.0.0.1:6641"},
+            }))
+            .unwrap()
+        };
+        let mut plan = plan_with(true, LocalSource::LxdStorageDirectory);
+        assert!(joiner_server_config(&plan, &server(&[])).is_empty());
+        plan.lxd.network = Some(NetworkPlan::JoinOvn {
+            parents: BTreeMap::new(),
+        });
+        assert_eq!(
+            joiner_server_config(&plan, &server(&[])),
+            BTreeMap::from([(
+                "network.ovn.northbound_connection".to_string(),
+                "ssl:10.0.0.1:6641".to_string()
+            )])
+        );
+        let dynamic = server(&["ovn_dynamic_northbound_connection"]);
+        assert!(joiner_server_config(&plan, &dynamic).is_empty());
     }
 
     #[test]

@@ -84,6 +84,7 @@ impl Joiner for FakeJoiner {
                 token: join.token.clone(),
                 cluster_certificate: join.cluster_certificate.clone(),
                 member_config: join.member_config.clone(),
+                server_config: join.server_config.clone(),
             };
             let reach = |token: &JoinToken, _: &crate::trust::Fingerprint| {
                 let first = token.addresses[0].clone();
@@ -846,4 +847,111 @@ async fn a_failing_ovn_network_undoes_lxd_then_microovn_then_microceph() {
         phases.contains(&("microceph-disks".to_string(), PhaseStatus::Undone)),
         "{phases:?}"
     );
+}
+
+/// `service add`: a cluster formed with LXD alone gets MicroOVN on every
+/// member, from the plan its facts make; LXD's cluster is left as it is and
+/// gets `UPLINK` and `default` on the new service, and the profile's NIC.
+#[tokio::test]
+async fn service_add_sets_up_microovn_on_every_member_and_lxd_on_it() {
+    let machines = Machines::with_services();
+    machines.apply().await.unwrap();
+    let before = requests(machines.initiator()).len();
+    let microovn = std::collections::BTreeSet::from([Service::MicroOvn]);
+    let mut facts = Vec::new();
+    for (i, fake) in machines.fakes.iter().enumerate() {
+        let fake = fake.clone().with_interface("uplink0", &[]);
+        let system = gather::system(
+            NAMES[i],
+            address(i).parse().unwrap(),
+            &fake.client(),
+            &MachineDisks::default(),
+            &microovn,
+        )
+        .await;
+        facts.push(system.unwrap());
+    }
+    let cluster = gather::cluster(&machines.initiator().client())
+        .await
+        .unwrap();
+    let request = PlanRequest {
+        ovn: Some(plan::OvnRequest {
+            uplinks: NAMES
+                .iter()
+                .map(|n| (n.to_string(), "uplink0".to_string()))
+                .collect(),
+            underlay: BTreeMap::new(),
+            ipv4_gateway: Some("192.0.2.1/24".parse().unwrap()),
+            ipv4_range: Some((
+                "192.0.2.100".parse().unwrap(),
+                "192.0.2.150".parse().unwrap(),
+            )),
+            ipv6_gateway: None,
+            dns_servers: Vec::new(),
+        }),
+        ..PlanRequest::for_systems("micro1", &facts, Default::default())
+    };
+    let plan =
+        plan::build_services(&request, &facts, &cluster, plan::ExistingDevices::Replace).unwrap();
+    machines.apply_plan(&plan).await.unwrap();
+
+    // MicroOVN bootstrapped on micro1 and joined by the others; MicroCeph untouched.
+    assert_eq!(
+        service_requests(machines.ovn(0)),
+        [
+            "POST /core/control",
+            "POST /core/control/tokens",
+            "POST /core/control/tokens",
+        ]
+    );
+    assert_eq!(machines.ovn(0).client().members().await.unwrap().len(), 3);
+    assert!(service_requests(machines.ceph(0)).is_empty());
+    // LXD: no bootstrap, no join; the northbound connection, UPLINK pending
+    // on each member then global, `default`, and the profile.
+    let nb = ["PATCH /1.0"];
+    let default = ["POST /1.0/networks"];
+    assert_eq!(
+        requests(machines.initiator())[before..],
+        concat(&[&nb, NETWORK, &default, PROFILE])
+    );
+    let state = machines.initiator().state();
+    assert_eq!(state.members.len(), 3);
+    assert_eq!(
+        state.networks["UPLINK"].members["micro2"].1["parent"],
+        "uplink0"
+    );
+    assert_eq!(state.profile.devices["eth0"]["network"], "default");
+    assert_eq!(state.profile.devices["root"]["pool"], "local");
+}
+
+/// Joining a cluster with OVN on an LXD that cannot read MicroOVN's own
+/// northbound connection: each joiner sets the cluster's on its LXD before
+/// it joins, so the OVN networks start there at its join.
+#[tokio::test]
+async fn joiners_of_a_cluster_with_ovn_get_the_northbound_connection_before_they_join() {
+    let machines = Machines::new();
+    let key = "network.ovn.northbound_connection";
+    let connection = BTreeMap::from([(key.to_string(), "ssl:10.0.0.1:6641".to_string())]);
+    machines
+        .initiator()
+        .client()
+        .patch_server_config(&connection, None)
+        .await
+        .unwrap();
+    let mut plan = machines.plan().await;
+    plan.lxd.network = Some(NetworkPlan::JoinOvn {
+        parents: BTreeMap::new(),
+    });
+    plan.lxd.profile.network = None;
+    machines.apply_plan(&plan).await.unwrap();
+    for joiner in &machines.fakes[1..] {
+        let sent = requests(joiner);
+        let set = sent.iter().position(|r| r == "PATCH /1.0");
+        let join = sent.iter().position(|r| r == "PUT /1.0/cluster");
+        assert!(set.is_some() && set < join, "{sent:?}");
+        assert_eq!(
+            joiner.state().config.get(key).map(String::as_str),
+            Some("ssl:10.0.0.1:6641")
+        );
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::request::PlanRequest;
 use super::{
     BRIDGE_NETWORK, ClusterPlan, FAN_NETWORK, LocalPoolPlan, LocalSource, LxdPlan, MemberPlan,
-    NetworkPlan, ProfilePlan, RemotePoolsPlan, SystemFacts, services,
+    NetworkPlan, ProfilePlan, SystemFacts, services,
 };
 use crate::clients::lxd::{Network, Server, StoragePool};
 use crate::disks::Disk;
@@ -92,12 +92,7 @@ pub fn build(
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
-    let remote_pools = microceph
-        .as_ref()
-        .filter(|ceph| ceph.disk_count() > 0)
-        .map(|_| RemotePoolsPlan {
-            cephfs: request.ceph.as_ref().is_some_and(|c| c.cephfs),
-        });
+    let remote_pools = services::remote_pools(request, microceph.as_ref());
     let root_pool = match (&remote_pools, &local_pool) {
         (Some(_), _) => Some(super::REMOTE_POOL.to_string()),
         (None, Some(_)) => Some(super::LOCAL_POOL.to_string()),
@@ -519,6 +514,24 @@ pub(super) mod tests {
             interfaces: Vec::new(),
             services: Default::default(),
         }
+    }
+
+    /// `facts` with `services` installed, the uplink candidate `uplink` and a
+    /// blank disk ("ceph").
+    pub(in crate::plan) fn equipped(
+        mut facts: SystemFacts,
+        services: &[crate::clients::microcluster::Service],
+        uplink: &str,
+    ) -> SystemFacts {
+        facts.services = services.iter().copied().collect();
+        facts.interfaces.push(crate::plan::Interface {
+            name: uplink.into(),
+            kind: "physical".into(),
+            up: true,
+            addresses: Vec::new(),
+        });
+        facts.disks.push(disk("ceph", "nvme", 100));
+        facts
     }
 
     /// micro1 … micro<count>.

@@ -7,7 +7,22 @@ use super::{ClusterPlan, NetworkPlan};
 
 impl fmt::Display for ClusterPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.grows() {
+        if self.adds_services() {
+            let services: Vec<&str> = [
+                self.microceph.is_some().then_some("MicroCeph"),
+                self.microovn.is_some().then_some("MicroOVN"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            writeln!(
+                f,
+                "MicroCloud will set up {} on the {} member(s) of the LXD cluster (from {}):",
+                services.join(" and "),
+                self.members.len(),
+                self.initiator
+            )?;
+        } else if self.grows() {
             writeln!(
                 f,
                 "MicroCloud will add {} member(s) to the LXD cluster of {} (from {}):",
@@ -24,7 +39,9 @@ impl fmt::Display for ClusterPlan {
             )?;
         }
         for member in &self.members {
-            let role = if member.name == self.initiator {
+            let role = if self.existing_members.contains(&member.name) {
+                "member"
+            } else if member.name == self.initiator {
                 "bootstraps the cluster"
             } else {
                 "joins the cluster"
@@ -88,6 +105,16 @@ impl fmt::Display for ClusterPlan {
                     "    network {:?}: fan bridge over {underlay}",
                     super::FAN_NETWORK
                 )?,
+                Some(NetworkPlan::JoinOvn { parents }) => {
+                    if let Some(parent) = parents.get(&member.name) {
+                        writeln!(
+                            f,
+                            "    network {:?} (physical) on {parent}, as the other members, under OVN network {:?}",
+                            super::UPLINK_NETWORK,
+                            super::OVN_NETWORK
+                        )?;
+                    }
+                }
                 Some(NetworkPlan::Existing { name }) => {
                     writeln!(f, "    network {name:?}: as on the other members")?
                 }
@@ -95,17 +122,26 @@ impl fmt::Display for ClusterPlan {
             }
         }
         if let Some(ceph) = &self.microceph {
-            writeln!(
-                f,
-                "  MicroCeph: public network {}, internal network {}",
-                ceph.public_network, ceph.internal_network
-            )?;
-            if let Some(size) = ceph.replication {
+            // The networks are the bootstrap's: a cluster grown keeps its own.
+            if !self.grows() || self.adds_services() {
                 writeln!(
+                    f,
+                    "  MicroCeph: public network {}, internal network {}",
+                    ceph.public_network, ceph.internal_network
+                )?;
+            }
+            match ceph.replication {
+                Some(_) if self.grows() && !self.adds_services() => writeln!(
+                    f,
+                    "  MicroCeph: {} new OSD(s); pools replicated min(all OSDs, 3) times",
+                    ceph.disk_count()
+                )?,
+                Some(size) => writeln!(
                     f,
                     "    {} OSD(s); pools replicated {size} times",
                     ceph.disk_count()
-                )?;
+                )?,
+                None => {}
             }
         }
         if let Some(remote) = &self.lxd.remote_pools {
@@ -155,6 +191,23 @@ impl fmt::Display for ClusterPlan {
                 "  profile {:?}: root disk on pool {root}, eth0 on network {nic}",
                 super::DEFAULT_PROFILE
             )?;
+        } else if self.adds_services() {
+            let profile = &self.lxd.profile;
+            let mut changes = Vec::new();
+            if let Some(pool) = &profile.root_pool {
+                changes.push(format!("root disk on pool {pool}"));
+            }
+            if let Some(network) = &profile.network {
+                changes.push(format!("eth0 on network {network}"));
+            }
+            if !changes.is_empty() {
+                writeln!(
+                    f,
+                    "  profile {:?}: {}",
+                    super::DEFAULT_PROFILE,
+                    changes.join(", ")
+                )?;
+            }
         }
         for warning in &self.warnings {
             writeln!(f, "  warning: {warning}")?;

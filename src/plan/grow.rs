@@ -7,10 +7,13 @@ use super::build::{
     uninitialized_problems,
 };
 use super::request::PlanRequest;
+use super::services::{plan_microceph, plan_underlay, uplink_parents};
 use super::{
     BRIDGE_NETWORK, ClusterFacts, ClusterPlan, FAN_NETWORK, LOCAL_POOL, LocalPoolPlan, LocalSource,
-    LxdPlan, NetworkPlan, ProfilePlan, SystemFacts,
+    LxdPlan, MicroCephPlan, MicroOvnPlan, NetworkPlan, ProfilePlan, REMOTE_FS_POOL, REMOTE_POOL,
+    SystemFacts, UPLINK_NETWORK,
 };
+use crate::clients::microcluster::Service;
 
 /// Member-specific pool keys MicroCloud fills in for its `local` pool.
 pub const LOCAL_SOURCE_KEYS: &[&str] = &["source", "source.wipe"];
@@ -84,16 +87,29 @@ pub fn build_growth(
     };
     warnings.extend(copied_member_config(cluster, &request.initiator));
 
-    let network = cluster
+    let (microceph, microovn) =
+        grow_services(request, &joining, cluster, &local_pool, &mut problems);
+    let has_uplink = cluster
         .networks
         .iter()
-        .find(|n| n.managed && (n.name == BRIDGE_NETWORK || n.name == FAN_NETWORK))
-        .map(|n| NetworkPlan::Existing {
-            name: n.name.clone(),
-        });
+        .any(|n| n.managed && n.name == UPLINK_NETWORK);
+    let network = if has_uplink && microovn.is_some() {
+        let ovn = request.ovn.clone().unwrap_or_default();
+        Some(NetworkPlan::JoinOvn {
+            parents: uplink_parents(&ovn, &joining, &mut problems),
+        })
+    } else {
+        cluster
+            .networks
+            .iter()
+            .find(|n| n.managed && (n.name == BRIDGE_NETWORK || n.name == FAN_NETWORK))
+            .map(|n| NetworkPlan::Existing {
+                name: n.name.clone(),
+            })
+    };
     if network.is_none() {
         warnings.push(format!(
-            "The cluster has neither a {FAN_NETWORK:?} nor a {BRIDGE_NETWORK:?} network: new members join without one"
+            "The cluster has neither a {FAN_NETWORK:?} nor a {BRIDGE_NETWORK:?} network nor OVN's {UPLINK_NETWORK:?}: new members join without one"
         ));
     }
 
@@ -104,9 +120,8 @@ pub fn build_growth(
         initiator: request.initiator.clone(),
         existing_members: cluster.members.clone(),
         members: member_plans(&joining),
-        // Growing MicroCeph and MicroOVN comes with `microcloud add` for them.
-        microceph: None,
-        microovn: None,
+        microceph,
+        microovn,
         lxd: LxdPlan {
             local_pool,
             remote_pools: None,
@@ -119,6 +134,52 @@ pub fn build_growth(
         },
         warnings,
     })
+}
+
+/// New members join the MicroCeph and MicroOVN the cluster has, with their
+/// Ceph disks (replication follows the cluster's OSD count once they are in)
+/// and their Geneve address when the request gives underlay addresses.
+fn grow_services(
+    request: &PlanRequest,
+    joining: &[&SystemFacts],
+    cluster: &ClusterFacts,
+    local_pool: &Option<LocalPoolPlan>,
+    problems: &mut Vec<String>,
+) -> (Option<MicroCephPlan>, Option<MicroOvnPlan>) {
+    if joining.is_empty() {
+        return (None, None);
+    }
+    let microceph = if cluster.services.contains(&Service::MicroCeph) {
+        let local = local_pool
+            .as_ref()
+            .map(|pool| pool.sources.clone())
+            .unwrap_or_default();
+        if let Some(without) = joining
+            .iter()
+            .find(|s| !s.services.contains(&Service::MicroCeph))
+        {
+            problems.push(format!(
+                "The cluster has MicroCeph, which {:?} lacks: install MicroCeph there first",
+                without.name
+            ));
+            return (None, None);
+        }
+        // Fault tolerance counts the cluster's disks too, which the new
+        // members' alone do not tell: that warning is left out.
+        let mut bootstrap_only = Vec::new();
+        plan_microceph(request, joining, &local, problems, &mut bootstrap_only)
+    } else {
+        None
+    };
+    let microovn = cluster.services.contains(&Service::MicroOvn).then(|| {
+        let underlay = request
+            .ovn
+            .as_ref()
+            .map(|ovn| plan_underlay(ovn, joining, problems))
+            .unwrap_or_default();
+        MicroOvnPlan { underlay }
+    });
+    (microceph, microovn)
 }
 
 /// Every new member needs a source of the existing pool's kind: a disk for a
@@ -163,9 +224,16 @@ fn copied_member_config(cluster: &ClusterFacts, initiator: &str) -> Vec<String> 
         .member_config
         .iter()
         .filter(|c| {
-            !(c.entity == "storage-pool"
+            let local_source = c.entity == "storage-pool"
                 && c.name == LOCAL_POOL
-                && LOCAL_SOURCE_KEYS.contains(&c.key.as_str()))
+                && LOCAL_SOURCE_KEYS.contains(&c.key.as_str());
+            let uplink_parent =
+                c.entity == "network" && c.name == UPLINK_NETWORK && c.key == "parent";
+            // Ceph's pool and file system names are the cluster's own.
+            let remote_source = c.entity == "storage-pool"
+                && (c.name == REMOTE_POOL || c.name == REMOTE_FS_POOL)
+                && c.key == "source";
+            !(local_source || uplink_parent || remote_source)
         })
         .map(|c| {
             format!(
@@ -178,7 +246,7 @@ fn copied_member_config(cluster: &ClusterFacts, initiator: &str) -> Vec<String> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::build::tests::{disk, named, system};
+    use super::super::build::tests::{disk, equipped, named, system};
     use super::*;
     use crate::clients::lxd::{MemberConfig, Network, StoragePool};
 
@@ -217,6 +285,7 @@ mod tests {
             pools: vec![pool(driver)],
             networks: vec![bridge()],
             member_config: vec![source_key("source")],
+            ..Default::default()
         }
     }
 
@@ -341,8 +410,123 @@ mod tests {
             [
                 "The cluster has no \"local\" storage pool: new members join without one",
                 "New members copy \"bridge.external_interfaces\" of network \"br-ext\" from micro1: MicroCloud does not manage it",
-                "The cluster has neither a \"lxdfan0\" nor a \"lxdbr0\" network: new members join without one",
+                "The cluster has neither a \"lxdfan0\" nor a \"lxdbr0\" network nor OVN's \"UPLINK\": new members join without one",
             ]
+        );
+    }
+
+    /// A cluster of micro1 and micro2 with MicroCeph, MicroOVN, `remote`,
+    /// `UPLINK` and `default`, and what LXD asks joiners to fill in.
+    fn cluster_with_services() -> ClusterFacts {
+        let network = |name: &str, kind: &str| Network {
+            name: name.into(),
+            kind: kind.into(),
+            managed: true,
+            status: "Created".into(),
+            ..Default::default()
+        };
+        let key = |entity: &str, name: &str, key: &str| MemberConfig {
+            entity: entity.into(),
+            name: name.into(),
+            key: key.into(),
+            ..Default::default()
+        };
+        ClusterFacts {
+            networks: vec![
+                network(UPLINK_NETWORK, "physical"),
+                network("default", "ovn"),
+            ],
+            member_config: vec![
+                source_key("source"),
+                key("network", UPLINK_NETWORK, "parent"),
+                key("storage-pool", REMOTE_POOL, "source"),
+            ],
+            services: [Service::MicroCeph, Service::MicroOvn].into(),
+            ..cluster("dir")
+        }
+    }
+
+    /// micro3 and micro4 with both services, an uplink candidate and a disk.
+    fn new_members_with_services() -> Vec<SystemFacts> {
+        [3, 4]
+            .into_iter()
+            .map(|n| {
+                equipped(
+                    system(n),
+                    &[Service::MicroCeph, Service::MicroOvn],
+                    "enp9s0",
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_members_join_microceph_and_microovn_with_their_disks_and_uplinks() {
+        let new = new_members_with_services();
+        let cluster = cluster_with_services();
+        let mut request = request(&new);
+        let path = crate::plan::eligible_disks(&new[0])
+            .next()
+            .and_then(|d| d.path())
+            .unwrap();
+        request.ceph = Some(crate::plan::CephRequest {
+            explicit: [(
+                "micro3".to_string(),
+                vec![crate::plan::CephDiskChoice {
+                    path: path.clone(),
+                    wipe: true,
+                    encrypt: false,
+                }],
+            )]
+            .into(),
+            ..Default::default()
+        });
+        request.ovn = Some(crate::plan::OvnRequest {
+            underlay: [
+                ("micro3".to_string(), "192.0.2.3".parse().unwrap()),
+                ("micro4".to_string(), "192.0.2.4".parse().unwrap()),
+            ]
+            .into(),
+            ..Default::default()
+        });
+        let plan = build_growth(&request, &new, &cluster).unwrap();
+        let ceph = plan.microceph.as_ref().unwrap();
+        assert_eq!(ceph.disks.keys().collect::<Vec<_>>(), ["micro3"]);
+        assert_eq!(ceph.disks["micro3"][0].path, path);
+        assert!(
+            ceph.replication.is_some(),
+            "the pools follow the new OSD count"
+        );
+        let ovn = plan.microovn.as_ref().unwrap();
+        assert_eq!(ovn.underlay.len(), 2);
+        // Without an interface named, each gets its first candidate.
+        assert_eq!(
+            plan.lxd.network,
+            Some(NetworkPlan::JoinOvn {
+                parents: [
+                    ("micro3".to_string(), "enp9s0".to_string()),
+                    ("micro4".to_string(), "enp9s0".to_string()),
+                ]
+                .into()
+            })
+        );
+        // No gateway is asked for: the cluster's UPLINK keeps its own. Nor is
+        // anything MicroCloud sets copied silently.
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        assert!(
+            plan.to_string()
+                .contains("network \"UPLINK\" (physical) on enp9s0, as the other members")
+        );
+    }
+
+    #[test]
+    fn a_new_member_without_the_clusters_microceph_is_refused() {
+        let mut new = new_members_with_services();
+        new[1].services.remove(&Service::MicroCeph);
+        let err = build_growth(&request(&new), &new, &cluster_with_services()).unwrap_err();
+        assert_eq!(
+            err.0,
+            ["The cluster has MicroCeph, which \"micro4\" lacks: install MicroCeph there first"]
         );
     }
 }

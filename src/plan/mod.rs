@@ -3,12 +3,16 @@
 //! full list of problems. Nothing here performs I/O, so every rule is unit
 //! tested and a plan can be shown before anything changes.
 
+mod add_services;
 mod build;
 mod display;
 mod grow;
 pub mod request;
 mod services;
 
+pub use add_services::{
+    ExistingDevices, NIC_DEVICE, ROOT_DEVICE, build_services, profile_conflicts,
+};
 pub use build::{Problems, build, eligible_disks, uninitialized_problems};
 pub use grow::build_growth;
 pub use request::{
@@ -87,6 +91,11 @@ pub struct ClusterFacts {
     pub networks: Vec<Network>,
     /// The member-specific keys a joining member must fill in (`GET /1.0/cluster`).
     pub member_config: Vec<MemberConfig>,
+    /// The devices the `default` profile has, by name.
+    pub profile_devices: BTreeSet<String>,
+    /// MicroCeph and MicroOVN where the cluster has them set up (as the
+    /// member running the command is in them).
+    pub services: BTreeSet<Service>,
 }
 
 /// Everything a run will do. Pure data: shown by `--dry-run`, applied by the
@@ -243,6 +252,9 @@ pub enum NetworkPlan {
     Existing { name: String },
     /// `UPLINK` (physical) and the OVN network `default` on it.
     Ovn { uplink: UplinkPlan },
+    /// The cluster's `UPLINK` and OVN `default` (growing): each new member
+    /// gets its `UPLINK` parent, by member name, when it joins.
+    JoinOvn { parents: BTreeMap<String, String> },
 }
 
 impl NetworkPlan {
@@ -251,7 +263,7 @@ impl NetworkPlan {
             NetworkPlan::Fan { .. } => FAN_NETWORK,
             NetworkPlan::Bridge { .. } => BRIDGE_NETWORK,
             NetworkPlan::Existing { name } => name,
-            NetworkPlan::Ovn { .. } => OVN_NETWORK,
+            NetworkPlan::Ovn { .. } | NetworkPlan::JoinOvn { .. } => OVN_NETWORK,
         }
     }
 }
@@ -271,9 +283,26 @@ impl ClusterPlan {
         self.members.iter().filter(|m| m.name != self.initiator)
     }
 
-    /// Whether the run grows an existing cluster rather than forming one.
+    /// Whether the run changes an existing cluster rather than forming one.
     pub fn grows(&self) -> bool {
         !self.existing_members.is_empty()
+    }
+
+    /// The members that join LXD's cluster in this run (not the initiator,
+    /// nor anyone already in it).
+    pub fn new_members(&self) -> impl Iterator<Item = &MemberPlan> {
+        self.joiners()
+            .filter(|m| !self.existing_members.contains(&m.name))
+    }
+
+    /// Whether the run only sets up services on the cluster's members
+    /// (`service add`): every member it changes is in LXD's cluster already.
+    pub fn adds_services(&self) -> bool {
+        self.grows()
+            && self
+                .members
+                .iter()
+                .all(|m| self.existing_members.contains(&m.name))
     }
 
     /// Where `member` keeps its `local` pool, if it gets one.

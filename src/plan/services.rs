@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use super::build::{Sources, check_matches, eligible_disks, named_disk};
 use super::request::{CephDiskChoice, CephRequest, OvnRequest, PlanRequest};
 use super::{
-    CephDisk, Interface, MicroCephPlan, MicroOvnPlan, OVN_NETWORK, SystemFacts, UPLINK_NETWORK,
-    UplinkPlan,
+    CephDisk, Interface, MicroCephPlan, MicroOvnPlan, OVN_NETWORK, RemotePoolsPlan, SystemFacts,
+    UPLINK_NETWORK, UplinkPlan,
 };
 use crate::clients::microcluster::Service;
 
@@ -95,6 +95,18 @@ pub(super) fn plan_microceph(
         disks,
         replication: (count > 0).then(|| count.min(MAX_REPLICATION) as u32),
     })
+}
+
+/// LXD's pools on Ceph: `remote` once MicroCeph has disks, `remote-fs` when asked.
+pub(super) fn remote_pools(
+    request: &PlanRequest,
+    microceph: Option<&MicroCephPlan>,
+) -> Option<RemotePoolsPlan> {
+    microceph
+        .filter(|ceph| ceph.disk_count() > 0)
+        .map(|_| RemotePoolsPlan {
+            cephfs: request.ceph.as_ref().is_some_and(|c| c.cephfs),
+        })
 }
 
 /// Upstream's warning when fewer than [`FAULT_TOLERANT_SYSTEMS`] systems
@@ -287,7 +299,7 @@ pub(super) fn plan_microovn(
 }
 
 /// A Geneve address must be one of that system's own addresses.
-fn plan_underlay(
+pub(super) fn plan_underlay(
     ovn: &OvnRequest,
     systems: &[&SystemFacts],
     problems: &mut Vec<String>,
@@ -334,7 +346,6 @@ fn plan_uplink(
     problems: &mut Vec<String>,
 ) -> Option<UplinkPlan> {
     let before = problems.len();
-    let mut parents = BTreeMap::new();
     for system in systems {
         for network in [UPLINK_NETWORK, OVN_NETWORK] {
             if system
@@ -348,6 +359,39 @@ fn plan_uplink(
                 ));
             }
         }
+    }
+    let parents = uplink_parents(ovn, systems, problems);
+    check_uplink_addresses(ovn, systems, problems);
+    if problems.len() > before {
+        return None;
+    }
+    let dns_servers = if ovn.dns_servers.is_empty() {
+        [ovn.ipv4_gateway, ovn.ipv6_gateway]
+            .into_iter()
+            .flatten()
+            .map(|g| g.addr())
+            .collect()
+    } else {
+        ovn.dns_servers.clone()
+    };
+    Some(UplinkPlan {
+        parents,
+        ipv4_gateway: ovn.ipv4_gateway,
+        ipv4_range: ovn.ipv4_range,
+        ipv6_gateway: ovn.ipv6_gateway,
+        dns_servers,
+    })
+}
+
+/// Each system's `UPLINK` parent: the interface asked for, which must have
+/// no address, else the first candidate by name.
+pub(super) fn uplink_parents(
+    ovn: &OvnRequest,
+    systems: &[&SystemFacts],
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let mut parents = BTreeMap::new();
+    for system in systems {
         match ovn.uplinks.get(&system.name) {
             Some(name) => match system.interfaces.iter().find(|i| i.name == *name) {
                 None => problems.push(format!(
@@ -385,26 +429,7 @@ fn plan_uplink(
             },
         }
     }
-    check_uplink_addresses(ovn, systems, problems);
-    if problems.len() > before {
-        return None;
-    }
-    let dns_servers = if ovn.dns_servers.is_empty() {
-        [ovn.ipv4_gateway, ovn.ipv6_gateway]
-            .into_iter()
-            .flatten()
-            .map(|g| g.addr())
-            .collect()
-    } else {
-        ovn.dns_servers.clone()
-    };
-    Some(UplinkPlan {
-        parents,
-        ipv4_gateway: ovn.ipv4_gateway,
-        ipv4_range: ovn.ipv4_range,
-        ipv6_gateway: ovn.ipv6_gateway,
-        dns_servers,
-    })
+    parents
 }
 
 /// Upstream's `validateSystems`: a gateway, a range inside its subnet that

@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::types::{
-    IntentAccepted, JoinIntent, ServicesPut, SessionInfo, SessionStop, StopOutcome,
+    IntentAccepted, JoinIntent, ServicesPut, SessionInfo, SessionPurpose, SessionStop, Standing,
+    StopOutcome,
 };
 use crate::clients::Transport;
 use crate::disks::MachineDisks;
@@ -354,6 +355,9 @@ async fn session_join(
                     ),
                 );
             }
+            if let Some(refusal) = me.purpose.and_then(|p| refusal(p, &intent)) {
+                return reject(StatusCode::FORBIDDEN, refusal);
+            }
             let missing: Vec<&str> = me
                 .services
                 .keys()
@@ -402,6 +406,16 @@ async fn session_join(
                     ),
                 );
             }
+            let purpose = intent.purpose.unwrap_or(SessionPurpose::Form);
+            if !purpose.admits(me.standing) {
+                return reject(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "This system is a member of an LXD cluster, and {:?} does not set up services on it: run `microcloud join` here only for `microcloud service add`",
+                        intent.name
+                    ),
+                );
+            }
             lock(&shared.trusted).insert(fingerprint.clone(), intent.name.clone());
         }
     }
@@ -413,6 +427,22 @@ async fn session_join(
     sync(json!(IntentAccepted {
         name: me.name.clone()
     }))
+}
+
+/// Why a session for `purpose` refuses `intent`'s system, if it does.
+fn refusal(purpose: SessionPurpose, intent: &JoinIntent) -> Option<String> {
+    if purpose.admits(intent.standing) {
+        return None;
+    }
+    let name = &intent.name;
+    Some(match intent.standing {
+        Standing::Member => format!(
+            "System {name:?} is already a member of an LXD cluster: it can take part only in `microcloud service add`, run on a member of its cluster"
+        ),
+        Standing::New => format!(
+            "System {name:?} is not a member of an LXD cluster: `microcloud service add` sets up services on the cluster's members. Add it with `microcloud add` first"
+        ),
+    })
 }
 
 async fn services_put(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {

@@ -54,6 +54,8 @@ fn intent(identity: &Identity) -> JoinIntent {
         certificate: identity.cert_pem().to_string(),
         services: BTreeMap::from([("LXD".to_string(), "5.21.3".to_string())]),
         dry_run: false,
+        standing: Default::default(),
+        purpose: None,
     }
 }
 
@@ -78,6 +80,17 @@ struct Session {
 
 impl Session {
     async fn start(identity: Identity, role: SessionRole, local_lxd: Transport) -> Session {
+        let me = intent(&identity);
+        Session::start_as(identity, role, local_lxd, me).await
+    }
+
+    /// [`Session::start`] with this machine's own intent `me`.
+    async fn start_as(
+        identity: Identity,
+        role: SessionRole,
+        local_lxd: Transport,
+        me: JoinIntent,
+    ) -> Session {
         // The server does not say which port it bound: find a free one, and
         // try again should another process take it in between.
         for _ in 0..5 {
@@ -88,7 +101,7 @@ impl Session {
             let config = SessionConfig {
                 role: role.clone(),
                 passphrase: Secret::new(PASSPHRASE.to_string()),
-                me: intent(&identity),
+                me: me.clone(),
                 local_lxd: local_lxd.clone(),
                 machine_disks: root_disk_in_use,
                 join_handler: None,
@@ -274,6 +287,58 @@ async fn initiator_accepts_an_expected_signed_intent_once_per_name() {
         r#"System "micro2" already joined this session with another certificate"#,
         "micro2",
     );
+}
+
+/// `identity`'s intent with `standing`, signed with the session's passphrase.
+async fn sign_as(identity: &Identity, standing: Standing) -> Signed {
+    let body = serde_json::to_vec(&JoinIntent {
+        standing,
+        ..intent(identity)
+    })
+    .unwrap();
+    let authorization = trust::hmac::sign_async(&Secret::new(PASSPHRASE.to_string()), &body)
+        .await
+        .unwrap();
+    Signed {
+        body,
+        authorization,
+    }
+}
+
+#[tokio::test]
+async fn a_member_takes_part_only_in_a_service_add_session_and_only_members_do() {
+    let (micro2, micro3) = (identity("micro2"), identity("micro3"));
+    for (purpose, admitted, refused, message) in [
+        (
+            SessionPurpose::Grow,
+            Standing::New,
+            Standing::Member,
+            r#"System "micro3" is already a member of an LXD cluster: it can take part only in `microcloud service add`, run on a member of its cluster"#,
+        ),
+        (
+            SessionPurpose::AddServices,
+            Standing::Member,
+            Standing::New,
+            r#"System "micro3" is not a member of an LXD cluster: `microcloud service add` sets up services on the cluster's members. Add it with `microcloud add` first"#,
+        ),
+    ] {
+        let micro1 = identity("micro1");
+        let me = JoinIntent {
+            purpose: Some(purpose),
+            ..intent(&micro1)
+        };
+        let mut session =
+            Session::start_as(micro1, initiator(&["micro2", "micro3"]), no_lxd(), me).await;
+        let (ok, wrong) = tokio::join!(sign_as(&micro2, admitted), sign_as(&micro3, refused));
+        send(&session.client(Some(&micro2)), &ok).await.unwrap();
+        assert!(
+            matches!(session.event(), SessionEvent::Intent { intent, .. } if intent.standing == admitted)
+        );
+        let err = send(&session.client(Some(&micro3)), &wrong)
+            .await
+            .unwrap_err();
+        session.assert_rejected(&err, 403, message, "micro3");
+    }
 }
 
 #[tokio::test]

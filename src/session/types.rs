@@ -27,6 +27,49 @@ pub struct JoinIntent {
     /// The sender runs with `--dry-run`: it must only be read, never changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// A joiner: whether its LXD is a cluster member already.
+    #[serde(default, skip_serializing_if = "Standing::is_new")]
+    pub standing: Standing,
+    /// The initiator: what its session is for (joiners leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<SessionPurpose>,
+}
+
+/// Whether a system's LXD is already a cluster member when it reaches out.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// Never initialized: it can join a cluster.
+    #[default]
+    New,
+    /// A member of an LXD cluster: it can only set up services (`service add`).
+    Member,
+}
+
+impl Standing {
+    pub fn is_new(&self) -> bool {
+        *self == Standing::New
+    }
+}
+
+/// What an initiator's session is for; a member takes part only in a
+/// session that sets up services on the cluster it is in.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionPurpose {
+    /// `microcloud init` or a preseed: form a cluster.
+    Form,
+    /// `microcloud add`: new members join the cluster.
+    Grow,
+    /// `microcloud service add`: members set up MicroCeph or MicroOVN.
+    AddServices,
+}
+
+impl SessionPurpose {
+    /// Whether a system of `standing` may take part.
+    pub fn admits(self, standing: Standing) -> bool {
+        (self == SessionPurpose::AddServices) == (standing == Standing::Member)
+    }
 }
 
 /// `GET /1.0`: who serves this session (public, before any trust).
@@ -74,6 +117,11 @@ pub struct LxdJoin {
     /// Member-specific configuration (e.g. the `local` pool's source).
     #[serde(default)]
     pub member_config: Vec<MemberConfig>,
+    /// Cluster-wide server keys the joiner sets on its own LXD before it
+    /// joins: LXD 5.0 keeps the values it had alone until it restarts, and
+    /// starts the cluster's OVN networks with them when it joins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_config: BTreeMap<String, String>,
 }
 
 /// `PUT /1.0/session/stop`: ends the peer's session. An empty reason means the

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
-use super::{DISK_HEADERS, DiskRow, ask_parsed, offered_disks};
+use super::{DISK_HEADERS, DiskRow, Setup, ask_parsed, offered_disks};
 use crate::clients::microcluster::Service;
 use crate::plan::{
     self, CephDiskChoice, CephRequest, LocalSource, LocalStorageRequest, SystemFacts,
@@ -24,6 +24,7 @@ pub(super) fn ask_distributed_storage(
     prompter: &mut dyn Prompter,
     facts: &[SystemFacts],
     local: &LocalStorageRequest,
+    setup: Setup,
 ) -> anyhow::Result<Option<CephRequest>> {
     let systems: Vec<&SystemFacts> = facts.iter().collect();
     if !plan::takes_part(Service::MicroCeph, &systems) {
@@ -44,7 +45,7 @@ pub(super) fn ask_distributed_storage(
     if !prompter.confirm("Would you like to set up distributed storage?", true)? {
         return Ok(None);
     }
-    let Some((chosen, wiped)) = select_disks(prompter, &mut offered)? else {
+    let Some((chosen, wiped)) = select_disks(prompter, &mut offered, setup)? else {
         return Ok(None);
     };
     let mut per_system: BTreeMap<&str, usize> = BTreeMap::new();
@@ -58,11 +59,17 @@ pub(super) fn ask_distributed_storage(
     }
     // Upstream asks once for all the disks.
     let encrypt = prompter.confirm("Do you want to encrypt the selected disks?", false)?;
-    let cephfs = facts
-        .iter()
-        .all(|f| f.server.has_extension(CEPHFS_EXTENSION))
-        && prompter.confirm("Would you like to set up CephFS remote storage?", true)?;
-    let (internal_network, public_network) = ask_networks(prompter, &systems)?;
+    // New members join the cluster's pools, on the cluster's networks.
+    let (cephfs, (internal_network, public_network)) = match setup {
+        Setup::Join => (false, (None, None)),
+        Setup::Bootstrap => (
+            facts
+                .iter()
+                .all(|f| f.server.has_extension(CEPHFS_EXTENSION))
+                && prompter.confirm("Would you like to set up CephFS remote storage?", true)?,
+            ask_networks(prompter, &systems)?,
+        ),
+    };
     let mut explicit: BTreeMap<String, Vec<CephDiskChoice>> = BTreeMap::new();
     for row in chosen {
         let wipe = wiped
@@ -93,6 +100,7 @@ pub(super) fn ask_distributed_storage(
 fn select_disks(
     prompter: &mut dyn Prompter,
     offered: &mut Vec<DiskRow>,
+    setup: Setup,
 ) -> anyhow::Result<Option<(Vec<DiskRow>, Vec<DiskRow>)>> {
     loop {
         let chosen = select_rows(
@@ -124,7 +132,8 @@ fn select_disks(
             .map(|row| row.system.as_str())
             .collect::<BTreeSet<_>>()
             .len();
-        if supplying < plan::FAULT_TOLERANT_SYSTEMS {
+        // The cluster's own OSDs count too when new members join it.
+        if setup == Setup::Bootstrap && supplying < plan::FAULT_TOLERANT_SYSTEMS {
             prompter.warn(&format!(
                 "{}. Continuing with this configuration will inhibit MicroCloud's ability to retain data on system failure",
                 plan::fault_tolerance_warning(supplying)
@@ -257,7 +266,7 @@ mod tests {
         local: &LocalStorageRequest,
     ) -> (anyhow::Result<Option<CephRequest>>, String) {
         let mut prompter = ScriptedPrompter::new(script);
-        let result = ask_distributed_storage(&mut prompter, facts, local);
+        let result = ask_distributed_storage(&mut prompter, facts, local, Setup::Bootstrap);
         (result, prompter.transcript().to_string())
     }
 

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::bail;
 use ipnet::IpNet;
 
-use super::{Shortfall, ask_parsed, one_each, select_until};
+use super::{Setup, Shortfall, ask_parsed, one_each, select_until};
 use crate::clients::microcluster::Service;
 use crate::plan::{self, Interface, OVN_NETWORK, OvnRequest, SystemFacts, UPLINK_NETWORK};
 use crate::ui::format::natural_cmp;
@@ -53,6 +53,7 @@ impl Row for AddressRow {
 pub(super) fn ask_distributed_networking(
     prompter: &mut dyn Prompter,
     facts: &[SystemFacts],
+    setup: Setup,
 ) -> anyhow::Result<Option<OvnRequest>> {
     let systems: Vec<&SystemFacts> = facts.iter().collect();
     if !plan::takes_part(Service::MicroOvn, &systems) {
@@ -70,7 +71,8 @@ pub(super) fn ask_distributed_networking(
         }
         bail!("User aborted");
     }
-    if !prompter.confirm("Configure distributed networking?", true)? {
+    // New members of a cluster with OVN join it: upstream does not ask.
+    if setup == Setup::Bootstrap && !prompter.confirm("Configure distributed networking?", true)? {
         return Ok(None);
     }
     let Some(chosen) = select_until(
@@ -96,6 +98,17 @@ pub(super) fn ask_distributed_networking(
             "Using {} on {} for OVN uplink",
             row.interface, row.system
         ));
+    }
+    if setup == Setup::Join {
+        // The cluster's UPLINK keeps its gateways, range and DNS.
+        return Ok(Some(OvnRequest {
+            uplinks: chosen
+                .into_iter()
+                .map(|row| (row.system, row.interface))
+                .collect(),
+            underlay: ask_underlay(prompter, facts)?,
+            ..Default::default()
+        }));
     }
     let gateways = ask_gateways(prompter)?;
     let default_dns: Vec<String> = [gateways.ipv4, gateways.ipv6]
@@ -388,7 +401,7 @@ mod tests {
 
     fn ask(script: &str, facts: &[SystemFacts]) -> (anyhow::Result<Option<OvnRequest>>, String) {
         let mut prompter = ScriptedPrompter::new(script);
-        let result = ask_distributed_networking(&mut prompter, facts);
+        let result = ask_distributed_networking(&mut prompter, facts, Setup::Bootstrap);
         (result, prompter.transcript().to_string())
     }
 
