@@ -5,6 +5,9 @@
 //! `cluster list`, `service list`, `status` and `remove` answer from any
 //! member, with nothing of this project running.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use crate::clients::error::chain;
 use crate::clients::lxd::{self, LxdClient};
 use crate::clients::microceph::{self, MicroCephClient};
@@ -41,6 +44,8 @@ pub struct CephView {
     pub members: Vec<microcluster::ClusterMember>,
     pub disks: Vec<microceph::Disk>,
     pub services: Vec<microceph::ServiceLocation>,
+    /// The OSD pools and their replication.
+    pub pools: Vec<microceph::Pool>,
 }
 
 /// MicroOVN's cluster: members and where its daemons run.
@@ -126,7 +131,44 @@ impl Inventory {
     }
 }
 
-fn connect(
+/// Whether a member answered when asked just now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    Reachable,
+    /// No answer, with the reason.
+    Unreachable(String),
+}
+
+/// How long a member gets to answer: LXD's heartbeat would take 20 s to
+/// notice a dead member, a direct question a moment.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks each of `names` for `GET /1.0` through the local LXD (which forwards
+/// with `?target=`), all at once, each within `timeout`.
+pub async fn lxd_reach(
+    lxd: &LxdClient,
+    names: &[String],
+    timeout: Duration,
+) -> BTreeMap<String, Reach> {
+    let quick = LxdClient::new(lxd.transport().with_timeout(timeout));
+    let asks = names.iter().map(|name| {
+        let quick = &quick;
+        async move {
+            let reach = match quick.server_of(name).await {
+                Ok(_) => Reach::Reachable,
+                Err(error) => Reach::Unreachable(chain(&error)),
+            };
+            (name.clone(), reach)
+        }
+    });
+    futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// A client transport to `service` on this machine, when it is installed.
+pub fn connect(
     sockets: &dyn ServiceSockets,
     service: Service,
 ) -> Result<Option<Transport>, InventoryError> {
@@ -164,6 +206,7 @@ async fn read_ceph(client: &MicroCephClient) -> Result<ServiceView<CephView>, In
         members,
         disks: client.disks().await.map_err(failed)?,
         services: client.services().await.map_err(failed)?,
+        pools: client.pools(None).await.map_err(failed)?,
     }))
 }
 

@@ -6,6 +6,7 @@
 mod build;
 mod display;
 mod grow;
+pub mod remove;
 pub mod request;
 mod services;
 
