@@ -206,7 +206,9 @@ fn help_lists_the_commands_and_global_options() {
         .collect();
     assert_eq!(
         commands,
-        BTreeSet::from(["init", "add", "join", "preseed", "cluster", "help"]),
+        BTreeSet::from([
+            "init", "add", "join", "preseed", "remove", "cluster", "help"
+        ]),
         "{help}"
     );
     for option in ["--state-dir", "--verbose", "--debug", "--no-color"] {

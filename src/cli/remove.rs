@@ -24,7 +24,7 @@ Remove members from the cluster: from LXD, then MicroCeph, then MicroOVN.
 Every service is checked before anything changes. Refused: a name no service knows, an
 unreachable member (without --force), the machine this runs on, every member at once, losing
 the Ceph monitor quorum, and leaving no OSD under a Ceph pool. MicroCeph's pool sizes are first
-lowered to the OSDs that remain, and the member's OSDs removed (MicroCeph moves their data off).
+lowered to the OSDs that remain, then the member's OSDs are removed, then the member.
 If a step fails, running the same command again finishes the removal.
 
 `microcloud remove` and `microcloud cluster remove` are one command: cluster membership lives

@@ -109,7 +109,7 @@ impl LocalMachine {
                 return Self::prepare_grower(machine, preseed, state).await;
             }
             bail!(
-                "This system ({name:?}) is neither listed in the preseed's systems nor its initiator"
+                "This system ({name:?}) is not listed in the preseed's systems and is not its initiator"
             );
         };
         let role = if preseed.is_initiator(&name, &ips) {
@@ -543,7 +543,7 @@ mod tests {
         let preseed = Preseed::parse(text, "grow.yaml").unwrap();
         let err = error(prepare(&micro2(), &preseed).await);
         assert!(
-            err.contains("neither listed in the preseed's systems nor its initiator"),
+            err.contains("is not listed in the preseed's systems and is not its initiator"),
             "{err}"
         );
     }

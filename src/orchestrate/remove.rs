@@ -117,9 +117,15 @@ async fn apply(step: &RemovalStep, clients: &RemovalClients) -> Result<(), StepE
             };
             ceph()?.set_pool_size(&pools, *size, None).await?
         }
-        RemovalStep::CephOsd { osd, downgrade, .. } => {
+        RemovalStep::CephOsd {
+            osd,
+            downgrade,
+            bypass_safety,
+            ..
+        } => {
             let options = DiskRemoval {
                 confirm_downgrade: *downgrade,
+                bypass_safety: *bypass_safety,
                 ..DiskRemoval::default()
             };
             ceph()?.remove_disk(*osd, &options).await?

@@ -67,12 +67,15 @@ pub enum RemovalStep {
     /// down to the OSDs that remain.
     CephPoolSize { pools: Vec<String>, size: u32 },
     /// `DELETE /1.0/disks/N`: MicroCeph moves the data off first.
-    /// `downgrade` confirms that the failure domain drops from host to OSD.
+    /// `downgrade` confirms that the failure domain drops from host to OSD;
+    /// `bypass_safety` passes MicroCeph's refusal to go below 3 OSDs, once
+    /// the pools have been lowered to the OSDs that remain.
     CephOsd {
         member: String,
         osd: u64,
         path: String,
         downgrade: bool,
+        bypass_safety: bool,
     },
     /// `DELETE /core/1.0/cluster/NAME[?force=1]` of MicroCeph or MicroOVN.
     ServiceMember {
@@ -120,7 +123,8 @@ impl fmt::Display for RemovalStep {
             }
             RemovalStep::CephPoolSize { pools, size } => write!(
                 f,
-                "set the replication of pool {} and of new pools to {size}",
+                "set the replication of {} {} and of new pools to {size}",
+                if pools.len() == 1 { "pool" } else { "pools" },
                 pools.join(", ")
             ),
             RemovalStep::CephOsd {
@@ -128,13 +132,14 @@ impl fmt::Display for RemovalStep {
                 osd,
                 path,
                 downgrade,
+                bypass_safety,
             } => {
-                write!(
-                    f,
-                    "remove osd.{osd} ({path}) on {member}, its data moved to the other OSDs first"
-                )?;
+                write!(f, "remove osd.{osd} ({path}) on {member}")?;
                 if *downgrade {
-                    f.write_str(" (the failure domain drops from host to OSD)")?;
+                    f.write_str(", the failure domain dropping from host to OSD")?;
+                }
+                if *bypass_safety {
+                    f.write_str(", below MicroCeph's 3 OSDs (the pools were lowered first)")?;
                 }
                 Ok(())
             }
@@ -256,8 +261,9 @@ impl fmt::Display for Refusal {
             ),
             Refusal::NoOsdLeft { pools } => write!(
                 f,
-                "No Ceph OSD would remain for pool {} and its data would be lost: add disks to MicroCeph \
+                "No Ceph OSD would remain for {} {} and its data would be lost: add disks to MicroCeph \
                  on the members that stay, or delete those pools, first",
+                if pools.len() == 1 { "pool" } else { "pools" },
                 pools.join(", ")
             ),
             Refusal::NoOvnCentralLeft { names } => write!(
@@ -495,6 +501,8 @@ impl Build<'_> {
                 .len()
         };
         let downgrade = hosts(&staying) < 3 && hosts(&ceph.disks.iter().collect::<Vec<_>>()) >= 3;
+        // MicroCeph refuses to remove an OSD when 3 or fewer exist, unless told.
+        let mut osds = ceph.disks.len();
         for member in &leaving {
             let disks = gone.iter().filter(|d| d.location == member.name);
             if member.status == ONLINE {
@@ -504,7 +512,9 @@ impl Build<'_> {
                         osd: disk.osd,
                         path: disk.path.clone(),
                         downgrade,
+                        bypass_safety: osds <= 3,
                     });
+                    osds -= 1;
                 }
             } else {
                 for disk in disks {

@@ -154,7 +154,7 @@ fn a_full_member_leaves_lxd_then_microceph_then_microovn() {
         steps(&plan),
         [
             "LXD: remove micro4 from LXD",
-            "MicroCeph: remove osd.3 (/dev/disk/by-id/micro4-3) on micro4, its data moved to the other OSDs first",
+            "MicroCeph: remove osd.3 (/dev/disk/by-id/micro4-3) on micro4",
             "MicroCeph: remove micro4 from MicroCeph",
             "MicroOVN: remove micro4 from MicroOVN",
         ]
