@@ -99,11 +99,10 @@ pub async fn run(args: RemoveArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             socket.path.display()
         )
     })?;
-    let in_lxd: Vec<String> = (inventory.lxd.iter())
-        .map(|m| m.server_name.clone())
-        .filter(|name| args.names.contains(name))
+    let leaving: Vec<_> = (inventory.lxd.iter())
+        .filter(|m| args.names.contains(&m.server_name))
         .collect();
-    let reach = inventory::lxd_reach(&lxd, &in_lxd, inventory::REACH_TIMEOUT).await;
+    let reach = inventory::lxd_reach(&lxd, &leaving, inventory::REACH_TIMEOUT).await;
     let request = RemovalRequest {
         names: args.names.clone(),
         force: args.force,
