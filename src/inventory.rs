@@ -6,6 +6,7 @@
 //! member, with nothing of this project running.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::clients::error::chain;
 use crate::clients::lxd::{self, LxdClient};
@@ -43,6 +44,8 @@ pub struct CephView {
     pub members: Vec<microcluster::ClusterMember>,
     pub disks: Vec<microceph::Disk>,
     pub services: Vec<microceph::ServiceLocation>,
+    /// The OSD pools and their replication.
+    pub pools: Vec<microceph::Pool>,
 }
 
 /// MicroOVN's cluster: members and where its daemons run.
@@ -139,7 +142,55 @@ impl Inventory {
     }
 }
 
-fn connect(
+/// Whether a member answered when asked just now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    Reachable,
+    /// No answer, with the reason.
+    Unreachable(String),
+}
+
+/// How long a member gets to answer: LXD's heartbeat would take 20 s to
+/// notice a dead member, a direct question a moment.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks each of `members` whether it answers, all at once, each within
+/// `timeout`: a TCP connection to its cluster address first (LXD 5.0.2 waits
+/// 10 s for an event connection before it forwards to a member that has gone,
+/// while a dead member's port refuses at once), then `GET /1.0` through the
+/// local LXD with `?target=`.
+pub async fn lxd_reach(
+    lxd: &LxdClient,
+    members: &[&lxd::ClusterMember],
+    timeout: Duration,
+) -> BTreeMap<String, Reach> {
+    let quick = LxdClient::new(lxd.transport().with_timeout(timeout));
+    let asks = members.iter().map(|member| {
+        let quick = &quick;
+        async move {
+            let address = member.url.trim_start_matches("https://");
+            let connected = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address));
+            let reach = match connected.await {
+                Err(_) => {
+                    Reach::Unreachable(format!("{address} did not answer within {timeout:?}"))
+                }
+                Ok(Err(error)) => Reach::Unreachable(format!("{address}: {error}")),
+                Ok(Ok(_)) => match quick.server_of(&member.server_name).await {
+                    Ok(_) => Reach::Reachable,
+                    Err(error) => Reach::Unreachable(chain(&error)),
+                },
+            };
+            (member.server_name.clone(), reach)
+        }
+    });
+    futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// A client transport to `service` on this machine, when it is installed.
+pub fn connect(
     sockets: &dyn ServiceSockets,
     service: Service,
 ) -> Result<Option<Transport>, InventoryError> {
@@ -177,6 +228,7 @@ async fn read_ceph(client: &MicroCephClient) -> Result<ServiceView<CephView>, In
         members,
         disks: client.disks().await.map_err(failed)?,
         services: client.services().await.map_err(failed)?,
+        pools: client.pools(None).await.map_err(failed)?,
     }))
 }
 

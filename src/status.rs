@@ -481,6 +481,7 @@ mod tests {
                         })
                     })
                     .collect(),
+                pools: Vec::new(),
             }),
             microovn: ServiceView::Clustered(OvnView {
                 members: (1..=size)

@@ -207,7 +207,7 @@ fn help_lists_the_commands_and_global_options() {
     assert_eq!(
         commands,
         BTreeSet::from([
-            "init", "add", "join", "preseed", "cluster", "service", "status", "help"
+            "init", "add", "join", "preseed", "remove", "cluster", "service", "status", "help"
         ]),
         "{help}"
     );
@@ -711,4 +711,55 @@ fn status_and_service_list_reject_an_unknown_format() {
             .code(2)
             .stdout("");
     }
+}
+
+// --- remove ---------------------------------------------------------------
+
+#[test]
+fn remove_needs_a_name() {
+    for args in [&["remove"][..], &["rm"], &["cluster", "remove"]] {
+        let output = Sandbox::new().microcloud().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let err = stderr(&output);
+        assert!(err.contains("<NAME>..."), "{args:?}: {err}");
+        assert!(output.stdout.is_empty());
+    }
+}
+
+#[test]
+fn remove_help_says_what_it_removes_and_what_force_leaves() {
+    for args in [&["remove", "--help"][..], &["cluster", "remove", "--help"]] {
+        let output = Sandbox::new().microcloud().args(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let out = stdout(&output);
+        for needle in [
+            "LXD, then MicroCeph, then MicroOVN",
+            "--force",
+            "--dry-run",
+            "--format",
+        ] {
+            assert!(out.contains(needle), "{args:?} lacks {needle:?}:\n{out}");
+        }
+    }
+    let output = Sandbox::new()
+        .microcloud()
+        .args(["cluster", "--help"])
+        .output()
+        .unwrap();
+    assert!(stdout(&output).contains("membership lives only in the services' clusters"));
+}
+
+#[test]
+fn remove_without_lxd_fails_and_changes_nothing() {
+    let sandbox = Sandbox::new();
+    let socket = sandbox.path("lxd.socket");
+    let before = sandbox.entries();
+    let output = sandbox
+        .microcloud()
+        .args(["remove", "micro2"])
+        .env("LXD_SOCKET", &socket)
+        .output()
+        .unwrap();
+    assert_failure(&output, &socket.display().to_string());
+    assert_eq!(sandbox.entries(), before, "the run created files");
 }

@@ -136,3 +136,73 @@ fn one_preseed_forms_lxd_with_real_ceph_and_real_ovn() {
     let err = String::from_utf8_lossy(&rbd.stderr);
     assert!(err.contains("rbd") && err.contains("map"), "{}", text(&rbd));
 }
+
+/// A service's members as its control socket on machine `i` lists them.
+fn service_members(lab: &Lab, i: usize, socket: &str) -> Vec<String> {
+    let script =
+        format!("curl -sS --unix-socket \"${socket}\" http://control.socket/core/1.0/cluster");
+    let list = json(&lab.exec(i, &["sh", "-c", &script]));
+    let members = list["metadata"].as_array().expect("a member list").iter();
+    let mut names: Vec<String> = members
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+#[ignore = "lab test: needs root, LXD, Ceph and OVN; run scripts/test-lab"]
+fn remove_shrinks_ceph_and_leaves_every_service_and_keeps_the_monitor() {
+    let lab = Lab::up_with_services(3, 2);
+    let yaml = full_preseed(&lab).replace("ceph:\n  cephfs: true\n", "");
+    let children: Vec<_> = lab
+        .machines()
+        .map(|i| (i, lab.spawn(i, &["preseed"], &yaml)))
+        .collect();
+    for (i, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "micro{i}:\n{}", text(&out));
+    }
+    let size = || ok(&lab.exec(1, &["ceph", "osd", "pool", "get", "lxd_remote", "size"]));
+    assert_eq!(size().trim(), "size: 3");
+
+    // The emulator runs the one monitor on micro1: removing it is refused, and nothing changes.
+    let out = lab.exec(2, &[common::MICROCLOUD, "remove", "micro1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Removing micro1 would leave no Ceph monitor"),
+        "{err}"
+    );
+    let all = ["micro1", "micro2", "micro3"];
+    assert_eq!(service_members(&lab, 1, "MICROCEPH_SOCKET"), all);
+    assert_eq!(size().trim(), "size: 3");
+
+    let started = Instant::now();
+    let dry = ok(&lab.exec(1, &[common::MICROCLOUD, "remove", "micro3", "--dry-run"]));
+    assert!(dry.contains("lxd_remote and of new pools to 2"), "{dry}");
+    let out = lab.exec(1, &[common::MICROCLOUD, "remove", "micro3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    eprintln!(
+        "TIMING remove micro3 from LXD, MicroCeph and MicroOVN: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Removed micro3 from LXD, MicroCeph, MicroOVN"),
+        "{err}"
+    );
+
+    // Real Ceph: two OSDs, and LXD's pool replicated twice.
+    assert_eq!(size().trim(), "size: 2");
+    let osds = ok(&lab.exec(1, &["ceph", "osd", "ls"]));
+    assert_eq!(osds.lines().count(), 2, "ceph osd ls:\n{osds}");
+    let lxd = json(&lab.exec(1, &["lxc", "cluster", "list", "--format", "json"]));
+    assert_eq!(lxd.as_array().map(Vec::len), Some(2), "{lxd}");
+    let left = ["micro1", "micro2"];
+    assert_eq!(service_members(&lab, 1, "MICROCEPH_SOCKET"), left);
+    assert_eq!(service_members(&lab, 1, "MICROOVN_SOCKET"), left);
+    // Its OVN chassis goes with it.
+    let chassis = ok(&lab.exec(1, &["ovn-sbctl", "--columns=name", "list", "Chassis"]));
+    assert_eq!(chassis.matches("name").count(), 2, "{chassis}");
+}

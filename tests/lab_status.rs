@@ -15,10 +15,6 @@ use serde_json::Value;
 
 const UNINITIALIZED: &str = "MicroCloud is uninitialized, run 'microcloud init' first";
 
-fn microcloud(lab: &Lab, i: usize, args: &[&str]) -> Output {
-    lab.spawn(i, args, "").wait_with_output().unwrap()
-}
-
 /// The command's stdout as JSON, after checking its exit status.
 fn json_with_code(out: &Output, code: i32) -> Value {
     assert_eq!(out.status.code(), Some(code), "{}", text(out));
@@ -61,7 +57,7 @@ fn lxd_cluster_lists_and_reports_health_from_any_member() {
         &["service", "list", "-f", "json"],
         &["status"],
     ] {
-        let out = microcloud(&lab, 1, args);
+        let out = lab.microcloud(1, args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
         assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out));
         assert!(
@@ -75,13 +71,13 @@ fn lxd_cluster_lists_and_reports_health_from_any_member() {
     eprintln!("[timing] 3 LXD members formed in {formed:.1?}");
 
     // cluster list, asked of a joiner.
-    let table = ok(&microcloud(&lab, 2, &["cluster", "list"]));
+    let table = ok(&lab.microcloud(2, &["cluster", "list"]));
     assert_lxc_table(&table);
     for i in lab.machines() {
         assert!(table.contains(&format!("| micro{i} ")), "{table}");
     }
     assert!(table.contains(" ONLINE |"), "{table}");
-    let members = json(&microcloud(&lab, 2, &["cluster", "list", "-f", "json"]));
+    let members = json(&lab.microcloud(2, &["cluster", "list", "-f", "json"]));
     assert_eq!(names(&members), ["micro1", "micro2", "micro3"]);
     for (i, member) in lab.machines().zip(members.as_array().unwrap()) {
         assert_eq!(member["address"], format!("{}:8443", lab.address(i)));
@@ -101,18 +97,18 @@ fn lxd_cluster_lists_and_reports_health_from_any_member() {
     assert!(table.contains(" FINGERPRINT "), "{table}");
 
     // service list: LXD's members; the other two are not installed here.
-    let table = ok(&microcloud(&lab, 3, &["service", "list"]));
+    let table = ok(&lab.microcloud(3, &["service", "list"]));
     assert_lxc_table(&table);
     assert!(table.starts_with("LXD:\n"), "{table}");
     assert!(table.contains("MicroCeph: Not installed\n"), "{table}");
     assert!(table.contains("MicroOVN: Not installed\n"), "{table}");
-    let services = json(&microcloud(&lab, 3, &["service", "list", "-f", "json"]));
+    let services = json(&lab.microcloud(3, &["service", "list", "-f", "json"]));
     assert_eq!(names(&services["lxd"]), ["micro1", "micro2", "micro3"]);
     assert_eq!(services["lxd"][0]["status"], "Online");
     assert!(services["microceph"].is_null() && services["microovn"].is_null());
 
     // status: upstream warns that MicroCeph and MicroOVN are not found.
-    let out = microcloud(&lab, 2, &["status"]);
+    let out = lab.microcloud(2, &["status"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.starts_with("Status: WARNING\n"), "{summary}");
@@ -121,7 +117,7 @@ fn lxd_cluster_lists_and_reports_health_from_any_member() {
         "{summary}"
     );
     assert_lxc_table(&summary);
-    let health = json_with_code(&microcloud(&lab, 2, &["status", "-f", "json"]), 3);
+    let health = json_with_code(&lab.microcloud(2, &["status", "-f", "json"]), 3);
     assert_eq!(health["level"], "WARNING");
     assert_eq!(
         texts(&health),
@@ -140,7 +136,7 @@ fn lxd_cluster_lists_and_reports_health_from_any_member() {
     ok(&lab.exec(3, &["lxd", "shutdown"]));
     let deadline = Instant::now() + Duration::from_secs(120);
     let health = loop {
-        let out = microcloud(&lab, 1, &["status", "-f", "json"]);
+        let out = lab.microcloud(1, &["status", "-f", "json"]);
         if out.status.code() == Some(4) {
             break json_with_code(&out, 4);
         }
@@ -157,9 +153,9 @@ fn lxd_cluster_lists_and_reports_health_from_any_member() {
         "{health}"
     );
     assert_eq!(health["members"][2]["status"], "Offline");
-    let members = json(&microcloud(&lab, 1, &["cluster", "list", "-f", "json"]));
+    let members = json(&lab.microcloud(1, &["cluster", "list", "-f", "json"]));
     assert_eq!(members[2]["status"], "Offline");
-    let table = ok(&microcloud(&lab, 1, &["cluster", "list"]));
+    let table = ok(&lab.microcloud(1, &["cluster", "list"]));
     assert!(table.contains(" OFFLINE |"), "{table}");
     eprintln!("[timing] lxd status scenario: {:.1?}", start.elapsed());
 }
@@ -171,7 +167,7 @@ fn status_and_service_list_show_microceph_and_microovn() {
     let formed = form(&lab, &full_preseed(&lab));
     eprintln!("[timing] LXD, MicroCeph and MicroOVN formed in {formed:.1?}");
 
-    let health = json_with_code(&microcloud(&lab, 3, &["status", "-f", "json"]), 0);
+    let health = json_with_code(&lab.microcloud(3, &["status", "-f", "json"]), 0);
     assert_eq!(health["level"], "HEALTHY", "{health}");
     assert_eq!(texts(&health), Vec::<&str>::new());
     for (i, member) in lab.machines().zip(health["members"].as_array().unwrap()) {
@@ -185,7 +181,7 @@ fn status_and_service_list_show_microceph_and_microovn() {
         assert!(ovn.contains(&Value::from("chassis")), "{member}");
         assert_eq!(member["status"], "ONLINE");
     }
-    let out = microcloud(&lab, 3, &["status"]);
+    let out = lab.microcloud(3, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.starts_with("Status: HEALTHY\n\n+-"), "{summary}");
@@ -193,7 +189,7 @@ fn status_and_service_list_show_microceph_and_microovn() {
     assert!(summary.contains("| micro1 | "), "{summary}");
     assert!(summary.contains(" mon,mgr,mds "), "{summary}");
 
-    let services = json(&microcloud(&lab, 1, &["service", "list", "-f", "json"]));
+    let services = json(&lab.microcloud(1, &["service", "list", "-f", "json"]));
     for service in ["lxd", "microceph", "microovn"] {
         assert_eq!(
             names(&services[service]),
@@ -202,12 +198,12 @@ fn status_and_service_list_show_microceph_and_microovn() {
         );
     }
     assert_eq!(services["microceph"][0]["status"], "ONLINE");
-    let table = ok(&microcloud(&lab, 1, &["service", "list"]));
+    let table = ok(&lab.microcloud(1, &["service", "list"]));
     assert_lxc_table(&table);
     for section in ["LXD:\n", "MicroCeph:\n", "MicroOVN:\n"] {
         assert!(table.contains(section), "{table}");
     }
-    let csv = ok(&microcloud(&lab, 1, &["service", "list", "-f", "csv"]));
+    let csv = ok(&lab.microcloud(1, &["service", "list", "-f", "csv"]));
     assert_eq!(
         csv.lines().filter(|l| l.starts_with("MicroOVN,")).count(),
         3,

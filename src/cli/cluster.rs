@@ -1,4 +1,4 @@
-//! `microcloud cluster list`.
+//! `microcloud cluster list` and `cluster remove`.
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -18,6 +18,10 @@ pub enum ClusterCommand {
         #[arg(short, long, value_enum, default_value_t)]
         format: OutputFormat,
     },
+    /// The same as `microcloud remove`: membership lives only in the services' clusters, so a
+    /// member leaves LXD, MicroCeph and MicroOVN
+    #[command(alias = "rm", long_about = super::remove::LONG_ABOUT)]
+    Remove(super::remove::RemoveArgs),
 }
 
 /// Upstream's NAME, ADDRESS, ROLE, FINGERPRINT, STATUS: the membership is
@@ -66,6 +70,7 @@ impl Tabular for MemberRow {
 pub async fn run(command: ClusterCommand, global: &GlobalArgs) -> anyhow::Result<()> {
     match command {
         ClusterCommand::List { format } => list(format, global).await,
+        ClusterCommand::Remove(args) => super::remove::run(args, global).await,
     }
 }
 

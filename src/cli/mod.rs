@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod init;
 pub mod preseed;
+pub mod remove;
 pub mod service;
 pub mod status;
 
@@ -76,6 +77,9 @@ pub enum Command {
     Join(init::JoinArgs),
     /// Initialize or join a MicroCloud with a preseed read from standard input
     Preseed(preseed::PreseedArgs),
+    /// Remove members from every service: LXD, then MicroCeph, then MicroOVN
+    #[command(alias = "rm", long_about = remove::LONG_ABOUT)]
+    Remove(remove::RemoveArgs),
     /// Inspect the cluster
     Cluster {
         #[command(subcommand)]
@@ -143,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Join(args) => at_terminal(global, move |g, rt| init::join(args, g, rt)).await,
         Command::Preseed(args) => preseed::run(args, global).await,
+        Command::Remove(args) => remove::run(args, global).await,
         Command::Cluster { command } => cluster::run(command, global).await,
         Command::Service { command } => service::run(command, global).await,
         Command::Status(args) => return status::run(args, global).await,

@@ -132,15 +132,21 @@ async fn form(
     state: StateDir,
     printer: &Printer,
 ) -> anyhow::Result<ClusterPlan> {
+    // Grow mode: the initiator is a member and not listed.
+    let goal = if preseed.is_bootstrap() {
+        Goal::Form
+    } else {
+        Goal::Grow
+    };
     session.admit_listed(printer).await?;
     session.confirm(printer).await?;
-    let gathered = session.gather(Goal::Form, printer).await?;
+    let gathered = session.gather(goal, printer).await?;
     let request = inputs::preseed::request(preseed, &gathered.initiator, &gathered.addresses())?;
     let plan = gathered.plan(&request)?;
     if dry_run {
         return Ok(plan);
     }
     printer.status(plan.to_string().trim_end());
-    session.apply(&plan, Goal::Form, state, printer).await?;
+    session.apply(&plan, goal, state, printer).await?;
     Ok(plan)
 }

@@ -105,8 +105,11 @@ impl LocalMachine {
             preseed.check_local_included(&name, &ips)?;
         }
         let Some(system) = preseed.system(&name) else {
+            if preseed.is_initiator(&name, &ips) {
+                return Self::prepare_grower(machine, preseed, state).await;
+            }
             bail!(
-                "This system ({name:?}) is not listed in the preseed's systems; growing an existing cluster from a preseed is not supported yet"
+                "This system ({name:?}) is not listed in the preseed's systems and is not its initiator"
             );
         };
         let role = if preseed.is_initiator(&name, &ips) {
@@ -134,6 +137,40 @@ impl LocalMachine {
         let local = Self::open(machine, name, role, address, state).await?;
         preseed.check_services_available(&local.name, &local.services.installed())?;
         Ok(local)
+    }
+
+    /// The initiator of a grow-mode preseed (not listed, a member already), as
+    /// upstream: it must be initialized, and the joiners must reach it at
+    /// its cluster address.
+    async fn prepare_grower(
+        machine: &dyn Machine,
+        preseed: &Preseed,
+        state: &StateDir,
+    ) -> anyhow::Result<LocalMachine> {
+        let name = machine.hostname()?;
+        let (_, server) = connect(machine, &name).await?;
+        if !server.environment.server_clustered {
+            bail!(
+                "MicroCloud isn't yet initialized and cannot be the initiator: {name:?} is not in the \
+                 preseed's systems, so it grows its cluster, but its LXD is not clustered. List it in \
+                 systems to form a new cluster"
+            );
+        }
+        let member = Self::open_member(machine, state).await?;
+        let ip = member.address.address;
+        if let Some(subnet) = preseed.lookup_subnet.filter(|s| !s.contains(&ip)) {
+            bail!(
+                "The cluster address {ip} of {name:?} is not in the lookup_subnet {subnet}: the new \
+                 systems look for the initiator there"
+            );
+        }
+        if let Some(given) = preseed.initiator_address.filter(|a| *a != ip) {
+            bail!(
+                "initiator_address {given} is not the cluster address {ip} of {name:?}, which the new \
+                 systems join through"
+            );
+        }
+        Ok(member)
     }
 
     /// Checks this machine's LXD (reachable, never initialized), then loads or
@@ -474,6 +511,67 @@ mod tests {
             "{err}"
         );
         assert!(machine.lxd.requests().is_empty(), "nothing changed");
+    }
+
+    /// A grow-mode preseed run by micro2: it is the initiator and not listed.
+    fn grow(keys: &str) -> Preseed {
+        let text = format!(
+            "initiator: micro2\n{keys}session_passphrase: p\nsystems:\n- name: micro4\n- name: micro5\n"
+        );
+        Preseed::parse(&text, "grow.yaml").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_grow_preseeds_initiator_is_a_member_at_its_cluster_address() {
+        let machine = micro2();
+        let preseed = grow("lookup_subnet: 10.0.0.0/24\n");
+        assert!(!preseed.is_bootstrap());
+        let err = error(prepare(&machine, &preseed).await);
+        assert!(
+            err.contains("MicroCloud isn't yet initialized and cannot be the initiator"),
+            "{err}"
+        );
+        machine.lxd.update(|s| {
+            s.clustered = true;
+            s.config
+                .insert("cluster.https_address".into(), "10.0.0.2:8443".into());
+        });
+        let member = prepare(&machine, &preseed).await.unwrap();
+        assert_eq!(member.role, Role::Initiator);
+        assert_eq!(member.address.address.to_string(), "10.0.0.2");
+
+        let elsewhere = grow("lookup_subnet: 10.1.0.0/24\n");
+        let err = error(prepare(&machine, &elsewhere).await);
+        assert!(
+            err.contains("is not in the lookup_subnet 10.1.0.0/24"),
+            "{err}"
+        );
+
+        // Unicast: the initiator's address must be the one the cluster uses.
+        let text = "initiator_address: 10.0.1.2\nsession_passphrase: p\nsystems:\n\
+                    - name: micro4\n  address: 10.0.1.4\n";
+        let unicast = Preseed::parse(text, "grow.yaml").unwrap();
+        let mut two = micro2();
+        two.lxd = machine.lxd.clone();
+        two.addresses.push(LocalAddress::on("eth1", "10.0.1.2", 24));
+        let err = error(prepare(&two, &unicast).await);
+        assert!(
+            err.contains("initiator_address 10.0.1.2 is not the cluster address 10.0.0.2"),
+            "{err}"
+        );
+        assert!(machine.lxd.requests().is_empty(), "nothing changed");
+    }
+
+    #[tokio::test]
+    async fn a_machine_neither_listed_nor_the_initiator_is_refused() {
+        let text = "initiator: micro1\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: p\n\
+                    systems:\n- name: micro4\n";
+        let preseed = Preseed::parse(text, "grow.yaml").unwrap();
+        let err = error(prepare(&micro2(), &preseed).await);
+        assert!(
+            err.contains("is not listed in the preseed's systems and is not its initiator"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

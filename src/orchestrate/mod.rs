@@ -18,6 +18,7 @@ pub mod joiner;
 pub mod local;
 mod lxd;
 mod progress;
+pub mod remove;
 mod revert;
 mod services;
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod add_services;
 mod build;
 mod display;
 mod grow;
+pub mod remove;
 pub mod request;
 mod services;
 

@@ -849,3 +849,35 @@ fn fields_of_services_a_machine_lacks_are_refused_by_name() {
     let lxd_only = parse(&format!("{BASE}systems:\n- name: m1\n"));
     lxd_only.check_services_available("m1", &[]).unwrap();
 }
+
+#[test]
+fn grow_mode_files_are_checked_with_line_and_column() {
+    // Every new system or none gives an uplink: the rule holds when growing too.
+    let text = format!(
+        "{MULTICAST}systems:\n- name: micro04\n  ovn_uplink_interface: eth1\n- name: micro05\n"
+    );
+    let err = validation_error(&text);
+    assert!(!parse(&text).is_bootstrap());
+    assert!(
+        err.message()
+            .starts_with("Some systems are missing an uplink interface"),
+        "{err}"
+    );
+    assert!(err.line().is_some(), "{err}");
+    // A new system listed twice.
+    let err = validation_error(&format!(
+        "{MULTICAST}systems:\n- name: micro04\n- name: micro04\n"
+    ));
+    assert!(
+        err.message()
+            .starts_with("Duplicate system name \"micro04\""),
+        "{err}"
+    );
+    assert_eq!((err.line(), err.column()), (Some(6), Some(9)), "{err}");
+    // A wrong type in a new system's disk, where the file says it.
+    let err = parse_error(&format!(
+        "{MULTICAST}systems:\n- name: micro04\n  storage:\n    local: {{path: /dev/sdb, wipe: maybe}}\n"
+    ));
+    assert_eq!(err.line(), Some(7), "{err}");
+    assert!(err.column().is_some(), "{err}");
+}

@@ -389,6 +389,16 @@ impl FakeMicrocluster {
         self.with_cluster(|cluster| cluster.ceph.pool_default_size)
     }
 
+    /// Sets the `status` members list for `name` (the fake's members never
+    /// heartbeat, so they stay `UNREACHABLE` until told).
+    pub fn set_member_status(&self, name: &str, status: &str) {
+        self.with_cluster(|cluster| {
+            for member in cluster.members.iter_mut().filter(|m| m.name == name) {
+                member.status = status.to_string();
+            }
+        });
+    }
+
     /// `(service, member)` as `GET /1.0/services` lists them.
     pub fn services(&self) -> Vec<(String, String)> {
         self.with_cluster(|cluster| cluster.services_in_order())

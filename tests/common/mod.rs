@@ -154,6 +154,13 @@ impl Lab {
         child
     }
 
+    /// `microcloud ARGS` as machine `i`, waited for.
+    pub fn microcloud(&self, i: usize, args: &[&str]) -> Output {
+        self.spawn(i, args, "")
+            .wait_with_output()
+            .expect("wait for microcloud")
+    }
+
     /// Runs a command as machine `i` and returns its output.
     pub fn exec(&self, i: usize, args: &[&str]) -> Output {
         let mut all = vec!["exec".to_string(), i.to_string()];
@@ -405,6 +412,10 @@ pub fn json(out: &Output) -> Value {
     serde_json::from_str(&ok(out)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
 }
 
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "exit: {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -447,10 +458,19 @@ pub fn wait_all(children: Vec<(usize, Child)>) -> Vec<(usize, Output)> {
 }
 
 pub fn run_preseed_everywhere(lab: &Lab, yaml: &str) -> (Duration, Vec<(usize, Output)>) {
+    run_preseed_on(lab, &lab.machines().collect::<Vec<_>>(), yaml)
+}
+
+/// `microcloud preseed` with `yaml` on `machines` at once, waited for.
+pub fn run_preseed_on(
+    lab: &Lab,
+    machines: &[usize],
+    yaml: &str,
+) -> (Duration, Vec<(usize, Output)>) {
     let start = Instant::now();
-    let children = lab
-        .machines()
-        .map(|i| (i, lab.spawn(i, &["preseed"], yaml)))
+    let children = machines
+        .iter()
+        .map(|&i| (i, lab.spawn(i, &["preseed"], yaml)))
         .collect();
     let outputs = wait_all(children);
     (start.elapsed(), outputs)
@@ -508,7 +528,12 @@ pub fn full_preseed(lab: &Lab) -> String {
 
 /// `microcloud preseed` with `yaml` on every machine at once; every run must succeed.
 pub fn form(lab: &Lab, yaml: &str) -> Duration {
-    let (elapsed, outputs) = run_preseed_everywhere(lab, yaml);
+    form_on(lab, &lab.machines().collect::<Vec<_>>(), yaml)
+}
+
+/// `microcloud preseed` with `yaml` on `machines` at once; every run must succeed.
+pub fn form_on(lab: &Lab, machines: &[usize], yaml: &str) -> Duration {
+    let (elapsed, outputs) = run_preseed_on(lab, machines, yaml);
     for (i, out) in &outputs {
         assert!(out.status.success(), "micro{i}:\n{}", text(out));
     }

@@ -90,6 +90,12 @@ impl LxdClient {
         self.get("/1.0").await
     }
 
+    /// `GET /1.0` of cluster member `target`, forwarded by this server: it
+    /// fails when the member does not answer.
+    pub async fn server_of(&self, target: &str) -> Result<Server, ApiError> {
+        self.get(&with_target("/1.0", Some(target))).await
+    }
+
     /// Merges `config` into the server configuration of `target` (or of the
     /// server itself). An empty value removes a key.
     pub async fn patch_server_config(
