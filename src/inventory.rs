@@ -17,6 +17,36 @@ use crate::clients::{ApiError, Transport};
 use crate::sys::services::ServiceSockets;
 use crate::trust::TrustError;
 
+/// The services whose clusters make up a MicroCloud: LXD's, and the
+/// microclusters of [`Service`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum ClusterService {
+    #[serde(rename = "LXD")]
+    Lxd,
+    MicroCeph,
+    #[serde(rename = "MicroOVN")]
+    MicroOvn,
+}
+
+impl std::fmt::Display for ClusterService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClusterService::Lxd => "LXD",
+            ClusterService::MicroCeph => Service::MicroCeph.name(),
+            ClusterService::MicroOvn => Service::MicroOvn.name(),
+        })
+    }
+}
+
+impl From<Service> for ClusterService {
+    fn from(service: Service) -> Self {
+        match service {
+            Service::MicroCeph => ClusterService::MicroCeph,
+            Service::MicroOvn => ClusterService::MicroOvn,
+        }
+    }
+}
+
 /// One service as this machine sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceView<T> {

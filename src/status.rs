@@ -18,7 +18,7 @@ use serde::{Serialize, Serializer};
 
 use crate::clients::lxd;
 use crate::clients::microcluster::ClusterMember;
-use crate::inventory::{Inventory, ServiceView};
+use crate::inventory::{ClusterService, Inventory, ServiceView};
 use crate::ui::format::natural_cmp;
 
 /// How healthy the cluster is, and how bad a finding is (a finding is never
@@ -49,26 +49,6 @@ impl fmt::Display for Level {
             Level::Healthy => "HEALTHY",
             Level::Warning => "WARNING",
             Level::Error => "ERROR",
-        })
-    }
-}
-
-/// The services whose clusters make up a MicroCloud.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum ClusterService {
-    #[serde(rename = "LXD")]
-    Lxd,
-    MicroCeph,
-    #[serde(rename = "MicroOVN")]
-    MicroOvn,
-}
-
-impl fmt::Display for ClusterService {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ClusterService::Lxd => "LXD",
-            ClusterService::MicroCeph => "MicroCeph",
-            ClusterService::MicroOvn => "MicroOVN",
         })
     }
 }

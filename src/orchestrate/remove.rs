@@ -7,7 +7,8 @@ use crate::clients::lxd::LxdClient;
 use crate::clients::microceph::{DiskRemoval, MicroCephClient};
 use crate::clients::microcluster::{MicroclusterError, Service};
 use crate::clients::microovn::MicroOvnClient;
-use crate::plan::remove::{Holder, RemovalPlan, RemovalStep};
+use crate::inventory::ClusterService;
+use crate::plan::remove::{RemovalPlan, RemovalStep};
 use crate::state::{PhaseStatus, RunOutcome, StateDir};
 use crate::ui::Printer;
 
@@ -27,7 +28,7 @@ pub enum StepError {
     #[error(transparent)]
     Service(#[from] MicroclusterError),
     #[error("{0} is not set up on this machine")]
-    Missing(Holder),
+    Missing(ClusterService),
 }
 
 /// A step failed: what is done and what is left.
@@ -104,7 +105,7 @@ pub async fn remove(
 }
 
 async fn apply(step: &RemovalStep, clients: &RemovalClients) -> Result<(), StepError> {
-    let ceph = || (clients.microceph.as_ref()).ok_or(StepError::Missing(Holder::MicroCeph));
+    let ceph = || (clients.microceph.as_ref()).ok_or(StepError::Missing(ClusterService::MicroCeph));
     match step {
         RemovalStep::LxdMember { member, force } => {
             clients.lxd.delete_cluster_member(member, *force).await?
@@ -141,7 +142,7 @@ async fn apply(step: &RemovalStep, clients: &RemovalClients) -> Result<(), StepE
             force,
         } => {
             let ovn = clients.microovn.as_ref();
-            let ovn = ovn.ok_or(StepError::Missing(Holder::MicroOvn))?;
+            let ovn = ovn.ok_or(StepError::Missing(ClusterService::MicroOvn))?;
             ovn.core().remove_member(member, *force).await?
         }
     }

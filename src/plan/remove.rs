@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::clients::microcluster::{ClusterMember, Service};
 use crate::clients::microovn::OvnService;
-use crate::inventory::{CephView, Inventory, OvnView, Reach, ServiceView};
+use crate::inventory::{CephView, ClusterService, Inventory, OvnView, Reach, ServiceView};
 
 /// microcluster's state of a member that answers its heartbeats.
 const ONLINE: &str = "ONLINE";
@@ -25,36 +25,6 @@ const FULL_REPLICATION: u32 = 3;
 pub struct RemovalRequest {
     pub names: Vec<String>,
     pub force: bool,
-}
-
-/// A cluster a member can belong to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum Holder {
-    #[serde(rename = "LXD")]
-    Lxd,
-    #[serde(rename = "MicroCeph")]
-    MicroCeph,
-    #[serde(rename = "MicroOVN")]
-    MicroOvn,
-}
-
-impl fmt::Display for Holder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Holder::Lxd => "LXD",
-            Holder::MicroCeph => Service::MicroCeph.name(),
-            Holder::MicroOvn => Service::MicroOvn.name(),
-        })
-    }
-}
-
-impl From<Service> for Holder {
-    fn from(service: Service) -> Self {
-        match service {
-            Service::MicroCeph => Holder::MicroCeph,
-            Service::MicroOvn => Holder::MicroOvn,
-        }
-    }
 }
 
 /// One change, in the order [`RemovalPlan::steps`] gives.
@@ -92,10 +62,12 @@ fn by_name<S: serde::Serializer>(service: &Service, serializer: S) -> Result<S::
 
 impl RemovalStep {
     /// The cluster the step changes.
-    pub fn holder(&self) -> Holder {
+    pub fn holder(&self) -> ClusterService {
         match self {
-            RemovalStep::LxdMember { .. } => Holder::Lxd,
-            RemovalStep::CephPoolSize { .. } | RemovalStep::CephOsd { .. } => Holder::MicroCeph,
+            RemovalStep::LxdMember { .. } => ClusterService::Lxd,
+            RemovalStep::CephPoolSize { .. } | RemovalStep::CephOsd { .. } => {
+                ClusterService::MicroCeph
+            }
             RemovalStep::ServiceMember { service, .. } => (*service).into(),
         }
     }
@@ -156,7 +128,7 @@ impl fmt::Display for RemovalStep {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberRemoval {
     pub name: String,
-    pub holders: Vec<Holder>,
+    pub holders: Vec<ClusterService>,
 }
 
 /// Everything a removal will do. Pure data: shown by `--dry-run`, applied by
@@ -182,7 +154,7 @@ pub enum Refusal {
     LocalMachine { name: String },
     Unreachable {
         name: String,
-        holder: Holder,
+        holder: ClusterService,
         reason: String,
     },
     /// A service whose local daemon gave no usable answer: its preconditions
@@ -345,13 +317,13 @@ impl Build<'_> {
             };
             let mut holders = Vec::new();
             if self.inventory.lxd.iter().any(|m| &m.server_name == name) {
-                holders.push(Holder::Lxd);
+                holders.push(ClusterService::Lxd);
             }
             if in_service(ceph.map(|c| &c.members[..])) {
-                holders.push(Holder::MicroCeph);
+                holders.push(ClusterService::MicroCeph);
             }
             if in_service(ovn.map(|o| &o.members[..])) {
-                holders.push(Holder::MicroOvn);
+                holders.push(ClusterService::MicroOvn);
             }
             if holders.is_empty() {
                 self.refusals.push(Refusal::UnknownMember {
@@ -386,7 +358,7 @@ impl Build<'_> {
         }
     }
 
-    fn unreachable(&mut self, name: &str, holder: Holder, reason: String) {
+    fn unreachable(&mut self, name: &str, holder: ClusterService, reason: String) {
         if self.force {
             self.plan.warnings.push(format!(
                 "{name} is unreachable in {holder} ({reason}): it is removed without being contacted"
@@ -412,7 +384,7 @@ impl Build<'_> {
                 None => Reach::Unreachable(format!("LXD reports it {}", member.status)),
             };
             if let Reach::Unreachable(reason) = answer {
-                self.unreachable(name, Holder::Lxd, reason);
+                self.unreachable(name, ClusterService::Lxd, reason);
             }
             self.plan.steps.push(RemovalStep::LxdMember {
                 member: name.clone(),
@@ -634,8 +606,8 @@ impl ServiceMembers for OvnView {
     }
 }
 
-fn join_holders(holders: &[Holder]) -> String {
-    let names: Vec<String> = holders.iter().map(Holder::to_string).collect();
+fn join_holders(holders: &[ClusterService]) -> String {
+    let names: Vec<String> = holders.iter().map(ClusterService::to_string).collect();
     match names.as_slice() {
         [] => String::new(),
         [one] => one.clone(),

@@ -143,7 +143,7 @@ fn ceph_mut(inventory: &mut Inventory) -> &mut CephView {
 fn an_lxd_member_leaves_lxd_alone() {
     let plan = plan(&lxd_only(4), &["micro4"], false);
     assert_eq!(steps(&plan), ["LXD: remove micro4 from LXD"]);
-    assert_eq!(plan.members[0].holders, [Holder::Lxd]);
+    assert_eq!(plan.members[0].holders, [ClusterService::Lxd]);
     assert!(plan.warnings.is_empty());
     assert!(plan.left_behind.is_empty());
 }
@@ -162,7 +162,11 @@ fn a_full_member_leaves_lxd_then_microceph_then_microovn() {
     );
     assert_eq!(
         plan.members[0].holders,
-        [Holder::Lxd, Holder::MicroCeph, Holder::MicroOvn]
+        [
+            ClusterService::Lxd,
+            ClusterService::MicroCeph,
+            ClusterService::MicroOvn
+        ]
     );
 }
 
@@ -249,7 +253,7 @@ fn an_unreachable_member_is_refused_with_advice_unless_forced() {
         refused,
         [Refusal::Unreachable {
             name: "micro3".into(),
-            holder: Holder::Lxd,
+            holder: ClusterService::Lxd,
             reason: "connection refused".into(),
         }]
     );
@@ -272,7 +276,7 @@ fn lxds_offline_status_counts_when_the_member_was_not_asked() {
     assert!(matches!(
         refusals(&inventory, &BTreeMap::new(), &["micro3"], false)[..],
         [Refusal::Unreachable {
-            holder: Holder::Lxd,
+            holder: ClusterService::Lxd,
             ..
         }]
     ));
@@ -410,9 +414,9 @@ fn a_member_gone_from_lxd_continues_with_the_services() {
     let plan = plan(&inventory, &["micro4"], false);
     assert_eq!(
         plan.members[0].holders,
-        [Holder::MicroCeph, Holder::MicroOvn]
+        [ClusterService::MicroCeph, ClusterService::MicroOvn]
     );
-    assert_eq!(plan.steps[0].holder(), Holder::MicroCeph);
+    assert_eq!(plan.steps[0].holder(), ClusterService::MicroCeph);
 }
 
 #[test]
