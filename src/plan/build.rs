@@ -306,7 +306,7 @@ pub fn eligible_disks(system: &SystemFacts) -> impl Iterator<Item = &Disk> {
 
 /// One driver for the whole pool: `dir` for directories, otherwise the first
 /// block driver every member's LXD supports.
-fn choose_local_driver(
+pub(super) fn choose_local_driver(
     systems: &[&SystemFacts],
     sources: Sources,
     problems: &mut Vec<String>,

@@ -38,6 +38,15 @@ impl fmt::Display for ClusterPlan {
                 self.initiator
             )?;
         }
+        // Old members LXD's cluster has, given what it lacks.
+        for name in self
+            .existing_members
+            .iter()
+            .filter(|n| self.member(n).is_none() && self.local_source(n).is_some())
+        {
+            writeln!(f, "  {name}: member")?;
+            self.fmt_local_source(f, name)?;
+        }
         for member in &self.members {
             let role = if self.existing_members.contains(&member.name) {
                 "member"
@@ -47,18 +56,7 @@ impl fmt::Display for ClusterPlan {
                 "joins the cluster"
             };
             writeln!(f, "  {} ({}): {role}", member.name, member.address)?;
-            if let (Some(pool), Some(source)) =
-                (&self.lxd.local_pool, self.local_source(&member.name))
-            {
-                let wipe = if source.wipe() { ", WIPED first" } else { "" };
-                writeln!(
-                    f,
-                    "    storage pool {:?} ({}) on {}{wipe}",
-                    super::LOCAL_POOL,
-                    pool.driver,
-                    source.describe()
-                )?;
-            }
+            self.fmt_local_source(f, &member.name)?;
             if let Some(ceph) = &self.microceph {
                 let disks = ceph.disks.get(&member.name).map_or(&[][..], Vec::as_slice);
                 let role = if member.name == self.initiator {
@@ -191,7 +189,7 @@ impl fmt::Display for ClusterPlan {
                 "  profile {:?}: root disk on pool {root}, eth0 on network {nic}",
                 super::DEFAULT_PROFILE
             )?;
-        } else if self.adds_services() {
+        } else {
             let profile = &self.lxd.profile;
             let mut changes = Vec::new();
             if let Some(pool) = &profile.root_pool {
@@ -213,5 +211,21 @@ impl fmt::Display for ClusterPlan {
             writeln!(f, "  warning: {warning}")?;
         }
         Ok(())
+    }
+}
+
+impl ClusterPlan {
+    fn fmt_local_source(&self, f: &mut fmt::Formatter<'_>, member: &str) -> fmt::Result {
+        let (Some(pool), Some(source)) = (&self.lxd.local_pool, self.local_source(member)) else {
+            return Ok(());
+        };
+        let wipe = if source.wipe() { ", WIPED first" } else { "" };
+        writeln!(
+            f,
+            "    storage pool {:?} ({}) on {}{wipe}",
+            super::LOCAL_POOL,
+            pool.driver,
+            source.describe()
+        )
     }
 }

@@ -2,12 +2,13 @@
 //! cluster's pools and networks are taken as they are, and each new member
 //! only needs what LXD cannot copy from the others (its own disk).
 
+use super::add_services::ROOT_DEVICE;
 use super::build::{
-    Problems, Sources, drop_unsupported_wipes, member_plans, plan_local_sources,
-    uninitialized_problems,
+    Problems, Sources, choose_local_driver, drop_unsupported_wipes, member_plans,
+    plan_local_sources, uninitialized_problems,
 };
 use super::request::PlanRequest;
-use super::services::{plan_microceph, plan_underlay, uplink_parents};
+use super::services::{plan_microceph, plan_underlay, remote_pools, uplink_parents};
 use super::{
     BRIDGE_NETWORK, ClusterFacts, ClusterPlan, FAN_NETWORK, LOCAL_POOL, LocalPoolPlan, LocalSource,
     LxdPlan, MicroCephPlan, MicroOvnPlan, NetworkPlan, ProfilePlan, REMOTE_FS_POOL, REMOTE_POOL,
@@ -78,12 +79,7 @@ pub fn build_growth(
                 sources,
             })
         }
-        None => {
-            warnings.push(format!(
-                "The cluster has no {LOCAL_POOL:?} storage pool: new members join without one"
-            ));
-            None
-        }
+        None => plan_missing_local_pool(request, &joining, cluster, &mut problems, &mut warnings),
     };
     warnings.extend(copied_member_config(cluster, &request.initiator));
 
@@ -116,6 +112,18 @@ pub fn build_growth(
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
+    // A MicroCeph without LXD's `remote` pool gets it once this run gives
+    // it disks, as `init` would; its root disk is preferred, as there.
+    let remote_pools = remote_pools(request, microceph.as_ref())
+        .filter(|_| !cluster.pools.iter().any(|p| p.name == REMOTE_POOL));
+    let root_pool = if remote_pools.is_some() {
+        Some(REMOTE_POOL)
+    } else {
+        local_pool
+            .as_ref()
+            .filter(|p| !p.exists)
+            .map(|_| LOCAL_POOL)
+    };
     Ok(ClusterPlan {
         initiator: request.initiator.clone(),
         existing_members: cluster.members.clone(),
@@ -124,16 +132,71 @@ pub fn build_growth(
         microovn,
         lxd: LxdPlan {
             local_pool,
-            remote_pools: None,
+            remote_pools,
             network,
-            // The profile already points at the cluster's pool and network.
+            // The profile keeps the devices it has; it gets a root disk on a
+            // pool this run creates when it lacks one.
             profile: ProfilePlan {
-                root_pool: None,
+                root_pool: root_pool
+                    .filter(|_| !cluster.profile_devices.contains(ROOT_DEVICE))
+                    .map(str::to_string),
                 network: None,
             },
         },
         warnings,
     })
+}
+
+/// A cluster without a `local` pool gets one on every member, old and new,
+/// when the request gives local storage (as `init` would make it); without,
+/// new members join without one.
+fn plan_missing_local_pool(
+    request: &PlanRequest,
+    joining: &[&SystemFacts],
+    cluster: &ClusterFacts,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<LocalPoolPlan> {
+    let storage = &request.local_storage;
+    if storage.explicit.is_empty() && storage.filters.is_empty() {
+        warnings.push(format!(
+            "The cluster has no {LOCAL_POOL:?} storage pool: new members join without one"
+        ));
+        return None;
+    }
+    let unread: Vec<&str> = cluster
+        .members
+        .iter()
+        .filter(|m| !cluster.member_facts.iter().any(|f| f.name == **m))
+        .map(String::as_str)
+        .collect();
+    if !unread.is_empty() {
+        problems.push(format!(
+            "No information was gathered from member(s) {}, which the new {LOCAL_POOL:?} pool needs",
+            unread.join(", ")
+        ));
+        return None;
+    }
+    let members: Vec<&SystemFacts> = cluster
+        .member_facts
+        .iter()
+        .chain(joining.iter().copied())
+        .collect();
+    let mut sources = plan_local_sources(request, &members, problems);
+    let without: Vec<&str> = members
+        .iter()
+        .filter(|m| !sources.contains_key(&m.name))
+        .map(|m| m.name.as_str())
+        .collect();
+    // Filters say themselves which systems they found nothing on.
+    if !without.is_empty() && storage.filters.is_empty() {
+        problems.push(format!(
+            "The cluster has no {LOCAL_POOL:?} pool, so MicroCloud creates it on every member: give {} a local disk or directory too, or none to any",
+            without.join(", ")
+        ));
+    }
+    drop_unsupported_wipes(&members, &mut sources, warnings);
+    choose_local_driver(&members, sources, problems)
 }
 
 /// New members join the MicroCeph and MicroOVN the cluster has, with their
@@ -249,6 +312,7 @@ mod tests {
     use super::super::build::tests::{disk, equipped, named, system};
     use super::*;
     use crate::clients::lxd::{MemberConfig, Network, StoragePool};
+    use crate::plan::LocalSource;
 
     fn pool(driver: &str) -> StoragePool {
         StoragePool {
@@ -441,6 +505,16 @@ mod tests {
                 key("network", UPLINK_NETWORK, "parent"),
                 key("storage-pool", REMOTE_POOL, "source"),
             ],
+            pools: vec![
+                pool("dir"),
+                StoragePool {
+                    name: REMOTE_POOL.into(),
+                    driver: "ceph".into(),
+                    status: "Created".into(),
+                    ..Default::default()
+                },
+            ],
+            profile_devices: [ROOT_DEVICE.to_string()].into(),
             services: [Service::MicroCeph, Service::MicroOvn].into(),
             ..cluster("dir")
         }
@@ -517,6 +591,131 @@ mod tests {
             plan.to_string()
                 .contains("network \"UPLINK\" (physical) on enp9s0, as the other members")
         );
+    }
+
+    /// micro3 joins micro1 and micro2, whose cluster has no `local` pool
+    /// (nor a root disk in its profile); every member's facts were read.
+    fn growing_without_local() -> (Vec<SystemFacts>, ClusterFacts) {
+        let mut cluster = cluster("dir");
+        cluster.pools.clear();
+        cluster.member_config.clear();
+        cluster.member_facts = vec![system(1), system(2)];
+        (vec![system(3)], cluster)
+    }
+
+    #[test]
+    fn a_cluster_without_local_gets_it_on_old_and_new_members() {
+        let (new, cluster) = growing_without_local();
+        let mut req = request(&new);
+        for n in 1..=3 {
+            req.local_storage
+                .explicit
+                .insert(format!("micro{n}"), LocalSource::LxdStorageDirectory);
+        }
+        let plan = build_growth(&req, &new, &cluster).unwrap();
+        assert_eq!(
+            plan.lxd.local_pool,
+            Some(LocalPoolPlan {
+                driver: "dir".into(),
+                exists: false,
+                sources: (1..=3)
+                    .map(|n| (format!("micro{n}"), LocalSource::LxdStorageDirectory))
+                    .collect(),
+            })
+        );
+        assert_eq!(plan.cluster_members(), ["micro1", "micro2", "micro3"]);
+        assert_eq!(plan.lxd.profile.root_pool.as_deref(), Some(LOCAL_POOL));
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        let shown = plan.to_string();
+        assert!(
+            shown.contains(
+                "  micro2: member\n    storage pool \"local\" (dir) on LXD's storage directory\n"
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains("profile \"default\": root disk on pool local"), "{shown}");
+
+        // A profile with a root disk keeps it.
+        let mut with_root = cluster.clone();
+        with_root.profile_devices = [ROOT_DEVICE.to_string()].into();
+        let plan = build_growth(&req, &new, &with_root).unwrap();
+        assert_eq!(plan.lxd.profile.root_pool, None);
+    }
+
+    #[test]
+    fn a_new_local_pool_needs_a_source_on_every_member_and_one_kind() {
+        let (mut new, mut cluster) = growing_without_local();
+        new[0].disks = vec![disk("sdb", "nvme", 100)];
+        cluster.member_facts[0].disks = vec![disk("sdc", "nvme", 100)];
+        let mut req = request(&new);
+        choose(&mut req, "micro1", "/dev/disk/by-id/wwn-sdc", true);
+        choose(&mut req, "micro3", "/dev/disk/by-id/wwn-sdb", true);
+        assert_eq!(
+            problems(&req, &new, &cluster),
+            [
+                "The cluster has no \"local\" pool, so MicroCloud creates it on every member: give micro2 a local disk or directory too, or none to any"
+            ]
+        );
+        req.local_storage
+            .explicit
+            .insert("micro2".into(), LocalSource::LxdStorageDirectory);
+        assert_eq!(
+            problems(&req, &new, &cluster),
+            [
+                "Local storage must be all directories or all disks: micro2 use a directory, micro1, micro3 a disk"
+            ]
+        );
+        // A filter finds each member's disk, old and new.
+        cluster.member_facts[1].disks = vec![disk("sdd", "nvme", 100)];
+        let mut req = request(&new);
+        req.local_storage.filters = vec![crate::plan::DiskFilterRequest {
+            expression: "type == nvme".into(),
+            filter: crate::disks::DiskFilter::parse("type == nvme").unwrap(),
+            find_min: 3,
+            find_max: 0,
+            wipe: false,
+            encrypt: false,
+        }];
+        let plan = build_growth(&req, &new, &cluster).unwrap();
+        let pool = plan.lxd.local_pool.unwrap();
+        assert_eq!(pool.driver, "zfs");
+        assert_eq!(pool.sources.len(), 3);
+        // Members whose facts could not be read cannot get the pool.
+        cluster.member_facts.pop();
+        assert_eq!(
+            problems(&req, &new, &cluster),
+            ["No information was gathered from member(s) micro2, which the new \"local\" pool needs"]
+        );
+    }
+
+    #[test]
+    fn microceph_without_lxds_remote_pool_gets_it_with_the_new_disks() {
+        let new = new_members_with_services();
+        let mut cluster = cluster_with_services();
+        cluster.pools.retain(|p| p.name != REMOTE_POOL);
+        cluster.profile_devices.clear();
+        let mut req = request(&new);
+        req.ceph = Some(crate::plan::CephRequest {
+            filters: vec![crate::plan::DiskFilterRequest {
+                expression: "type == nvme".into(),
+                filter: crate::disks::DiskFilter::parse("type == nvme").unwrap(),
+                find_min: 1,
+                find_max: 0,
+                wipe: true,
+                encrypt: false,
+            }],
+            ..Default::default()
+        });
+        let plan = build_growth(&req, &new, &cluster).unwrap();
+        assert_eq!(
+            plan.lxd.remote_pools,
+            Some(crate::plan::RemotePoolsPlan { cephfs: false })
+        );
+        assert_eq!(plan.lxd.profile.root_pool.as_deref(), Some(REMOTE_POOL));
+        // With `remote` in place, nothing of it is planned.
+        let plan = build_growth(&req, &new, &cluster_with_services()).unwrap();
+        assert_eq!(plan.lxd.remote_pools, None);
+        assert_eq!(plan.lxd.profile.root_pool, None);
     }
 
     #[test]

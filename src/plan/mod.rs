@@ -96,6 +96,17 @@ pub struct ClusterFacts {
     /// MicroCeph and MicroOVN where the cluster has them set up (as the
     /// member running the command is in them).
     pub services: BTreeSet<Service>,
+    /// What each member reports, the initiator first, when the cluster lacks
+    /// something (see [`ClusterFacts::lacks_local_pool`]) old members get too.
+    pub member_facts: Vec<SystemFacts>,
+}
+
+impl ClusterFacts {
+    /// Without a `local` pool, `add` may create one on old and new members
+    /// alike, as upstream: the old members' disks are then needed.
+    pub fn lacks_local_pool(&self) -> bool {
+        !self.pools.iter().any(|p| p.name == LOCAL_POOL)
+    }
 }
 
 /// Everything a run will do. Pure data: shown by `--dry-run`, applied by the
@@ -293,6 +304,19 @@ impl ClusterPlan {
     pub fn new_members(&self) -> impl Iterator<Item = &MemberPlan> {
         self.joiners()
             .filter(|m| !self.existing_members.contains(&m.name))
+    }
+
+    /// Every member of LXD's cluster once the run is through: the existing
+    /// ones, then the new ones. Cluster-wide objects this run creates are
+    /// defined pending on each of them.
+    pub fn cluster_members(&self) -> Vec<&str> {
+        let existing = self.existing_members.iter().map(String::as_str);
+        let new = self
+            .members
+            .iter()
+            .map(|m| m.name.as_str())
+            .filter(|n| !self.existing_members.iter().any(|e| e == n));
+        existing.chain(new).collect()
     }
 
     /// Whether the run only sets up services on the cluster's members
