@@ -452,7 +452,7 @@ impl InitiatorSession {
             // first) are read too when they may get what the cluster lacks.
             Goal::Grow => {
                 let mut cluster = cluster.await?;
-                if cluster.lacks_local_pool() {
+                if cluster.offers_old_members() {
                     let others = gather::other_members(&machine.lxd, &machine.name).await?;
                     cluster.member_facts = std::iter::once(local.await?).chain(others).collect();
                 }
@@ -581,7 +581,9 @@ impl Gathered {
             (Some(cluster), Goal::AddServices) => {
                 plan::build_services(request, &self.facts, cluster, existing)
             }
-            (Some(cluster), _) => plan::build_growth(request, &self.facts, cluster),
+            (Some(cluster), _) => {
+                plan::build_growth(request, &self.facts, cluster, self.fan_supported)
+            }
             (None, _) => plan::build(request, &self.facts, self.fan_supported),
         }
     }

@@ -956,7 +956,7 @@ async fn joiners_of_a_cluster_with_ovn_get_the_northbound_connection_before_they
     }
 }
 
-/// micro1 and micro2 form a cluster without a `local` pool (micro2 with a
+/// micro1 and micro2 form a cluster without a `local` pool nor a network (micro2 with a
 /// spare disk, as its LXD reports it); micro3 is new. Returns the machines,
 /// the plan `add` makes giving every member local storage, and micro1's
 /// view of the cluster.
@@ -1007,15 +1007,16 @@ async fn growing_a_cluster_without_local() -> (Machines, ClusterPlan) {
             .explicit
             .insert(name.into(), LocalSource::LxdStorageDirectory);
     }
-    let plan = plan::build_growth(&request, &new, &cluster).unwrap();
+    let plan = plan::build_growth(&request, &new, &cluster, false).unwrap();
     (machines, plan)
 }
 
-/// `add` on a cluster without `local`: old members are read through the
-/// initiator's LXD (`?target=`), and the pool is defined on each member,
-/// old and new, then created; the profile gets its root disk.
+/// `add` on a cluster without `local` nor a network: old members are read
+/// through the initiator's LXD (`?target=`), and the pool and the bridge are
+/// defined on each member, old and new, then created; the profile gets its
+/// root disk and NIC.
 #[tokio::test]
-async fn add_creates_the_local_pool_the_cluster_lacks_on_old_and_new_members() {
+async fn add_creates_the_pool_and_network_the_cluster_lacks_on_old_and_new_members() {
     let (machines, plan) = growing_a_cluster_without_local().await;
     machines.apply_plan(&plan).await.unwrap();
     let calls = machines.initiator().requests();
@@ -1042,6 +1043,23 @@ async fn add_creates_the_local_pool_the_cluster_lacks_on_old_and_new_members() {
         ["micro1", "micro2", "micro3"]
     );
     assert_eq!(state.profile.devices["root"]["pool"], "local");
+    // The cluster had no network either: a bridge on every member, the same way.
+    let network_calls: Vec<&str> = calls
+        .iter()
+        .map(String::as_str)
+        .filter(|c| c.starts_with("POST /1.0/networks"))
+        .collect();
+    assert_eq!(
+        network_calls,
+        [
+            "POST /1.0/networks?target=micro1",
+            "POST /1.0/networks?target=micro2",
+            "POST /1.0/networks?target=micro3",
+            "POST /1.0/networks",
+        ]
+    );
+    assert_eq!(state.networks["lxdbr0"].members.len(), 3);
+    assert_eq!(state.profile.devices["eth0"]["network"], "lxdbr0");
 }
 
 #[tokio::test]

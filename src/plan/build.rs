@@ -398,7 +398,7 @@ fn names(names: &[&String]) -> String {
 
 /// The fan where it works (as upstream), otherwise a bridge per member on a
 /// subnet no member already uses.
-fn plan_network(
+pub(super) fn plan_network(
     systems: &[&SystemFacts],
     fan_supported: bool,
     problems: &mut Vec<String>,

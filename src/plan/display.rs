@@ -42,10 +42,12 @@ impl fmt::Display for ClusterPlan {
         for name in self
             .existing_members
             .iter()
-            .filter(|n| self.member(n).is_none() && self.local_source(n).is_some())
+            .filter(|n| self.member(n).is_none())
+            .filter(|n| self.local_source(n).is_some() || self.creates_network())
         {
             writeln!(f, "  {name}: member")?;
             self.fmt_local_source(f, name)?;
+            self.fmt_member_network(f, name)?;
         }
         for member in &self.members {
             let role = if self.existing_members.contains(&member.name) {
@@ -82,42 +84,7 @@ impl fmt::Display for ClusterPlan {
                     None => writeln!(f, "    MicroOVN: {role} the cluster")?,
                 }
             }
-            match &self.lxd.network {
-                Some(NetworkPlan::Ovn { uplink }) => {
-                    if let Some(parent) = uplink.parents.get(&member.name) {
-                        writeln!(
-                            f,
-                            "    network {:?} (physical) on {parent}, under OVN network {:?}",
-                            super::UPLINK_NETWORK,
-                            super::OVN_NETWORK
-                        )?;
-                    }
-                }
-                Some(NetworkPlan::Bridge { ipv4 }) => writeln!(
-                    f,
-                    "    network {:?}: bridge with {ipv4} and NAT",
-                    super::BRIDGE_NETWORK
-                )?,
-                Some(NetworkPlan::Fan { underlay }) => writeln!(
-                    f,
-                    "    network {:?}: fan bridge over {underlay}",
-                    super::FAN_NETWORK
-                )?,
-                Some(NetworkPlan::JoinOvn { parents }) => {
-                    if let Some(parent) = parents.get(&member.name) {
-                        writeln!(
-                            f,
-                            "    network {:?} (physical) on {parent}, as the other members, under OVN network {:?}",
-                            super::UPLINK_NETWORK,
-                            super::OVN_NETWORK
-                        )?;
-                    }
-                }
-                Some(NetworkPlan::Existing { name }) => {
-                    writeln!(f, "    network {name:?}: as on the other members")?
-                }
-                None => {}
-            }
+            self.fmt_member_network(f, &member.name)?;
         }
         if let Some(ceph) = &self.microceph {
             // The networks are the bootstrap's: a cluster grown keeps its own.
@@ -215,6 +182,47 @@ impl fmt::Display for ClusterPlan {
 }
 
 impl ClusterPlan {
+    /// The network line of `member`, if the plan gives it one.
+    fn fmt_member_network(&self, f: &mut fmt::Formatter<'_>, member: &str) -> fmt::Result {
+        match &self.lxd.network {
+            Some(NetworkPlan::Ovn { uplink }) => {
+                if let Some(parent) = uplink.parents.get(member) {
+                    writeln!(
+                        f,
+                        "    network {:?} (physical) on {parent}, under OVN network {:?}",
+                        super::UPLINK_NETWORK,
+                        super::OVN_NETWORK
+                    )?;
+                }
+            }
+            Some(NetworkPlan::Bridge { ipv4 }) => writeln!(
+                f,
+                "    network {:?}: bridge with {ipv4} and NAT",
+                super::BRIDGE_NETWORK
+            )?,
+            Some(NetworkPlan::Fan { underlay }) => writeln!(
+                f,
+                "    network {:?}: fan bridge over {underlay}",
+                super::FAN_NETWORK
+            )?,
+            Some(NetworkPlan::JoinOvn { parents }) => {
+                if let Some(parent) = parents.get(member) {
+                    writeln!(
+                        f,
+                        "    network {:?} (physical) on {parent}, as the other members, under OVN network {:?}",
+                        super::UPLINK_NETWORK,
+                        super::OVN_NETWORK
+                    )?;
+                }
+            }
+            Some(NetworkPlan::Existing { name }) => {
+                writeln!(f, "    network {name:?}: as on the other members")?
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     fn fmt_local_source(&self, f: &mut fmt::Formatter<'_>, member: &str) -> fmt::Result {
         let (Some(pool), Some(source)) = (&self.lxd.local_pool, self.local_source(member)) else {
             return Ok(());

@@ -2,10 +2,10 @@
 //! cluster's pools and networks are taken as they are, and each new member
 //! only needs what LXD cannot copy from the others (its own disk).
 
-use super::add_services::ROOT_DEVICE;
+use super::add_services::{NIC_DEVICE, ROOT_DEVICE};
 use super::build::{
     Problems, Sources, choose_local_driver, drop_unsupported_wipes, member_plans,
-    plan_local_sources, uninitialized_problems,
+    plan_local_sources, plan_network, uninitialized_problems,
 };
 use super::request::PlanRequest;
 use super::services::{plan_microceph, plan_underlay, remote_pools, uplink_parents};
@@ -21,10 +21,12 @@ pub const LOCAL_SOURCE_KEYS: &[&str] = &["source", "source.wipe"];
 
 /// Builds the plan that adds the request's systems (all but the initiator,
 /// which is a member already) to the cluster described by `cluster`.
+/// `fan_supported` is whether the initiator can run the fan.
 pub fn build_growth(
     request: &PlanRequest,
     facts: &[SystemFacts],
     cluster: &ClusterFacts,
+    fan_supported: bool,
 ) -> Result<ClusterPlan, Problems> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
@@ -89,7 +91,16 @@ pub fn build_growth(
         .networks
         .iter()
         .any(|n| n.managed && n.name == UPLINK_NETWORK);
-    let network = if has_uplink && microovn.is_some() {
+    let network = if cluster.lacks_network() {
+        match old_members(cluster, "network", &mut problems) {
+            Some(members) => {
+                let everyone: Vec<&SystemFacts> =
+                    members.iter().chain(joining.iter().copied()).collect();
+                plan_network(&everyone, fan_supported, &mut problems)
+            }
+            None => None,
+        }
+    } else if has_uplink && microovn.is_some() {
         let ovn = request.ovn.clone().unwrap_or_default();
         Some(NetworkPlan::JoinOvn {
             parents: uplink_parents(&ovn, &joining, &mut problems),
@@ -116,6 +127,11 @@ pub fn build_growth(
     // it disks, as `init` would; its root disk is preferred, as there.
     let remote_pools = remote_pools(request, microceph.as_ref())
         .filter(|_| !cluster.pools.iter().any(|p| p.name == REMOTE_POOL));
+    let profile_network = network
+        .as_ref()
+        .filter(|n| matches!(n, NetworkPlan::Fan { .. } | NetworkPlan::Bridge { .. }))
+        .filter(|_| !cluster.profile_devices.contains(NIC_DEVICE))
+        .map(|n| n.name().to_string());
     let root_pool = if remote_pools.is_some() {
         Some(REMOTE_POOL)
     } else {
@@ -140,7 +156,7 @@ pub fn build_growth(
                 root_pool: root_pool
                     .filter(|_| !cluster.profile_devices.contains(ROOT_DEVICE))
                     .map(str::to_string),
-                network: None,
+                network: profile_network,
             },
         },
         warnings,
@@ -164,24 +180,11 @@ fn plan_missing_local_pool(
         ));
         return None;
     }
-    let unread: Vec<&str> = cluster
-        .members
-        .iter()
-        .filter(|m| !cluster.member_facts.iter().any(|f| f.name == **m))
-        .map(String::as_str)
-        .collect();
-    if !unread.is_empty() {
-        problems.push(format!(
-            "No information was gathered from member(s) {}, which the new {LOCAL_POOL:?} pool needs",
-            unread.join(", ")
-        ));
-        return None;
-    }
-    let members: Vec<&SystemFacts> = cluster
-        .member_facts
-        .iter()
-        .chain(joining.iter().copied())
-        .collect();
+    let members: Vec<&SystemFacts> =
+        old_members(cluster, &format!("{LOCAL_POOL:?} pool"), problems)?
+            .iter()
+            .chain(joining.iter().copied())
+            .collect();
     let mut sources = plan_local_sources(request, &members, problems);
     let without: Vec<&str> = members
         .iter()
@@ -197,6 +200,29 @@ fn plan_missing_local_pool(
     }
     drop_unsupported_wipes(&members, &mut sources, warnings);
     choose_local_driver(&members, sources, problems)
+}
+
+/// The old members' facts, the initiator first, if every member's were
+/// read; otherwise a problem naming what `needs` them.
+fn old_members<'a>(
+    cluster: &'a ClusterFacts,
+    needs: &str,
+    problems: &mut Vec<String>,
+) -> Option<&'a [SystemFacts]> {
+    let unread: Vec<&str> = cluster
+        .members
+        .iter()
+        .filter(|m| !cluster.member_facts.iter().any(|f| f.name == **m))
+        .map(String::as_str)
+        .collect();
+    if !unread.is_empty() {
+        problems.push(format!(
+            "No information was gathered from member(s) {}, which the new {needs} needs",
+            unread.join(", ")
+        ));
+        return None;
+    }
+    Some(&cluster.member_facts)
 }
 
 /// New members join the MicroCeph and MicroOVN the cluster has, with their
@@ -366,7 +392,7 @@ mod tests {
     }
 
     fn problems(request: &PlanRequest, new: &[SystemFacts], cluster: &ClusterFacts) -> Vec<String> {
-        match build_growth(request, new, cluster) {
+        match build_growth(request, new, cluster, false) {
             Ok(plan) => panic!("expected problems, got {plan:#?}"),
             Err(Problems(problems)) => problems,
         }
@@ -375,7 +401,7 @@ mod tests {
     #[test]
     fn a_dir_pool_gives_new_members_lxds_storage_directory() {
         let new = vec![system(3)];
-        let plan = build_growth(&request(&new), &new, &cluster("dir")).unwrap();
+        let plan = build_growth(&request(&new), &new, &cluster("dir"), false).unwrap();
         assert!(plan.grows());
         assert_eq!(plan.existing_members, ["micro1", "micro2"]);
         assert_eq!(plan.member("micro1"), None, "the initiator is not changed");
@@ -423,7 +449,7 @@ mod tests {
             choose(&mut r, "micro3", "/dev/disk/by-id/wwn-sdb", true);
             r
         };
-        let plan = build_growth(&req, &new, &cluster("zfs")).unwrap();
+        let plan = build_growth(&req, &new, &cluster("zfs"), false).unwrap();
         assert_eq!(
             plan.local_source("micro3"),
             Some(&named("/dev/disk/by-id/wwn-sdb", true))
@@ -456,8 +482,13 @@ mod tests {
     #[test]
     fn what_the_cluster_lacks_or_copies_is_a_warning() {
         let new = vec![system(3)];
+        // A network of the person's own: MicroCloud adds none beside it.
         let mut cluster = ClusterFacts {
             members: vec!["micro1".into()],
+            networks: vec![Network {
+                name: "br-ext".into(),
+                ..bridge()
+            }],
             ..Default::default()
         };
         cluster.member_config = vec![MemberConfig {
@@ -466,7 +497,7 @@ mod tests {
             key: "bridge.external_interfaces".into(),
             ..Default::default()
         }];
-        let plan = build_growth(&request(&new), &new, &cluster).unwrap();
+        let plan = build_growth(&request(&new), &new, &cluster, false).unwrap();
         assert_eq!(plan.lxd.local_pool, None);
         assert_eq!(plan.lxd.network, None);
         assert_eq!(
@@ -563,7 +594,7 @@ mod tests {
             .into(),
             ..Default::default()
         });
-        let plan = build_growth(&request, &new, &cluster).unwrap();
+        let plan = build_growth(&request, &new, &cluster, false).unwrap();
         let ceph = plan.microceph.as_ref().unwrap();
         assert_eq!(ceph.disks.keys().collect::<Vec<_>>(), ["micro3"]);
         assert_eq!(ceph.disks["micro3"][0].path, path);
@@ -612,7 +643,7 @@ mod tests {
                 .explicit
                 .insert(format!("micro{n}"), LocalSource::LxdStorageDirectory);
         }
-        let plan = build_growth(&req, &new, &cluster).unwrap();
+        let plan = build_growth(&req, &new, &cluster, false).unwrap();
         assert_eq!(
             plan.lxd.local_pool,
             Some(LocalPoolPlan {
@@ -638,8 +669,47 @@ mod tests {
         // A profile with a root disk keeps it.
         let mut with_root = cluster.clone();
         with_root.profile_devices = [ROOT_DEVICE.to_string()].into();
-        let plan = build_growth(&req, &new, &with_root).unwrap();
+        let plan = build_growth(&req, &new, &with_root, false).unwrap();
         assert_eq!(plan.lxd.profile.root_pool, None);
+    }
+
+    #[test]
+    fn a_cluster_without_a_network_gets_the_fan_or_a_bridge_on_every_member() {
+        let (new, mut cluster) = growing_without_local();
+        cluster.networks.clear();
+        let plan = build_growth(&request(&new), &new, &cluster, false).unwrap();
+        // 192.0.2.0/24 is every member's: the bridge avoids it.
+        assert_eq!(
+            plan.lxd.network,
+            Some(NetworkPlan::Bridge {
+                ipv4: "10.100.0.1/24".parse().unwrap()
+            })
+        );
+        assert_eq!(plan.cluster_members(), ["micro1", "micro2", "micro3"]);
+        assert_eq!(plan.lxd.profile.network.as_deref(), Some(BRIDGE_NETWORK));
+        let shown = plan.to_string();
+        assert!(
+            shown.contains("  micro1: member\n    network \"lxdbr0\": bridge with 10.100.0.1/24 and NAT\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("eth0 on network lxdbr0"), "{shown}");
+        let plan = build_growth(&request(&new), &new, &cluster, true).unwrap();
+        assert_eq!(
+            plan.lxd.network,
+            Some(NetworkPlan::Fan {
+                underlay: "192.0.2.0/24".parse().unwrap()
+            })
+        );
+        // A profile with a NIC keeps it.
+        cluster.profile_devices = [NIC_DEVICE.to_string()].into();
+        let plan = build_growth(&request(&new), &new, &cluster, true).unwrap();
+        assert_eq!(plan.lxd.profile.network, None);
+        // Old members' addresses are needed for it.
+        cluster.member_facts.clear();
+        assert_eq!(
+            problems(&request(&new), &new, &cluster),
+            ["No information was gathered from member(s) micro1, micro2, which the new network needs"]
+        );
     }
 
     #[test]
@@ -676,7 +746,7 @@ mod tests {
             wipe: false,
             encrypt: false,
         }];
-        let plan = build_growth(&req, &new, &cluster).unwrap();
+        let plan = build_growth(&req, &new, &cluster, false).unwrap();
         let pool = plan.lxd.local_pool.unwrap();
         assert_eq!(pool.driver, "zfs");
         assert_eq!(pool.sources.len(), 3);
@@ -706,14 +776,14 @@ mod tests {
             }],
             ..Default::default()
         });
-        let plan = build_growth(&req, &new, &cluster).unwrap();
+        let plan = build_growth(&req, &new, &cluster, false).unwrap();
         assert_eq!(
             plan.lxd.remote_pools,
             Some(crate::plan::RemotePoolsPlan { cephfs: false })
         );
         assert_eq!(plan.lxd.profile.root_pool.as_deref(), Some(REMOTE_POOL));
         // With `remote` in place, nothing of it is planned.
-        let plan = build_growth(&req, &new, &cluster_with_services()).unwrap();
+        let plan = build_growth(&req, &new, &cluster_with_services(), false).unwrap();
         assert_eq!(plan.lxd.remote_pools, None);
         assert_eq!(plan.lxd.profile.root_pool, None);
     }
@@ -722,7 +792,7 @@ mod tests {
     fn a_new_member_without_the_clusters_microceph_is_refused() {
         let mut new = new_members_with_services();
         new[1].services.remove(&Service::MicroCeph);
-        let err = build_growth(&request(&new), &new, &cluster_with_services()).unwrap_err();
+        let err = build_growth(&request(&new), &new, &cluster_with_services(), false).unwrap_err();
         assert_eq!(
             err.0,
             ["The cluster has MicroCeph, which \"micro4\" lacks: install MicroCeph there first"]

@@ -97,7 +97,7 @@ pub struct ClusterFacts {
     /// member running the command is in them).
     pub services: BTreeSet<Service>,
     /// What each member reports, the initiator first, when the cluster lacks
-    /// something (see [`ClusterFacts::lacks_local_pool`]) old members get too.
+    /// something old members get too (see [`ClusterFacts::offers_old_members`]).
     pub member_facts: Vec<SystemFacts>,
 }
 
@@ -106,6 +106,18 @@ impl ClusterFacts {
     /// alike, as upstream: the old members' disks are then needed.
     pub fn lacks_local_pool(&self) -> bool {
         !self.pools.iter().any(|p| p.name == LOCAL_POOL)
+    }
+
+    /// Without any managed network, `add` gives every member the fan or a
+    /// bridge, as `init` does: the old members' addresses are then needed.
+    pub fn lacks_network(&self) -> bool {
+        !self.networks.iter().any(|n| n.managed)
+    }
+
+    /// Whether `add` may set up something on old members, whose facts are
+    /// then read.
+    pub fn offers_old_members(&self) -> bool {
+        self.lacks_local_pool() || self.lacks_network()
     }
 }
 
@@ -317,6 +329,14 @@ impl ClusterPlan {
             .map(|m| m.name.as_str())
             .filter(|n| !self.existing_members.iter().any(|e| e == n));
         existing.chain(new).collect()
+    }
+
+    /// Whether the run creates the fan or a bridge on every member.
+    pub fn creates_network(&self) -> bool {
+        matches!(
+            self.lxd.network,
+            Some(NetworkPlan::Fan { .. } | NetworkPlan::Bridge { .. })
+        )
     }
 
     /// Whether the run only sets up services on the cluster's members
