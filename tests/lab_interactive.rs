@@ -573,26 +573,34 @@ fn a_wrong_passphrase_at_a_terminal_fails_and_joining_again_works() {
     accept_defaults_and_finish(initiator, joiners, &lab, None);
 }
 
-#[test]
-#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
-fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
-    let lab = Lab::up(3);
-    // micro1 and micro2 form a cluster with directory pools, by preseed.
+/// micro1 and micro2 form a cluster by preseed, each system's entry ending
+/// with `extra(i)` (its storage, say).
+fn form_two_of_three(lab: &Lab, extra: impl Fn(usize) -> String) {
     let mut yaml = format!(
         "initiator: micro1\nlookup_subnet: {}.0/24\nsession_passphrase: two of three\nsystems:\n",
         common::lab_subnet()
     );
     for i in 1..=2 {
-        yaml.push_str(&format!(
-            "- name: micro{i}\n  storage:\n    local:\n      path: {}\n",
-            lab.storage_dir(i)
-        ));
+        yaml.push_str(&format!("- name: micro{i}\n{}", extra(i)));
     }
     let children: Vec<_> = (1..=2).map(|i| lab.spawn(i, &["preseed"], &yaml)).collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", common::text(&out));
     }
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
+    let lab = Lab::up(3);
+    // micro1 and micro2 form a cluster with directory pools.
+    form_two_of_three(&lab, |i| {
+        format!(
+            "  storage:\n    local:\n      path: {}\n",
+            lab.storage_dir(i)
+        )
+    });
 
     // A dry run shows the plan and changes nothing on micro3.
     let mut initiator = start_add(&["--dry-run"]);
@@ -656,19 +664,8 @@ fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
 #[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
 fn add_at_a_terminal_gives_the_local_pool_the_cluster_lacks_to_old_and_new_members() {
     let lab = Lab::up(3);
-    // micro1 and micro2 form a cluster without local storage, by preseed.
-    let mut yaml = format!(
-        "initiator: micro1\nlookup_subnet: {}.0/24\nsession_passphrase: two of three\nsystems:\n",
-        common::lab_subnet()
-    );
-    for i in 1..=2 {
-        yaml.push_str(&format!("- name: micro{i}\n"));
-    }
-    let children: Vec<_> = (1..=2).map(|i| lab.spawn(i, &["preseed"], &yaml)).collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", common::text(&out));
-    }
+    // micro1 and micro2 form a cluster without local storage.
+    form_two_of_three(&lab, |_| String::new());
     let pools = lab.lxd_get(1, "/1.0/storage-pools");
     assert_eq!(pools, serde_json::json!([]), "{pools}");
 

@@ -177,12 +177,8 @@ pub fn ask_request(
     let local_storage = if cluster.lacks_local_pool() {
         // As `init` asks, for old and new members alike: the pool is created
         // on every member.
-        let everyone: Vec<SystemFacts> = cluster
-            .member_facts
-            .iter()
-            .chain(facts)
-            .cloned()
-            .collect();
+        let everyone: Vec<SystemFacts> =
+            cluster.member_facts.iter().chain(facts).cloned().collect();
         ask_local_storage(prompter, &everyone)?
     } else {
         ask_local_storage_to_join(prompter, facts, cluster)?

@@ -108,7 +108,16 @@ pub async fn other_members(lxd: &LxdClient, except: &str) -> anyhow::Result<Vec<
         let address = member_address(member)?;
         let on_member = lxd.on_member(&member.server_name);
         let disks = MachineDisks::default();
-        facts.push(system(&member.server_name, address, &on_member, &disks, &BTreeSet::new()).await?);
+        facts.push(
+            system(
+                &member.server_name,
+                address,
+                &on_member,
+                &disks,
+                &BTreeSet::new(),
+            )
+            .await?,
+        );
     }
     Ok(facts)
 }

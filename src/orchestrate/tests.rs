@@ -969,10 +969,12 @@ async fn growing_a_cluster_without_local() -> (Machines, ClusterPlan) {
     for fake in &machines.fakes[..2] {
         fake.clone().with_cluster(&members);
     }
-    machines.fakes[1].clone().with_disks(vec![serde_json::json!({
-        "id": "sdb", "device": "8:16", "type": "nvme", "size": 100u64 << 30,
-        "device_id": "wwn-sdb", "device_path": "pci-0000:00:1f.2-sdb", "partitions": [],
-    })]);
+    machines.fakes[1]
+        .clone()
+        .with_disks(vec![serde_json::json!({
+            "id": "sdb", "device": "8:16", "type": "nvme", "size": 100u64 << 30,
+            "device_id": "wwn-sdb", "device_path": "pci-0000:00:1f.2-sdb", "partitions": [],
+        })]);
     let lxd = machines.initiator().client();
     let mut cluster = gather::cluster(&lxd).await.unwrap();
     assert!(cluster.lacks_local_pool());
@@ -1020,20 +1022,17 @@ async fn add_creates_the_pool_and_network_the_cluster_lacks_on_old_and_new_membe
     let (machines, plan) = growing_a_cluster_without_local().await;
     machines.apply_plan(&plan).await.unwrap();
     let calls = machines.initiator().requests();
-    let pool_calls: Vec<&str> = calls
-        .iter()
-        .map(String::as_str)
-        .filter(|c| c.starts_with("POST /1.0/storage-pools"))
-        .collect();
-    assert_eq!(
-        pool_calls,
-        [
-            "POST /1.0/storage-pools?target=micro1",
-            "POST /1.0/storage-pools?target=micro2",
-            "POST /1.0/storage-pools?target=micro3",
-            "POST /1.0/storage-pools",
-        ]
-    );
+    // Each object pending on every member, old ones first, then cluster-wide.
+    let creates = |collection: &str| {
+        let post = format!("POST /1.0/{collection}");
+        let found = calls.iter().filter(|c| c.starts_with(&post)).cloned();
+        let expected = NAMES
+            .iter()
+            .map(|n| format!("{post}?target={n}"))
+            .chain([post.clone()]);
+        assert_eq!(found.collect::<Vec<_>>(), expected.collect::<Vec<_>>());
+    };
+    creates("storage-pools");
     let state = machines.initiator().state();
     assert_eq!(state.members.len(), 3);
     let local = &state.pools["local"];
@@ -1044,20 +1043,7 @@ async fn add_creates_the_pool_and_network_the_cluster_lacks_on_old_and_new_membe
     );
     assert_eq!(state.profile.devices["root"]["pool"], "local");
     // The cluster had no network either: a bridge on every member, the same way.
-    let network_calls: Vec<&str> = calls
-        .iter()
-        .map(String::as_str)
-        .filter(|c| c.starts_with("POST /1.0/networks"))
-        .collect();
-    assert_eq!(
-        network_calls,
-        [
-            "POST /1.0/networks?target=micro1",
-            "POST /1.0/networks?target=micro2",
-            "POST /1.0/networks?target=micro3",
-            "POST /1.0/networks",
-        ]
-    );
+    creates("networks");
     assert_eq!(state.networks["lxdbr0"].members.len(), 3);
     assert_eq!(state.profile.devices["eth0"]["network"], "lxdbr0");
 }
@@ -1075,6 +1061,10 @@ async fn a_local_pool_failing_on_the_cluster_is_undone_with_the_new_member() {
     );
     let state = machines.initiator().state();
     assert!(state.pools.is_empty(), "{:?}", state.pools.keys());
-    let members: Vec<&str> = state.members.iter().map(|m| m.server_name.as_str()).collect();
+    let members: Vec<&str> = state
+        .members
+        .iter()
+        .map(|m| m.server_name.as_str())
+        .collect();
     assert_eq!(members, ["micro1", "micro2"]);
 }

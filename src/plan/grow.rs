@@ -664,7 +664,10 @@ mod tests {
             ),
             "{shown}"
         );
-        assert!(shown.contains("profile \"default\": root disk on pool local"), "{shown}");
+        assert!(
+            shown.contains("profile \"default\": root disk on pool local"),
+            "{shown}"
+        );
 
         // A profile with a root disk keeps it.
         let mut with_root = cluster.clone();
@@ -689,7 +692,9 @@ mod tests {
         assert_eq!(plan.lxd.profile.network.as_deref(), Some(BRIDGE_NETWORK));
         let shown = plan.to_string();
         assert!(
-            shown.contains("  micro1: member\n    network \"lxdbr0\": bridge with 10.100.0.1/24 and NAT\n"),
+            shown.contains(
+                "  micro1: member\n    network \"lxdbr0\": bridge with 10.100.0.1/24 and NAT\n"
+            ),
             "{shown}"
         );
         assert!(shown.contains("eth0 on network lxdbr0"), "{shown}");
@@ -708,7 +713,9 @@ mod tests {
         cluster.member_facts.clear();
         assert_eq!(
             problems(&request(&new), &new, &cluster),
-            ["No information was gathered from member(s) micro1, micro2, which the new network needs"]
+            [
+                "No information was gathered from member(s) micro1, micro2, which the new network needs"
+            ]
         );
     }
 
@@ -754,7 +761,9 @@ mod tests {
         cluster.member_facts.pop();
         assert_eq!(
             problems(&req, &new, &cluster),
-            ["No information was gathered from member(s) micro2, which the new \"local\" pool needs"]
+            [
+                "No information was gathered from member(s) micro2, which the new \"local\" pool needs"
+            ]
         );
     }
 
