@@ -573,26 +573,34 @@ fn a_wrong_passphrase_at_a_terminal_fails_and_joining_again_works() {
     accept_defaults_and_finish(initiator, joiners, &lab, None);
 }
 
-#[test]
-#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
-fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
-    let lab = Lab::up(3);
-    // micro1 and micro2 form a cluster with directory pools, by preseed.
+/// micro1 and micro2 form a cluster by preseed, each system's entry ending
+/// with `extra(i)` (its storage, say).
+fn form_two_of_three(lab: &Lab, extra: impl Fn(usize) -> String) {
     let mut yaml = format!(
         "initiator: micro1\nlookup_subnet: {}.0/24\nsession_passphrase: two of three\nsystems:\n",
         common::lab_subnet()
     );
     for i in 1..=2 {
-        yaml.push_str(&format!(
-            "- name: micro{i}\n  storage:\n    local:\n      path: {}\n",
-            lab.storage_dir(i)
-        ));
+        yaml.push_str(&format!("- name: micro{i}\n{}", extra(i)));
     }
     let children: Vec<_> = (1..=2).map(|i| lab.spawn(i, &["preseed"], &yaml)).collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", common::text(&out));
     }
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
+    let lab = Lab::up(3);
+    // micro1 and micro2 form a cluster with directory pools.
+    form_two_of_three(&lab, |i| {
+        format!(
+            "  storage:\n    local:\n      path: {}\n",
+            lab.storage_dir(i)
+        )
+    });
 
     // A dry run shows the plan and changes nothing on micro3.
     let mut initiator = start_add(&["--dry-run"]);
@@ -650,6 +658,57 @@ fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
     // The new member got the cluster's network too.
     let network = lab.lxd_get(1, "/1.0/networks/lxdbr0?target=micro3");
     assert_eq!(network["status"], "Created", "{network}");
+}
+
+#[test]
+#[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
+fn add_at_a_terminal_gives_the_local_pool_the_cluster_lacks_to_old_and_new_members() {
+    let lab = Lab::up(3);
+    // micro1 and micro2 form a cluster without local storage.
+    form_two_of_three(&lab, |_| String::new());
+    let pools = lab.lxd_get(1, "/1.0/storage-pools");
+    assert_eq!(pools, serde_json::json!([]), "{pools}");
+
+    let mut initiator = start_add(&[]);
+    let mut joiner = start_join(3, Typing::Full(&initiator.passphrase.clone()));
+    joined_screen(&mut joiner, &initiator, &lab);
+    wait_for_rows(&mut initiator, 1);
+    let m1 = &mut initiator.screen;
+    m1.send(RIGHT);
+    m1.expect_re(r"> \[x\] micro3");
+    m1.send(ENTER);
+    joiner.expect("Received confirmation from system micro1");
+    // The local storage question covers the old members too (their LXD
+    // reports no spare disk, through micro1's).
+    m1.expect("! No disks available for local storage on micro1, micro2, micro3");
+    m1.expect("Would you like to set up local storage in LXD's storage directory on every system instead? (yes/no) [default=yes]: ");
+    m1.send(ENTER);
+    m1.expect("micro2: member");
+    m1.expect("storage pool \"local\" (dir) on LXD's storage directory");
+    m1.expect("profile \"default\": root disk on pool local");
+    m1.expect("Proceed with this plan? (yes/no) [default=yes]: ");
+    m1.send(ENTER);
+    m1.expect_formed("MicroCloud is ready");
+    joiner.expect_formed("Successfully joined the MicroCloud cluster");
+    for screen in [initiator.screen, joiner] {
+        let name = screen.name.clone();
+        let (code, rest) = screen.finish();
+        assert_eq!(code, 0, "{name}:\n{rest}");
+    }
+    lab.assert_cluster(3, |i| {
+        format!("{}/m{i}/lxd/storage-pools/local", lab_dir().display())
+    });
+
+    // A container on an old member runs on its `local` pool.
+    lab.import_busybox();
+    common::ok(&lab.exec(1, &["lxc", "launch", "busybox", "c2", "--target", "micro2"]));
+    lab.wait_for_ipv4("c2");
+    let instance = lab.lxd_get(1, "/1.0/instances/c2");
+    assert_eq!(instance["location"], "micro2", "{instance}");
+    assert_eq!(
+        instance["expanded_devices"]["root"]["pool"], "local",
+        "{instance}"
+    );
 }
 
 #[test]

@@ -145,7 +145,8 @@ pub fn choose_systems(
 /// The questions asked once every machine's facts are known: for a new
 /// cluster local storage, then distributed storage (MicroCeph) and
 /// distributed networking (MicroOVN) where they take part, in upstream's
-/// order; when growing one, each new member's disk.
+/// order; when growing one, each new member's disk (every member's when
+/// the cluster has no `local` pool).
 pub fn ask_request(
     prompter: &mut dyn Prompter,
     gathered: &Gathered,
@@ -173,7 +174,15 @@ pub fn ask_request(
             ..PlanRequest::for_systems(&gathered.initiator, facts, local_storage)
         });
     };
-    let local_storage = ask_local_storage_to_join(prompter, facts, cluster)?;
+    let local_storage = if cluster.lacks_local_pool() {
+        // As `init` asks, for old and new members alike: the pool is created
+        // on every member.
+        let everyone: Vec<SystemFacts> =
+            cluster.member_facts.iter().chain(facts).cloned().collect();
+        ask_local_storage(prompter, &everyone)?
+    } else {
+        ask_local_storage_to_join(prompter, facts, cluster)?
+    };
     // New members join the MicroCeph and MicroOVN the cluster has: their
     // disks, uplinks and underlay are asked for, nothing of the cluster's.
     let ceph = match cluster.services.contains(&Service::MicroCeph) {
@@ -963,14 +972,44 @@ mod tests {
     }
 
     #[test]
-    fn growing_a_dir_pool_or_no_pool_asks_nothing() {
+    fn growing_a_dir_pool_asks_nothing() {
         let new = vec![system("micro03", "10.0.0.3", vec![disk("sdb", "wwn-9")])];
-        for driver in [Some("dir"), None] {
-            let (result, transcript) = ask_growing("", &new, Some(&cluster_with_local(driver)));
-            let request = result.unwrap();
-            assert!(explicit(&request).is_empty(), "{driver:?}");
-            assert_eq!(transcript, "", "{driver:?}");
-        }
+        let (result, transcript) = ask_growing("", &new, Some(&cluster_with_local(Some("dir"))));
+        assert!(explicit(&result.unwrap()).is_empty());
+        assert_eq!(transcript, "");
+    }
+
+    #[test]
+    fn growing_a_cluster_without_a_local_pool_asks_for_old_and_new_members() {
+        let new = vec![system("micro03", "10.0.0.3", vec![disk("sdb", "wwn-9")])];
+        let mut cluster = cluster_with_local(None);
+        cluster.member_facts = vec![system("micro01", "10.0.0.1", vec![disk("sdb", "wwn-1")])];
+        let script = "yes\ntable:expect 2\ntable:select\ntable:down\ntable:select\ntable:done\n\
+                      table:expect 2\ntable:select\ntable:done\n";
+        let (result, transcript) = ask_growing(script, &new, Some(&cluster));
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &choice(&by_id("wwn-1"), true)),
+                ("micro03", &choice(&by_id("wwn-9"), false)),
+            ]
+        );
+        assert!(transcript.starts_with(CONFIRM_LOCAL), "{transcript}");
+
+        // An old member without a spare disk: LXD's storage directory for everyone.
+        cluster.member_facts[0].disks.clear();
+        let (result, transcript) = ask_growing("yes\n", &new, Some(&cluster));
+        assert_eq!(
+            explicit(&result.unwrap()),
+            vec![
+                ("micro01", &LocalSource::LxdStorageDirectory),
+                ("micro03", &LocalSource::LxdStorageDirectory),
+            ]
+        );
+        assert!(
+            transcript.contains("No disks available for local storage on micro01"),
+            "{transcript}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use anyhow::Context;
 use ipnet::IpNet;
 
-use crate::clients::lxd::LxdClient;
+use crate::clients::lxd::{ClusterMember, LxdClient};
 use crate::clients::microcluster::Service;
 use crate::disks::MachineDisks;
 use crate::plan::{ClusterFacts, Interface, SystemFacts};
@@ -91,5 +91,47 @@ pub async fn cluster(lxd: &LxdClient) -> anyhow::Result<ClusterFacts> {
         profile_devices: profile.devices.into_keys().collect(),
         // The services' own sockets say that, not LXD.
         services: Default::default(),
+        member_facts: Vec::new(),
     })
+}
+
+/// What every member but `except` reports, read through `lxd`, which forwards
+/// to them (`?target=`): no session with old members is needed. Without one,
+/// their disks are as LXD reports them.
+pub async fn other_members(lxd: &LxdClient, except: &str) -> anyhow::Result<Vec<SystemFacts>> {
+    let members = lxd
+        .cluster_members()
+        .await
+        .context("Failed to read the cluster's members from LXD")?;
+    let mut facts = Vec::new();
+    for member in members.iter().filter(|m| m.server_name != except) {
+        let address = member_address(member)?;
+        let on_member = lxd.on_member(&member.server_name);
+        let disks = MachineDisks::default();
+        facts.push(
+            system(
+                &member.server_name,
+                address,
+                &on_member,
+                &disks,
+                &BTreeSet::new(),
+            )
+            .await?,
+        );
+    }
+    Ok(facts)
+}
+
+/// The address in a member's URL (`https://10.0.0.1:8443`).
+fn member_address(member: &ClusterMember) -> anyhow::Result<IpAddr> {
+    let host = member.url.trim_start_matches("https://");
+    host.parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .or_else(|_| host.parse::<IpAddr>())
+        .with_context(|| {
+            format!(
+                "LXD lists member {:?} at {:?}, which has no IP address",
+                member.server_name, member.url
+            )
+        })
 }

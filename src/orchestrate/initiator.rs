@@ -448,8 +448,16 @@ impl InitiatorSession {
         };
         let (local, cluster) = match goal {
             Goal::Form => (Some(local.await?), None),
-            // A member changes nothing of its own: the cluster's state is what counts.
-            Goal::Grow => (None, Some(cluster.await?)),
+            // The cluster's state is what counts; old members (this one
+            // first) are read too when they may get what the cluster lacks.
+            Goal::Grow => {
+                let mut cluster = cluster.await?;
+                if cluster.offers_old_members() {
+                    let others = gather::other_members(&machine.lxd, &machine.name).await?;
+                    cluster.member_facts = std::iter::once(local.await?).chain(others).collect();
+                }
+                (None, Some(cluster))
+            }
             // Every member changes, this one too.
             Goal::AddServices => (Some(local.await?), Some(cluster.await?)),
         };
@@ -573,7 +581,9 @@ impl Gathered {
             (Some(cluster), Goal::AddServices) => {
                 plan::build_services(request, &self.facts, cluster, existing)
             }
-            (Some(cluster), _) => plan::build_growth(request, &self.facts, cluster),
+            (Some(cluster), _) => {
+                plan::build_growth(request, &self.facts, cluster, self.fan_supported)
+            }
             (None, _) => plan::build(request, &self.facts, self.fan_supported),
         }
     }

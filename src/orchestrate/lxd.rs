@@ -254,8 +254,8 @@ pub(super) async fn create_local_pool(
             delete_unless_absent(undo_lxd.delete_storage_pool(plan::LOCAL_POOL).await)
         }),
     );
-    for member in &plan.members {
-        let Some(source) = pool.sources.get(&member.name) else {
+    for member in plan.cluster_members() {
+        let Some(source) = pool.sources.get(member) else {
             continue;
         };
         let mut config = BTreeMap::new();
@@ -275,18 +275,12 @@ pub(super) async fn create_local_pool(
             description: String::new(),
             config,
         };
-        lxd.create_storage_pool(&request, Some(&member.name))
+        lxd.create_storage_pool(&request, Some(member))
             .await
-            .with_context(|| {
-                format!(
-                    "Failed to define the local storage pool on {:?}",
-                    member.name
-                )
-            })?;
+            .with_context(|| format!("Failed to define the local storage pool on {member:?}"))?;
         printer.status(format!(
-            "Using {} on {} for local storage pool",
+            "Using {} on {member} for local storage pool",
             source.describe(),
-            member.name
         ));
     }
     let request = StoragePoolsPost {
@@ -373,13 +367,11 @@ async fn create_cluster_object(
         )
     };
     if pending {
-        for member in &plan.members {
-            let config = per_member.get(&member.name).cloned().unwrap_or_default();
-            send(config, "", Some(member.name.as_str()))
+        for member in plan.cluster_members() {
+            let config = per_member.get(member).cloned().unwrap_or_default();
+            send(config, "", Some(member))
                 .await
-                .with_context(|| {
-                    format!("Failed to define {label} {name:?} on {:?}", member.name)
-                })?;
+                .with_context(|| format!("Failed to define {label} {name:?} on {member:?}"))?;
         }
     }
     send(global, description, None)
@@ -569,9 +561,9 @@ pub(super) async fn create_remote_pools(
         if server.has_extension("storage_remote_drop_source") {
             BTreeMap::new()
         } else {
-            plan.members
-                .iter()
-                .map(|m| (m.name.clone(), config(&[("source", source.to_string())])))
+            plan.cluster_members()
+                .into_iter()
+                .map(|m| (m.to_string(), config(&[("source", source.to_string())])))
                 .collect()
         }
     };

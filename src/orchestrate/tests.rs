@@ -955,3 +955,116 @@ async fn joiners_of_a_cluster_with_ovn_get_the_northbound_connection_before_they
         );
     }
 }
+
+/// micro1 and micro2 form a cluster without a `local` pool nor a network (micro2 with a
+/// spare disk, as its LXD reports it); micro3 is new. Returns the machines,
+/// the plan `add` makes giving every member local storage, and micro1's
+/// view of the cluster.
+async fn growing_a_cluster_without_local() -> (Machines, ClusterPlan) {
+    let machines = Machines::new();
+    let members: Vec<(&str, String)> = (0..2)
+        .map(|i| (NAMES[i], format!("{}:8443", address(i))))
+        .collect();
+    let members: Vec<(&str, &str)> = members.iter().map(|(n, a)| (*n, a.as_str())).collect();
+    for fake in &machines.fakes[..2] {
+        fake.clone().with_cluster(&members);
+    }
+    machines.fakes[1]
+        .clone()
+        .with_disks(vec![serde_json::json!({
+            "id": "sdb", "device": "8:16", "type": "nvme", "size": 100u64 << 30,
+            "device_id": "wwn-sdb", "device_path": "pci-0000:00:1f.2-sdb", "partitions": [],
+        })]);
+    let lxd = machines.initiator().client();
+    let mut cluster = gather::cluster(&lxd).await.unwrap();
+    assert!(cluster.lacks_local_pool());
+    let initiator = gather::system(
+        "micro1",
+        address(0).parse().unwrap(),
+        &lxd,
+        &MachineDisks::default(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let others = gather::other_members(&lxd, "micro1").await.unwrap();
+    cluster.member_facts = std::iter::once(initiator).chain(others).collect();
+    // micro2's disk came from micro2's LXD, through micro1's.
+    let disks: Vec<usize> = cluster.member_facts.iter().map(|f| f.disks.len()).collect();
+    assert_eq!(disks, [0, 1]);
+    let new = gather::system(
+        "micro3",
+        address(2).parse().unwrap(),
+        &machines.fakes[2].client(),
+        &MachineDisks::default(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let new = vec![new];
+    let mut request = PlanRequest::for_systems("micro1", &new, Default::default());
+    for name in NAMES {
+        request
+            .local_storage
+            .explicit
+            .insert(name.into(), LocalSource::LxdStorageDirectory);
+    }
+    let plan = plan::build_growth(&request, &new, &cluster, false).unwrap();
+    (machines, plan)
+}
+
+/// `add` on a cluster without `local` nor a network: old members are read
+/// through the initiator's LXD (`?target=`), and the pool and the bridge are
+/// defined on each member, old and new, then created; the profile gets its
+/// root disk and NIC.
+#[tokio::test]
+async fn add_creates_the_pool_and_network_the_cluster_lacks_on_old_and_new_members() {
+    let (machines, plan) = growing_a_cluster_without_local().await;
+    machines.apply_plan(&plan).await.unwrap();
+    let calls = machines.initiator().requests();
+    // Each object pending on every member, old ones first, then cluster-wide.
+    let creates = |collection: &str| {
+        let post = format!("POST /1.0/{collection}");
+        let found = calls.iter().filter(|c| c.starts_with(&post)).cloned();
+        let expected = NAMES
+            .iter()
+            .map(|n| format!("{post}?target={n}"))
+            .chain([post.clone()]);
+        assert_eq!(found.collect::<Vec<_>>(), expected.collect::<Vec<_>>());
+    };
+    creates("storage-pools");
+    let state = machines.initiator().state();
+    assert_eq!(state.members.len(), 3);
+    let local = &state.pools["local"];
+    assert_eq!(local.status, "Created");
+    assert_eq!(
+        local.members.keys().collect::<Vec<_>>(),
+        ["micro1", "micro2", "micro3"]
+    );
+    assert_eq!(state.profile.devices["root"]["pool"], "local");
+    // The cluster had no network either: a bridge on every member, the same way.
+    creates("networks");
+    assert_eq!(state.networks["lxdbr0"].members.len(), 3);
+    assert_eq!(state.profile.devices["eth0"]["network"], "lxdbr0");
+}
+
+#[tokio::test]
+async fn a_local_pool_failing_on_the_cluster_is_undone_with_the_new_member() {
+    let (machines, plan) = growing_a_cluster_without_local().await;
+    machines
+        .initiator()
+        .fail("POST", "/1.0/storage-pools", 4, 500, "injected failure");
+    let err = format!("{:#}", machines.apply_plan(&plan).await.unwrap_err());
+    assert!(
+        err.contains("Failed to create the local storage pool"),
+        "{err}"
+    );
+    let state = machines.initiator().state();
+    assert!(state.pools.is_empty(), "{:?}", state.pools.keys());
+    let members: Vec<&str> = state
+        .members
+        .iter()
+        .map(|m| m.server_name.as_str())
+        .collect();
+    assert_eq!(members, ["micro1", "micro2"]);
+}

@@ -306,7 +306,7 @@ pub fn eligible_disks(system: &SystemFacts) -> impl Iterator<Item = &Disk> {
 
 /// One driver for the whole pool: `dir` for directories, otherwise the first
 /// block driver every member's LXD supports.
-fn choose_local_driver(
+pub(super) fn choose_local_driver(
     systems: &[&SystemFacts],
     sources: Sources,
     problems: &mut Vec<String>,
@@ -398,7 +398,7 @@ fn names(names: &[&String]) -> String {
 
 /// The fan where it works (as upstream), otherwise a bridge per member on a
 /// subnet no member already uses.
-fn plan_network(
+pub(super) fn plan_network(
     systems: &[&SystemFacts],
     fan_supported: bool,
     problems: &mut Vec<String>,

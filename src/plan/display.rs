@@ -38,6 +38,17 @@ impl fmt::Display for ClusterPlan {
                 self.initiator
             )?;
         }
+        // Old members LXD's cluster has, given what it lacks.
+        for name in self
+            .existing_members
+            .iter()
+            .filter(|n| self.member(n).is_none())
+            .filter(|n| self.local_source(n).is_some() || self.creates_network())
+        {
+            writeln!(f, "  {name}: member")?;
+            self.fmt_local_source(f, name)?;
+            self.fmt_member_network(f, name)?;
+        }
         for member in &self.members {
             let role = if self.existing_members.contains(&member.name) {
                 "member"
@@ -47,18 +58,7 @@ impl fmt::Display for ClusterPlan {
                 "joins the cluster"
             };
             writeln!(f, "  {} ({}): {role}", member.name, member.address)?;
-            if let (Some(pool), Some(source)) =
-                (&self.lxd.local_pool, self.local_source(&member.name))
-            {
-                let wipe = if source.wipe() { ", WIPED first" } else { "" };
-                writeln!(
-                    f,
-                    "    storage pool {:?} ({}) on {}{wipe}",
-                    super::LOCAL_POOL,
-                    pool.driver,
-                    source.describe()
-                )?;
-            }
+            self.fmt_local_source(f, &member.name)?;
             if let Some(ceph) = &self.microceph {
                 let disks = ceph.disks.get(&member.name).map_or(&[][..], Vec::as_slice);
                 let role = if member.name == self.initiator {
@@ -84,42 +84,7 @@ impl fmt::Display for ClusterPlan {
                     None => writeln!(f, "    MicroOVN: {role} the cluster")?,
                 }
             }
-            match &self.lxd.network {
-                Some(NetworkPlan::Ovn { uplink }) => {
-                    if let Some(parent) = uplink.parents.get(&member.name) {
-                        writeln!(
-                            f,
-                            "    network {:?} (physical) on {parent}, under OVN network {:?}",
-                            super::UPLINK_NETWORK,
-                            super::OVN_NETWORK
-                        )?;
-                    }
-                }
-                Some(NetworkPlan::Bridge { ipv4 }) => writeln!(
-                    f,
-                    "    network {:?}: bridge with {ipv4} and NAT",
-                    super::BRIDGE_NETWORK
-                )?,
-                Some(NetworkPlan::Fan { underlay }) => writeln!(
-                    f,
-                    "    network {:?}: fan bridge over {underlay}",
-                    super::FAN_NETWORK
-                )?,
-                Some(NetworkPlan::JoinOvn { parents }) => {
-                    if let Some(parent) = parents.get(&member.name) {
-                        writeln!(
-                            f,
-                            "    network {:?} (physical) on {parent}, as the other members, under OVN network {:?}",
-                            super::UPLINK_NETWORK,
-                            super::OVN_NETWORK
-                        )?;
-                    }
-                }
-                Some(NetworkPlan::Existing { name }) => {
-                    writeln!(f, "    network {name:?}: as on the other members")?
-                }
-                None => {}
-            }
+            self.fmt_member_network(f, &member.name)?;
         }
         if let Some(ceph) = &self.microceph {
             // The networks are the bootstrap's: a cluster grown keeps its own.
@@ -191,7 +156,7 @@ impl fmt::Display for ClusterPlan {
                 "  profile {:?}: root disk on pool {root}, eth0 on network {nic}",
                 super::DEFAULT_PROFILE
             )?;
-        } else if self.adds_services() {
+        } else {
             let profile = &self.lxd.profile;
             let mut changes = Vec::new();
             if let Some(pool) = &profile.root_pool {
@@ -213,5 +178,62 @@ impl fmt::Display for ClusterPlan {
             writeln!(f, "  warning: {warning}")?;
         }
         Ok(())
+    }
+}
+
+impl ClusterPlan {
+    /// The network line of `member`, if the plan gives it one.
+    fn fmt_member_network(&self, f: &mut fmt::Formatter<'_>, member: &str) -> fmt::Result {
+        match &self.lxd.network {
+            Some(NetworkPlan::Ovn { uplink }) => {
+                if let Some(parent) = uplink.parents.get(member) {
+                    writeln!(
+                        f,
+                        "    network {:?} (physical) on {parent}, under OVN network {:?}",
+                        super::UPLINK_NETWORK,
+                        super::OVN_NETWORK
+                    )?;
+                }
+            }
+            Some(NetworkPlan::Bridge { ipv4 }) => writeln!(
+                f,
+                "    network {:?}: bridge with {ipv4} and NAT",
+                super::BRIDGE_NETWORK
+            )?,
+            Some(NetworkPlan::Fan { underlay }) => writeln!(
+                f,
+                "    network {:?}: fan bridge over {underlay}",
+                super::FAN_NETWORK
+            )?,
+            Some(NetworkPlan::JoinOvn { parents }) => {
+                if let Some(parent) = parents.get(member) {
+                    writeln!(
+                        f,
+                        "    network {:?} (physical) on {parent}, as the other members, under OVN network {:?}",
+                        super::UPLINK_NETWORK,
+                        super::OVN_NETWORK
+                    )?;
+                }
+            }
+            Some(NetworkPlan::Existing { name }) => {
+                writeln!(f, "    network {name:?}: as on the other members")?
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn fmt_local_source(&self, f: &mut fmt::Formatter<'_>, member: &str) -> fmt::Result {
+        let (Some(pool), Some(source)) = (&self.lxd.local_pool, self.local_source(member)) else {
+            return Ok(());
+        };
+        let wipe = if source.wipe() { ", WIPED first" } else { "" };
+        writeln!(
+            f,
+            "    storage pool {:?} ({}) on {}{wipe}",
+            super::LOCAL_POOL,
+            pool.driver,
+            source.describe()
+        )
     }
 }

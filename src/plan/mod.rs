@@ -97,6 +97,29 @@ pub struct ClusterFacts {
     /// MicroCeph and MicroOVN where the cluster has them set up (as the
     /// member running the command is in them).
     pub services: BTreeSet<Service>,
+    /// What each member reports, the initiator first, when the cluster lacks
+    /// something old members get too (see [`ClusterFacts::offers_old_members`]).
+    pub member_facts: Vec<SystemFacts>,
+}
+
+impl ClusterFacts {
+    /// Without a `local` pool, `add` may create one on old and new members
+    /// alike, as upstream: the old members' disks are then needed.
+    pub fn lacks_local_pool(&self) -> bool {
+        !self.pools.iter().any(|p| p.name == LOCAL_POOL)
+    }
+
+    /// Without any managed network, `add` gives every member the fan or a
+    /// bridge, as `init` does: the old members' addresses are then needed.
+    pub fn lacks_network(&self) -> bool {
+        !self.networks.iter().any(|n| n.managed)
+    }
+
+    /// Whether `add` may set up something on old members, whose facts are
+    /// then read.
+    pub fn offers_old_members(&self) -> bool {
+        self.lacks_local_pool() || self.lacks_network()
+    }
 }
 
 /// Everything a run will do. Pure data: shown by `--dry-run`, applied by the
@@ -294,6 +317,27 @@ impl ClusterPlan {
     pub fn new_members(&self) -> impl Iterator<Item = &MemberPlan> {
         self.joiners()
             .filter(|m| !self.existing_members.contains(&m.name))
+    }
+
+    /// Every member of LXD's cluster once the run is through: the existing
+    /// ones, then the new ones. Cluster-wide objects this run creates are
+    /// defined pending on each of them.
+    pub fn cluster_members(&self) -> Vec<&str> {
+        let existing = self.existing_members.iter().map(String::as_str);
+        let new = self
+            .members
+            .iter()
+            .map(|m| m.name.as_str())
+            .filter(|n| !self.existing_members.iter().any(|e| e == n));
+        existing.chain(new).collect()
+    }
+
+    /// Whether the run creates the fan or a bridge on every member.
+    pub fn creates_network(&self) -> bool {
+        matches!(
+            self.lxd.network,
+            Some(NetworkPlan::Fan { .. } | NetworkPlan::Bridge { .. })
+        )
     }
 
     /// Whether the run only sets up services on the cluster's members

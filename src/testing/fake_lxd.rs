@@ -318,7 +318,11 @@ impl FakeLxd {
             {
                 self.join(&body)
             }
-            None => self.lock().route(method, route, &query, &body),
+            None => match self.forwarded_to(method, &query) {
+                // LXD forwards a member's reads to it (`?target=`).
+                Some(member) => member.lock().route(method, route, &query, &body),
+                None => self.lock().route(method, route, &query, &body),
+            },
         };
         if method == "DELETE" && reply.0 == 200 && query.get("force") != Some(&"1") {
             if let Some(name) = route.strip_prefix("/1.0/cluster/members/") {
@@ -335,6 +339,14 @@ impl FakeLxd {
             self.lock().calls.push(call);
         }
         reply
+    }
+
+    /// The linked member a `GET …?target=NAME` is about, when not this one.
+    fn forwarded_to(&self, method: &str, query: &BTreeMap<&str, &str>) -> Option<FakeLxd> {
+        let target = query.get("target").filter(|_| method == "GET")?;
+        self.peers()
+            .into_iter()
+            .find(|peer| peer.lock().state.name == *target)
     }
 
     fn peers(&self) -> Vec<FakeLxd> {

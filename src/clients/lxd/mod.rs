@@ -23,11 +23,25 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub struct LxdClient {
     transport: Transport,
+    /// The cluster member whose state reads are about (`?target=`): a
+    /// member's LXD forwards them, so old members are read without a session.
+    member: Option<String>,
 }
 
 impl LxdClient {
     pub fn new(transport: Transport) -> Self {
-        LxdClient { transport }
+        LxdClient {
+            transport,
+            member: None,
+        }
+    }
+
+    /// This client with its reads (`GET`s) answered by cluster member `name`.
+    pub fn on_member(&self, name: &str) -> Self {
+        LxdClient {
+            transport: self.transport.clone(),
+            member: Some(name.to_string()),
+        }
     }
 
     pub fn target(&self) -> &str {
@@ -39,6 +53,15 @@ impl LxdClient {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        let targeted;
+        let path = match &self.member {
+            Some(member) => {
+                let separator = if path.contains('?') { '&' } else { '?' };
+                targeted = format!("{path}{separator}target={member}");
+                targeted.as_str()
+            }
+            None => path,
+        };
         let envelope = self.transport.request(Method::GET, path, None).await?;
         self.transport.metadata(&Method::GET, path, envelope)
     }
