@@ -36,42 +36,15 @@ use crate::clients::microovn::MicroOvnClient;
 use crate::discovery::{self, ServerInfo};
 use crate::plan::{self, ClusterFacts, ClusterPlan, PlanRequest, Problems, SystemFacts};
 use crate::session::{
-    JoinIntent, PeerSession, SESSION_PORT, SessionConfig, SessionEvent, SessionPurpose,
-    SessionRole, SessionServer, StopOutcome,
+    JoinIntent, PeerSession, SESSION_PORT, SessionConfig, SessionEvent, SessionRole, SessionServer,
+    StopOutcome,
 };
 use crate::state::{RunOutcome, StateDir};
 use crate::trust::{Fingerprint, Secret, ServerPin};
 use crate::ui::Printer;
 
-/// Whether the run forms a cluster, grows the one this machine is in, or
-/// sets up services on its members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Goal {
-    Form,
-    Grow,
-    /// MicroCeph or MicroOVN on every member of the cluster (`service add`).
-    AddServices,
-}
-
-impl Goal {
-    /// The command, as recorded with the run's progress.
-    fn command(self) -> &'static str {
-        match self {
-            Goal::Form => "init",
-            Goal::Grow => "add",
-            Goal::AddServices => "service add",
-        }
-    }
-
-    /// What the session is for, as the joiners are told.
-    fn purpose(self) -> SessionPurpose {
-        match self {
-            Goal::Form => SessionPurpose::Form,
-            Goal::Grow => SessionPurpose::Grow,
-            Goal::AddServices => SessionPurpose::AddServices,
-        }
-    }
-}
+/// What the run is for: the session tells its joiners the same value.
+pub use crate::session::SessionPurpose as Goal;
 
 /// Which systems take part.
 #[derive(Debug, Clone)]
@@ -152,7 +125,7 @@ impl InitiatorSession {
         machine: LocalMachine,
         settings: SessionSettings,
     ) -> anyhow::Result<InitiatorSession> {
-        let me = machine.intent(settings.dry_run, Some(settings.goal.purpose()));
+        let me = machine.intent(settings.dry_run, Some(settings.goal));
         let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
         let (server, events) = SessionServer::start(
             listen,

@@ -66,6 +66,15 @@ pub enum SessionPurpose {
 }
 
 impl SessionPurpose {
+    /// The command, as recorded with the run's progress.
+    pub fn command(self) -> &'static str {
+        match self {
+            SessionPurpose::Form => "init",
+            SessionPurpose::Grow => "add",
+            SessionPurpose::AddServices => "service add",
+        }
+    }
+
     /// Whether a system of `standing` may take part.
     pub fn admits(self, standing: Standing) -> bool {
         (self == SessionPurpose::AddServices) == (standing == Standing::Member)
