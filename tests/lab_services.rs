@@ -155,19 +155,12 @@ fn service_members(lab: &Lab, i: usize, socket: &str) -> Vec<String> {
 fn remove_shrinks_ceph_and_leaves_every_service_and_keeps_the_monitor() {
     let lab = Lab::up_with_services(3, 2);
     let yaml = full_preseed(&lab).replace("ceph:\n  cephfs: true\n", "");
-    let children: Vec<_> = lab
-        .machines()
-        .map(|i| (i, lab.spawn(i, &["preseed"], &yaml)))
-        .collect();
-    for (i, child) in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "micro{i}:\n{}", text(&out));
-    }
+    common::form(&lab, &yaml);
     let size = || ok(&lab.exec(1, &["ceph", "osd", "pool", "get", "lxd_remote", "size"]));
     assert_eq!(size().trim(), "size: 3");
 
     // The emulator runs the one monitor on micro1: removing it is refused, and nothing changes.
-    let out = lab.exec(2, &[common::MICROCLOUD, "remove", "micro1"]);
+    let out = lab.microcloud(2, &["remove", "micro1"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -179,9 +172,9 @@ fn remove_shrinks_ceph_and_leaves_every_service_and_keeps_the_monitor() {
     assert_eq!(size().trim(), "size: 3");
 
     let started = Instant::now();
-    let dry = ok(&lab.exec(1, &[common::MICROCLOUD, "remove", "micro3", "--dry-run"]));
+    let dry = ok(&lab.microcloud(1, &["remove", "micro3", "--dry-run"]));
     assert!(dry.contains("lxd_remote and of new pools to 2"), "{dry}");
-    let out = lab.exec(1, &[common::MICROCLOUD, "remove", "micro3"]);
+    let out = lab.microcloud(1, &["remove", "micro3"]);
     assert!(out.status.success(), "{}", text(&out));
     eprintln!(
         "TIMING remove micro3 from LXD, MicroCeph and MicroOVN: {:.2} s",
@@ -203,6 +196,55 @@ fn remove_shrinks_ceph_and_leaves_every_service_and_keeps_the_monitor() {
     assert_eq!(service_members(&lab, 1, "MICROCEPH_SOCKET"), left);
     assert_eq!(service_members(&lab, 1, "MICROOVN_SOCKET"), left);
     // Its OVN chassis goes with it.
-    let chassis = ok(&lab.exec(1, &["ovn-sbctl", "--columns=name", "list", "Chassis"]));
-    assert_eq!(chassis.matches("name").count(), 2, "{chassis}");
+    let chassis = || ok(&lab.exec(1, &["ovn-sbctl", "--columns=name", "list", "Chassis"]));
+    assert_eq!(chassis().matches("name").count(), 2, "{}", chassis());
+
+    // micro3 comes back by a grow-mode preseed that lists it alone, with its
+    // disks, uplink and underlay: it joins LXD, MicroCeph and MicroOVN again.
+    let nets = networks(&lab);
+    let disks = lab.blank_disks(3);
+    let grow = format!(
+        "initiator: micro1\nlookup_subnet: {}.0/24\nlookup_timeout: 60\nsession_passphrase: {}\nsystems:\n- name: micro3\n  ovn_uplink_interface: uplink0\n  ovn_underlay_ip: {}\n  storage:\n    local:\n      path: {}\n      wipe: true\n    ceph:\n    - path: {}\n      wipe: true\n",
+        common::lab_subnet(),
+        common::PASSPHRASE,
+        nets.underlay[2],
+        disks[0],
+        disks[1]
+    );
+    // LXD 5.0 cannot wipe: the old `local` file system on micro3's disk makes
+    // its LXD join fail, and the whole run is undone, Ceph's replication too.
+    let (_, outputs) = common::run_preseed_on(&lab, &[1, 3], &grow);
+    let initiator = &outputs[0].1;
+    assert!(!initiator.status.success(), "{}", text(initiator));
+    let err = common::stderr(initiator);
+    assert!(err.contains("wipefs -a"), "the plan's warning:\n{err}");
+    assert!(
+        err.contains("appears to contain an existing filesystem"),
+        "{err}"
+    );
+    assert!(!err.contains("need attention"), "{err}");
+    assert_eq!(service_members(&lab, 1, "MICROCEPH_SOCKET"), left);
+    assert_eq!(service_members(&lab, 1, "MICROOVN_SOCKET"), left);
+    assert_eq!(ok(&lab.exec(1, &["ceph", "osd", "ls"])).lines().count(), 2);
+    assert_eq!(size().trim(), "size: 2", "replication restored");
+    assert_eq!(chassis().matches("name").count(), 2, "{}", chassis());
+
+    // As the warning says: wipe it, and the same file grows the cluster.
+    ok(&lab.exec(3, &["wipefs", "-a", &disks[0]]));
+    let started = Instant::now();
+    common::form_on(&lab, &[1, 3], &grow);
+    eprintln!(
+        "TIMING grow micro3 back by preseed: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(service_members(&lab, 2, "MICROCEPH_SOCKET"), all);
+    assert_eq!(service_members(&lab, 2, "MICROOVN_SOCKET"), all);
+    let lxd = json(&lab.exec(2, &["lxc", "cluster", "list", "--format", "json"]));
+    assert_eq!(lxd.as_array().map(Vec::len), Some(3), "{lxd}");
+    let osds = ok(&lab.exec(1, &["ceph", "osd", "ls"]));
+    assert_eq!(osds.lines().count(), 3, "ceph osd ls:\n{osds}");
+    assert_eq!(size().trim(), "size: 3", "replication follows the OSDs");
+    assert_eq!(chassis().matches("name").count(), 3, "{}", chassis());
+    let uplink = json(&lab.exec(1, &["lxc", "query", "/1.0/networks/UPLINK?target=micro3"]));
+    assert_eq!(uplink["config"]["parent"], "uplink0", "{uplink}");
 }

@@ -211,7 +211,7 @@ async fn run_phase(
             services::join_members(service, plan, targets, reverter, printer).await
         }
         Phase::CephDisks => services::add_ceph_disks(plan, targets, reverter, printer).await,
-        Phase::CephReplication => services::set_replication(plan, targets, printer).await,
+        Phase::CephReplication => services::set_replication(plan, targets, reverter, printer).await,
         Phase::RemotePools => lxd::create_remote_pools(plan, targets, reverter, printer).await,
         Phase::LxdBootstrap => lxd::bootstrap(plan, targets, reverter, printer).await,
         Phase::LxdJoin => lxd::join_members(plan, targets, reverter, printer).await,

@@ -11,7 +11,7 @@ use super::apply::Targets;
 use super::revert::Reverter;
 use crate::clients::Transport;
 use crate::clients::microceph::{
-    DiskRemoval, DisksPost, MicroCephClient, PoolPut, replication_size,
+    DiskRemoval, DisksPost, MIN_OSDS_TO_REMOVE_ONE, MicroCephClient, PoolPut, replication_size,
 };
 use crate::clients::microcluster::{MicroclusterClient, Service};
 use crate::clients::microovn::{self, MicroOvnClient};
@@ -291,11 +291,14 @@ async fn remove_osd(client: &MicroCephClient, location: &str, path: &str) -> any
     else {
         return Ok(());
     };
-    // The OSD holds nothing yet: dropping the failure domain it brought is
-    // what undoing it means.
+    // The OSD is this run's: dropping the failure domain it brought is what
+    // undoing it means, and MicroCeph's refusal to go below 3 OSDs guards
+    // data the cluster had before, which the replication undo (run first)
+    // left where it was.
     let removal = DiskRemoval {
         timeout: OSD_REMOVAL_TIMEOUT.as_secs(),
         confirm_downgrade: true,
+        bypass_safety: disks.len() <= MIN_OSDS_TO_REMOVE_ONE,
         ..Default::default()
     };
     client.remove_disk(disk.osd, &removal).await?;
@@ -303,10 +306,12 @@ async fn remove_osd(client: &MicroCephClient, location: &str, path: &str) -> any
 }
 
 /// Upstream's replication: min(OSDs, 3) on the pools it knows, counting the
-/// cluster's disks (not hosts). Not undone: the pools go with the cluster.
+/// cluster's disks (not hosts). Undone by the same rule on the OSDs the
+/// cluster had before this run, which is what a grown cluster had.
 pub(super) async fn set_replication(
     plan: &ClusterPlan,
     targets: &Targets,
+    reverter: &mut Reverter,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     if plan
@@ -326,6 +331,24 @@ pub(super) async fn set_replication(
         .set_pool_size(&request.pools, request.size, None)
         .await
         .context("Failed to set the Ceph pool size")?;
+    let added: usize = plan
+        .microceph
+        .iter()
+        .flat_map(|c| c.disks.values())
+        .map(Vec::len)
+        .sum();
+    let before = replication_size(total.saturating_sub(added));
+    if before != size && total > added {
+        let undo = client.clone();
+        let pools = request.pools;
+        reverter.add(
+            format!("restore the Ceph pools' replication to {before}"),
+            Box::pin(async move {
+                undo.set_pool_size(&pools, before, None).await?;
+                Ok(())
+            }),
+        );
+    }
     printer.status(format!(
         "Ceph pools are replicated {size} times ({total} OSDs)"
     ));

@@ -382,7 +382,7 @@ pub(super) fn drop_unsupported_wipes(
         if !supported {
             *wipe = false;
             warnings.push(format!(
-                "LXD on {name:?} cannot wipe disks (no storage_pool_source_wipe): {path} is used as it is"
+                "LXD on {name:?} cannot wipe disks (no storage_pool_source_wipe): {path} is used as it is, and LXD refuses it if it holds a file system (wipe it first: wipefs -a {path})"
             ));
         }
     }
@@ -1033,7 +1033,7 @@ pub(super) mod tests {
         assert_eq!(
             wipe_plan(true).warnings,
             [
-                r#"LXD on "micro2" cannot wipe disks (no storage_pool_source_wipe): /dev/sdb is used as it is"#
+                r#"LXD on "micro2" cannot wipe disks (no storage_pool_source_wipe): /dev/sdb is used as it is, and LXD refuses it if it holds a file system (wipe it first: wipefs -a /dev/sdb)"#
             ]
         );
         assert!(wipe_plan(false).warnings.is_empty());

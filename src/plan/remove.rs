@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::clients::microceph::MIN_OSDS_TO_REMOVE_ONE;
 use crate::clients::microcluster::{ClusterMember, Service};
 use crate::clients::microovn::OvnService;
 use crate::inventory::{CephView, ClusterService, Inventory, OvnView, Reach, ServiceView};
@@ -484,7 +485,7 @@ impl Build<'_> {
                         osd: disk.osd,
                         path: disk.path.clone(),
                         downgrade,
-                        bypass_safety: osds <= 3,
+                        bypass_safety: osds <= MIN_OSDS_TO_REMOVE_ONE,
                     });
                     osds -= 1;
                 }

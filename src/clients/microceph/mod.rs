@@ -15,6 +15,10 @@ use super::microcluster::{MicroclusterClient, MicroclusterError};
 use super::transport::Transport;
 pub use types::*;
 
+/// MicroCeph refuses to remove an OSD while this many or fewer exist ("we
+/// need at least 3 OSDs"), unless its safety checks are bypassed.
+pub const MIN_OSDS_TO_REMOVE_ONE: usize = 3;
+
 /// Adding OSDs and resizing pools run ceph commands that can take minutes on
 /// a slow machine; upstream MicroCloud allows them 5 minutes.
 const CEPH_JOB_TIMEOUT: Duration = Duration::from_secs(300);
