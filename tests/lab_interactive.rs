@@ -304,6 +304,16 @@ fn select_every_system(initiator: &mut Initiator, joiners: &mut [Screen]) {
     }
 }
 
+/// Selects the system table's one row, machine `i`, and waits until its
+/// joiner is confirmed.
+fn select_the_only_system(initiator: &mut Initiator, joiner: &mut Screen, i: usize) {
+    let m1 = &mut initiator.screen;
+    m1.send(SPACE);
+    m1.expect_re(&format!(r"> \[x\] micro{i}"));
+    m1.send(ENTER);
+    joiner.expect("Received confirmation from system micro1");
+}
+
 /// Picks `address`, the first row of the address table.
 fn choose_first_address(screen: &mut Screen, address: &str) {
     screen.expect("Select an address for MicroCloud's internal traffic:");
@@ -630,12 +640,9 @@ fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
     let rows = wait_for_rows(&mut initiator, 1);
     assert_rows_match(&rows, &BTreeMap::from([(3, fingerprint)]), &lab);
 
+    select_the_only_system(&mut initiator, &mut joiner, 3);
     let m1 = &mut initiator.screen;
-    m1.send(SPACE);
-    m1.expect_re(r"> \[x\] micro3");
-    m1.send(ENTER);
     m1.expect(&format!("Selected micro3 at {}", lab.address(3)));
-    joiner.expect("Received confirmation from system micro1");
     // The cluster's pool and network are used as they are: no questions.
     m1.expect(
         "MicroCloud will add 1 member(s) to the LXD cluster of micro1, micro2 (from micro1):",
@@ -673,11 +680,8 @@ fn add_at_a_terminal_gives_the_local_pool_the_cluster_lacks_to_old_and_new_membe
     let mut joiner = start_join(3, Typing::Full(&initiator.passphrase.clone()));
     joined_screen(&mut joiner, &initiator, &lab);
     wait_for_rows(&mut initiator, 1);
+    select_the_only_system(&mut initiator, &mut joiner, 3);
     let m1 = &mut initiator.screen;
-    m1.send(RIGHT);
-    m1.expect_re(r"> \[x\] micro3");
-    m1.send(ENTER);
-    joiner.expect("Received confirmation from system micro1");
     // The local storage question covers the old members too (their LXD
     // reports no spare disk, through micro1's).
     m1.expect("! No disks available for local storage on micro1, micro2, micro3");
@@ -1106,11 +1110,8 @@ fn add_at_a_terminal_grows_microceph_and_microovn_with_the_new_member() {
     let fingerprint = joined_screen(&mut joiner, &initiator, &lab);
     let rows = wait_for_rows(&mut initiator, 1);
     assert_rows_match(&rows, &BTreeMap::from([(4, fingerprint)]), &lab);
+    select_the_only_system(&mut initiator, &mut joiner, 4);
     let m1 = &mut initiator.screen;
-    m1.send(SPACE);
-    m1.expect_re(r"> \[x\] micro4");
-    m1.send(ENTER);
-    joiner.expect("Received confirmation from system micro1");
     // The new member's questions only: no disk to offer Ceph, its uplink and
     // its underlay address; the cluster's gateway, range and DNS stay.
     m1.expect("No disks available for distributed storage. Skipping configuration");
