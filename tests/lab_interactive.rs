@@ -719,6 +719,15 @@ fn add_at_a_terminal_gives_the_local_pool_the_cluster_lacks_to_old_and_new_membe
 #[ignore = "lab test: needs root and LXD, run scripts/test-lab"]
 fn ctrl_c_at_the_system_table_aborts_everywhere_and_changes_nothing() {
     let lab = Lab::up(3);
+    // Before any cluster exists, the commands for one refuse at a terminal too.
+    for args in [&["add"][..], &["service", "add"]] {
+        let (code, out) = Screen::spawn(1, args).finish();
+        assert_eq!(code, 1, "{args:?}:\n{out}");
+        assert!(
+            out.contains("MicroCloud is not initialized on \"micro1\": its LXD is not clustered. Run `microcloud init` first"),
+            "{args:?}:\n{out}"
+        );
+    }
     let mut initiator = start_init();
     let passphrase = initiator.passphrase.clone();
     let mut joiners: Vec<Screen> = JOINERS
