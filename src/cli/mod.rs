@@ -157,15 +157,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 
 /// The cluster as this machine's LXD, MicroCeph and MicroOVN know it.
 async fn local_inventory() -> anyhow::Result<Inventory> {
+    local_cluster().await.map(|(_, inventory)| inventory)
+}
+
+/// [`local_inventory`], with the client of the local LXD it was read through.
+async fn local_cluster() -> anyhow::Result<(LxdClient, Inventory)> {
     let socket = socket::find_local_socket()?;
     let lxd = LxdClient::new(Transport::unix(&socket.path, "the local LXD")?);
-    Inventory::read(&lxd, &HostSockets)
+    let inventory = Inventory::read(&lxd, &HostSockets)
         .await
         .map_err(|error| match error {
             InventoryError::Lxd(_) => anyhow::Error::new(error)
                 .context(format!("Failed to reach LXD at {}", socket.path.display())),
             other => other.into(),
-        })
+        })?;
+    Ok((lxd, inventory))
 }
 
 /// Runs an interactive command on a thread of its own: its questions block

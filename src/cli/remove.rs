@@ -1,17 +1,14 @@
 //! `microcloud remove` and `microcloud cluster remove`: one command, since
 //! membership lives only in the services' own clusters.
 
-use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 
 use super::GlobalArgs;
-use crate::clients::Transport;
-use crate::clients::lxd::{LxdClient, socket};
 use crate::clients::microceph::MicroCephClient;
 use crate::clients::microcluster::Service;
 use crate::clients::microovn::MicroOvnClient;
-use crate::inventory::{self, Inventory};
+use crate::inventory;
 use crate::orchestrate::remove::{RemovalClients, remove};
 use crate::plan::remove::{RemovalPlan, RemovalRequest, RemovalStep, build_removal};
 use crate::sys::services::HostSockets;
@@ -91,14 +88,7 @@ fn step_rows(plan: &RemovalPlan) -> Vec<StepRow> {
 
 pub async fn run(args: RemoveArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let printer = global.printer();
-    let socket = socket::find_local_socket()?;
-    let lxd = LxdClient::new(Transport::unix(&socket.path, "the local LXD")?);
-    let inventory = Inventory::read(&lxd, &HostSockets).await.with_context(|| {
-        format!(
-            "Failed to read the cluster through {}",
-            socket.path.display()
-        )
-    })?;
+    let (lxd, inventory) = super::local_cluster().await?;
     let leaving: Vec<_> = (inventory.lxd.iter())
         .filter(|m| args.names.contains(&m.server_name))
         .collect();
