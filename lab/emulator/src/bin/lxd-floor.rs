@@ -22,7 +22,10 @@ use microcloud::clients::lxd::{ClusterPut, LxdClient, NetworksPost, StoragePools
 
 fn client(lab_dir: &str, i: usize) -> anyhow::Result<LxdClient> {
     let socket = PathBuf::from(format!("{lab_dir}/m{i}/lxd/unix.socket"));
-    Ok(LxdClient::new(Transport::unix(&socket, format!("micro{i}"))?))
+    Ok(LxdClient::new(Transport::unix(
+        &socket,
+        format!("micro{i}"),
+    )?))
 }
 
 async fn wait_online(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
