@@ -144,6 +144,13 @@ impl Screen {
         }
     }
 
+    /// [`Screen::finish`] of a command that must have succeeded.
+    fn finish_ok(self) {
+        let name = self.name.clone();
+        let (code, rest) = self.finish();
+        assert_eq!(code, 0, "{name}:\n{rest}");
+    }
+
     /// Reads the screen to the end and returns the exit code and everything
     /// shown since the last wait.
     fn finish(mut self) -> (i32, String) {
@@ -473,9 +480,7 @@ fn all_succeed(initiator: Initiator, mut joiners: Vec<Screen>) {
         joiner.expect_formed("Successfully joined the MicroCloud cluster");
     }
     for screen in std::iter::once(initiator.screen).chain(joiners) {
-        let name = screen.name.clone();
-        let (code, rest) = screen.finish();
-        assert_eq!(code, 0, "{name}:\n{rest}");
+        screen.finish_ok();
     }
 }
 
@@ -628,9 +633,7 @@ fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
         .expect("Dry run: nothing was changed on any machine");
     joiner.expect("Dry run: the initiator showed its plan; nothing was changed");
     for screen in [initiator.screen, joiner] {
-        let name = screen.name.clone();
-        let (code, rest) = screen.finish();
-        assert_eq!(code, 0, "{name}:\n{rest}");
+        screen.finish_ok();
     }
     lab.assert_untouched(3);
 
@@ -654,9 +657,7 @@ fn add_at_a_terminal_previews_then_grows_a_two_member_cluster_to_three() {
     m1.expect_formed("MicroCloud is ready");
     joiner.expect_formed("Successfully joined the MicroCloud cluster");
     for screen in [initiator.screen, joiner] {
-        let name = screen.name.clone();
-        let (code, rest) = screen.finish();
-        assert_eq!(code, 0, "{name}:\n{rest}");
+        screen.finish_ok();
     }
     lab.assert_cluster(3, |i| match i {
         3 => format!("{}/m3/lxd/storage-pools/local", lab_dir().display()),
@@ -695,9 +696,7 @@ fn add_at_a_terminal_gives_the_local_pool_the_cluster_lacks_to_old_and_new_membe
     m1.expect_formed("MicroCloud is ready");
     joiner.expect_formed("Successfully joined the MicroCloud cluster");
     for screen in [initiator.screen, joiner] {
-        let name = screen.name.clone();
-        let (code, rest) = screen.finish();
-        assert_eq!(code, 0, "{name}:\n{rest}");
+        screen.finish_ok();
     }
     lab.assert_cluster(3, |i| {
         format!("{}/m{i}/lxd/storage-pools/local", lab_dir().display())
@@ -1153,9 +1152,7 @@ fn add_at_a_terminal_grows_microceph_and_microovn_with_the_new_member() {
     );
     joiner.expect_formed("Successfully joined the MicroCloud cluster");
     for screen in [initiator.screen, joiner] {
-        let name = screen.name.clone();
-        let (code, rest) = screen.finish();
-        assert_eq!(code, 0, "{name}:\n{rest}");
+        screen.finish_ok();
     }
 
     let all = ["micro1", "micro2", "micro3", "micro4"];
