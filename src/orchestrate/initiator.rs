@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::FutureExt;
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +37,7 @@ use crate::discovery::{self, ServerInfo};
 use crate::plan::{self, ClusterFacts, ClusterPlan, PlanRequest, Problems, SystemFacts};
 use crate::session::{
     JoinIntent, PeerSession, SESSION_PORT, SessionConfig, SessionEvent, SessionRole, SessionServer,
-    StopOutcome,
+    SignedIntent, StopOutcome,
 };
 use crate::state::{RunOutcome, StateDir};
 use crate::trust::{Fingerprint, Secret, ServerPin};
@@ -103,7 +103,8 @@ struct Collected {
 pub struct InitiatorSession {
     machine: LocalMachine,
     settings: SessionSettings,
-    me: JoinIntent,
+    /// This machine's confirmation, the same for every system.
+    me: SignedIntent,
     server: SessionServer,
     /// `None` while [`Arrivals`] has it.
     events: Option<UnboundedReceiver<SessionEvent>>,
@@ -126,6 +127,7 @@ impl InitiatorSession {
         settings: SessionSettings,
     ) -> anyhow::Result<InitiatorSession> {
         let me = machine.intent(settings.dry_run, Some(settings.goal));
+        let signed_me = SignedIntent::start(&settings.passphrase, &me);
         let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
         let (server, events) = SessionServer::start(
             listen,
@@ -169,7 +171,7 @@ impl InitiatorSession {
         Ok(InitiatorSession {
             machine,
             settings,
-            me,
+            me: signed_me,
             server,
             events: Some(events),
             stop_responder,
@@ -348,29 +350,29 @@ impl InitiatorSession {
         Ok(())
     }
 
-    /// Sends this machine's signed intent to each system, over TLS pinned to
-    /// the certificate it presented. Returns the confirmed ones, and the
-    /// first failure if any could not be confirmed.
+    /// Sends this machine's signed intent to each system at once (as
+    /// upstream), over TLS pinned to the certificate it presented. Returns the
+    /// confirmed ones, and the first failure (by name) if any could not be
+    /// confirmed.
     async fn confirm_each(
         &self,
         systems: &Arrived,
         printer: &Printer,
     ) -> (BTreeMap<String, PeerSession>, Option<anyhow::Error>) {
+        let confirmations = systems.iter().map(|(name, candidate)| async move {
+            let peer = PeerSession::new(
+                name,
+                &candidate.intent.address,
+                &self.machine.identity,
+                ServerPin::Fingerprint(candidate.fingerprint.clone()),
+            )?;
+            peer.send_intent(&self.me).await?;
+            anyhow::Ok(peer)
+        });
         let mut peers = BTreeMap::new();
         let mut failure = None;
-        for (name, candidate) in systems {
-            let confirmed = async {
-                let peer = PeerSession::new(
-                    name,
-                    &candidate.intent.address,
-                    &self.machine.identity,
-                    ServerPin::Fingerprint(candidate.fingerprint.clone()),
-                )?;
-                peer.send_intent(&self.settings.passphrase, &self.me)
-                    .await?;
-                anyhow::Ok(peer)
-            };
-            match confirmed.await {
+        for ((name, candidate), confirmed) in systems.iter().zip(join_all(confirmations).await) {
+            match confirmed {
                 Ok(peer) => {
                     printer.status(format!("Selected {name} at {}", candidate.intent.address));
                     peers.insert(name.clone(), peer);

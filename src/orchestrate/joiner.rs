@@ -17,8 +17,8 @@ use crate::clients::lxd::{ClusterPut, JoinToken, JoinTokenField, LxdClient};
 use crate::clients::microcluster::{MicroclusterClient, Service};
 use crate::discovery::{self, ServerInfo};
 use crate::session::{
-    JoinHandler, JoinIntent, MicroclusterJoin, PeerSession, SESSION_PORT, ServicesPut,
-    SessionConfig, SessionEvent, SessionRole, SessionServer, StopOutcome,
+    JoinHandler, MicroclusterJoin, PeerSession, SESSION_PORT, ServicesPut, SessionConfig,
+    SessionEvent, SessionRole, SessionServer, SignedIntent, StopOutcome,
 };
 use crate::trust::{self, CapturedCertificate, Identity, Secret, ServerPin};
 use crate::ui::Printer;
@@ -36,8 +36,9 @@ pub struct JoinerSettings {
     pub dry_run: bool,
 }
 
-/// How long to wait before contacting an initiator again that is not up yet.
-const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// How long to wait before contacting an initiator again that is not up yet
+/// (a refused connection costs nothing; the initiator may be a moment away).
+const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// How long LXD may take to leave the cluster after the initiator removed us.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -47,6 +48,7 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let me = machine.intent(settings.dry_run, None);
+    let signed_me = SignedIntent::start(&settings.passphrase, &me);
     let joined = Arc::new(Mutex::new(None));
     let handler = Arc::new(LxdJoiner {
         lxd: machine.lxd.clone(),
@@ -76,7 +78,8 @@ pub async fn run(
 
     let outcome = async {
         let deadline = Instant::now() + settings.session_timeout;
-        let initiator = contact_initiator(&machine, &settings, &me, &server, printer).await?;
+        let initiator =
+            contact_initiator(&machine, &settings, &signed_me, &server, printer).await?;
         printer.status(format!(
             "Verify the fingerprint {} is displayed on system {}.",
             machine.identity.fingerprint().short(),
@@ -134,7 +137,7 @@ pub async fn run(
 async fn contact_initiator(
     machine: &LocalMachine,
     settings: &JoinerSettings,
-    me: &JoinIntent,
+    me: &SignedIntent,
     server: &SessionServer,
     printer: &Printer,
 ) -> anyhow::Result<String> {
@@ -180,7 +183,7 @@ enum ContactError {
 async fn try_contact(
     machine: &LocalMachine,
     settings: &JoinerSettings,
-    me: &JoinIntent,
+    me: &SignedIntent,
     server: &SessionServer,
     label: &str,
     address: &str,
@@ -220,7 +223,7 @@ async fn try_contact(
         ServerPin::Fingerprint(fingerprint.clone()),
     )
     .map_err(|e| ContactError::Final(e.into()))?;
-    match session.send_intent(&settings.passphrase, me).await {
+    match session.send_intent(me).await {
         Ok(_) => {}
         Err(err) if err.is_wrong_passphrase() => {
             return Err(ContactError::Final(anyhow::anyhow!(

@@ -1,7 +1,10 @@
 //! Calls to a peer's session API.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use reqwest::Method;
 
 use super::types::{
@@ -77,24 +80,20 @@ impl PeerSession {
         self.transport.metadata(&Method::GET, "/1.0", envelope)
     }
 
-    /// Sends this machine's intent, signed with the passphrase.
+    /// Sends this machine's signed intent.
     pub async fn send_intent(
         &self,
-        passphrase: &Secret<String>,
-        intent: &JoinIntent,
+        intent: &SignedIntent,
     ) -> Result<IntentAccepted, SendIntentError> {
-        let body = serde_json::to_vec(intent).expect("intents always serialize");
-        let signature = trust::hmac::sign_async(passphrase, &body)
-            .await
-            .map_err(SendIntentError::Sign)?;
+        let signed = intent.0.clone().await.map_err(SendIntentError::Sign)?;
         let path = "/1.0/session/join";
         let envelope = self
             .transport
             .request_bytes(
                 Method::POST,
                 path,
-                &[("Authorization", signature.as_str())],
-                Some(body),
+                &[("Authorization", &signed.authorization)],
+                Some(signed.body.to_vec()),
             )
             .await
             .map_err(SendIntentError::Api)?;
@@ -140,6 +139,44 @@ impl PeerSession {
     }
 }
 
+/// This machine's intent, signed with the passphrase once for every peer it
+/// goes to: the body is the same for each, so one Argon2 derivation (64 MiB,
+/// a fraction of a second) serves every send and every retry. The derivation
+/// starts when the intent is known, so it overlaps discovery instead of
+/// sitting in front of each confirmation.
+#[derive(Clone)]
+pub struct SignedIntent(Shared<BoxFuture<'static, Result<Signed, Arc<trust::HmacError>>>>);
+
+#[derive(Clone)]
+struct Signed {
+    body: Arc<[u8]>,
+    authorization: Arc<str>,
+}
+
+impl SignedIntent {
+    /// Starts signing `intent` in the background (inside a Tokio runtime).
+    pub fn start(passphrase: &Secret<String>, intent: &JoinIntent) -> SignedIntent {
+        let body: Arc<[u8]> = serde_json::to_vec(intent)
+            .expect("intents always serialize")
+            .into();
+        let (passphrase, to_sign) = (passphrase.clone(), body.clone());
+        let signing =
+            tokio::spawn(async move { trust::hmac::sign_async(&passphrase, &to_sign).await });
+        let signed = async move {
+            let authorization = signing
+                .await
+                .map_err(trust::HmacError::Task)
+                .and_then(|signature| signature)
+                .map_err(Arc::new)?;
+            Ok(Signed {
+                body,
+                authorization: authorization.into(),
+            })
+        };
+        SignedIntent(signed.boxed().shared())
+    }
+}
+
 /// `ip:9443`, with brackets for IPv6.
 pub fn authority(address: &str) -> String {
     match address.parse::<std::net::IpAddr>() {
@@ -151,7 +188,7 @@ pub fn authority(address: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum SendIntentError {
     #[error("failed to sign the join request")]
-    Sign(#[source] trust::HmacError),
+    Sign(#[source] Arc<trust::HmacError>),
     #[error(transparent)]
     Api(ApiError),
 }

@@ -7,7 +7,8 @@
 //!    the certificate the initiator presented.
 //! 2. The initiator answers each accepted joiner with its own signed intent,
 //!    over TLS pinned to the joiner's certificate, from the certificate the
-//!    joiner captured. From then on both sides know each other's certificate
+//!    joiner captured; all at once, with one signature made when the session
+//!    opened ([`SignedIntent`]). From then on both sides know each other's certificate
 //!    and every further call is mutual TLS checked against those pins.
 //! 3. The initiator then reads each joiner's LXD through the joiner's proxy
 //!    and the joiner's own report on its disks in use (`/1.0/machine/disks`),
@@ -20,7 +21,7 @@ pub mod client;
 pub mod server;
 pub mod types;
 
-pub use client::PeerSession;
+pub use client::{PeerSession, SignedIntent};
 pub use server::{JoinHandler, SessionConfig, SessionEvent, SessionRole, SessionServer};
 pub use types::*;
 

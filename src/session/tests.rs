@@ -8,7 +8,7 @@
 //! Argon2 costs a noticeable time per signature and per check, so every test
 //! signs each body once, signs its bodies concurrently, and replays a signed
 //! body where the point is what the server does with it (the HMAC covers the
-//! body only, not the TLS client). Eight signed requests in all.
+//! body only, not the TLS client). Ten signatures in all.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -599,4 +599,45 @@ async fn the_lxd_proxy_forwards_the_path_as_sent() {
     assert_refused(alias, 404, "not found");
     let call = lxd.calls().pop().expect("the request reached LXD");
     assert_eq!(call.path, "/1.0/images/aliases/ubuntu%2F24.04");
+}
+
+#[tokio::test]
+async fn one_signed_confirmation_is_accepted_by_every_joiner_at_once() {
+    let micro1 = identity("micro1");
+    let mut joiners = Vec::new();
+    for name in ["micro2", "micro3"] {
+        let session = Session::start(
+            identity(name),
+            SessionRole::Joiner {
+                initiator: Some("micro1".into()),
+            },
+            no_lxd(),
+        )
+        .await;
+        session
+            .server
+            .expect_initiator(micro1.fingerprint().clone());
+        joiners.push(session);
+    }
+    // One derivation, started before any joiner is known, as the initiator does.
+    let confirmation = SignedIntent::start(&Secret::new(PASSPHRASE.to_string()), &intent(&micro1));
+    let peers: Vec<PeerSession> = joiners
+        .iter()
+        .map(|joiner| {
+            PeerSession::from_transport(
+                joiner.identity.name(),
+                "127.0.0.1",
+                joiner.client(Some(&micro1)),
+            )
+        })
+        .collect();
+    let (a, b) = tokio::join!(
+        peers[0].send_intent(&confirmation),
+        peers[1].send_intent(&confirmation)
+    );
+    assert_eq!(a.unwrap().name, "micro2");
+    assert_eq!(b.unwrap().name, "micro3");
+    for joiner in &mut joiners {
+        joiner.assert_accepted(&micro1);
+    }
 }
