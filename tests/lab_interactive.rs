@@ -46,6 +46,8 @@ const JOINERS: [usize; 2] = [2, 3];
 /// `microcloud ARGS` as one lab machine, on its own pseudo-terminal.
 struct Screen {
     name: String,
+    /// When the program was started, for the benchmark figure (scripts/bench --interactive).
+    started: Instant,
     session: OsSession,
     /// Everything read so far, without escape sequences, for failure messages.
     seen: String,
@@ -56,6 +58,7 @@ impl Screen {
         let mut command = lab(&["exec", &i.to_string(), MICROCLOUD]);
         command.args(args);
         let name = format!("micro{i} `microcloud {}`", args.join(" "));
+        let started = Instant::now();
         let mut session = Session::spawn(command)
             .unwrap_or_else(|e| panic!("{name}: cannot start on a pseudo-terminal: {e}"));
         // A wide terminal, so disk paths are shown whole.
@@ -65,6 +68,7 @@ impl Screen {
             .unwrap_or_else(|e| panic!("{name}: cannot size the terminal: {e}"));
         Screen {
             name,
+            started,
             session,
             seen: String::new(),
         }
@@ -452,9 +456,11 @@ fn accept_defaults_and_finish(
     let applying = Instant::now();
     m1.send(ENTER);
     m1.expect_formed("MicroCloud is ready");
+    let last_joiner = joiners.iter().map(|j| j.started).max().expect("joiners");
     eprintln!(
-        "TIMING interactive init: plan approved to \"MicroCloud is ready\": {:.2} s",
-        applying.elapsed().as_secs_f64()
+        "TIMING interactive init: plan approved to \"MicroCloud is ready\": {:.2} s; last joiner started to ready: {:.2} s",
+        applying.elapsed().as_secs_f64(),
+        last_joiner.elapsed().as_secs_f64()
     );
     m1.expect("Would you like to save these answers as a preseed file, to set up the same cluster again? (yes/no) [default=no]: ");
     match save_to {
