@@ -5,12 +5,14 @@
 //! product's own `respond` and `lookup` in them, one thread per namespace
 //! (`setns`, then its own current-thread runtime, as tests/discovery_netns.rs).
 //!
-//! Scenario A, joiners first: the N lookups start spread evenly over the head
-//! start (so their resend ticks fall at every phase, as for joiners started by
-//! hand; started together, every tick would land on one instant and the
-//! figure would depend on where that instant falls), then the responder
-//! starts in namespace 0. Each joiner's latency is from the responder's start to its
-//! `lookup` returning the responder.
+//! Scenario A, joiners first: the N lookups start at random instants within
+//! the head start, then the responder starts in namespace 0. Each joiner's
+//! latency is from the responder's start to its `lookup` returning the
+//! responder: mostly the wait for its next resend tick. Random starts put
+//! those ticks at every phase, as for joiners started by hand. Started
+//! together (or evenly spaced), the ticks fall on a few instants, one of
+//! them often the responder's start itself, where the figure is a race
+//! between two threads: 0 or a whole resend interval.
 //!
 //! Scenario B, initiator first: the responder is up (a probe lookup answered),
 //! then the N lookups start at once; latency from that start.
@@ -364,19 +366,16 @@ impl Bench {
         self.lab.peers.len() - 1
     }
 
-    /// A: joiner i starts at (i-1/2)/N of `head`, the responder at `head`;
+    /// A: the joiners start at random within `head`, the responder at `head`;
     /// each latency is from the responder's start to the lookup's return.
-    /// The half step keeps every joiner's resend ticks off the responder's
-    /// start, where the figure would be a race (0 or a whole interval).
     fn joiners_first(&self, head: Duration) -> anyhow::Result<Vec<Duration>> {
-        let n = self.joiner_count();
         self.lab.flush_neighbours()?;
         let stop = CancellationToken::new();
         let _stop = stop.clone().drop_guard();
         let mut batch = Batch::new();
         let responder = self.responder(&mut batch, head, &stop);
-        let joiners: Vec<_> = (1..=n)
-            .map(|i| self.joiner(&mut batch, i, head * (2 * i as u32 - 1) / (2 * n as u32)))
+        let joiners: Vec<_> = (1..=self.joiner_count())
+            .map(|i| self.joiner(&mut batch, i, head.mul_f64(rand::random::<f64>())))
             .collect();
         batch.start()?;
         let times = joiners
@@ -462,7 +461,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     println!(
-        "# discovery-bench: {} joiners, {} reps, {}; A: joiners first (spread over {:.3} s), B: initiator first",
+        "# discovery-bench: {} joiners, {} reps, {}; A: joiners first (random starts within {:.3} s), B: initiator first",
         args.peers, args.reps, args.subnet, args.head_start
     );
     println!("# scenario\trep\tpeers\tall_found_ms\tfirst_ms\tmedian_ms");
