@@ -845,6 +845,7 @@ mod tests {
                 purpose: None,
             },
             fingerprint: format!("0123456789ab{}", "0".repeat(52)).parse().unwrap(),
+            salt: crate::trust::hmac::Salt::of(&[0; 16]),
         }
     }
 

@@ -40,6 +40,7 @@ use crate::session::{
     SignedIntent, StopOutcome,
 };
 use crate::state::{RunOutcome, StateDir};
+use crate::trust::hmac::{Salt, SessionKeys};
 use crate::trust::{Fingerprint, Secret, ServerPin};
 use crate::ui::Printer;
 
@@ -73,6 +74,8 @@ pub struct SessionSettings {
 pub struct Candidate {
     pub intent: JoinIntent,
     pub fingerprint: Fingerprint,
+    /// The salt its intent was signed under, for the confirmation.
+    pub salt: Salt,
 }
 
 impl Candidate {
@@ -103,8 +106,8 @@ struct Collected {
 pub struct InitiatorSession {
     machine: LocalMachine,
     settings: SessionSettings,
-    /// This machine's confirmation, the same for every system.
-    me: SignedIntent,
+    me: JoinIntent,
+    keys: Arc<SessionKeys>,
     server: SessionServer,
     /// `None` while [`Arrivals`] has it.
     events: Option<UnboundedReceiver<SessionEvent>>,
@@ -127,7 +130,7 @@ impl InitiatorSession {
         settings: SessionSettings,
     ) -> anyhow::Result<InitiatorSession> {
         let me = machine.intent(settings.dry_run, Some(settings.goal));
-        let signed_me = SignedIntent::start(&settings.passphrase, &me);
+        let keys = Arc::new(SessionKeys::new(settings.passphrase.clone()));
         let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
         let (server, events) = SessionServer::start(
             listen,
@@ -139,7 +142,7 @@ impl InitiatorSession {
                         Admission::Chosen => None,
                     },
                 },
-                passphrase: settings.passphrase.clone(),
+                keys: keys.clone(),
                 me: me.clone(),
                 local_lxd: machine.lxd.transport().clone(),
                 machine_disks: crate::sys::machine_disks,
@@ -171,7 +174,8 @@ impl InitiatorSession {
         Ok(InitiatorSession {
             machine,
             settings,
-            me: signed_me,
+            me,
+            keys,
             server,
             events: Some(events),
             stop_responder,
@@ -351,7 +355,8 @@ impl InitiatorSession {
     }
 
     /// Sends this machine's signed intent to each system at once (as
-    /// upstream), over TLS pinned to the certificate it presented. Returns the
+    /// upstream), over TLS pinned to the certificate it presented, each under
+    /// the salt of that system's own intent (no key derivation). Returns the
     /// confirmed ones, and the first failure (by name) if any could not be
     /// confirmed.
     async fn confirm_each(
@@ -366,7 +371,8 @@ impl InitiatorSession {
                 &self.machine.identity,
                 ServerPin::Fingerprint(candidate.fingerprint.clone()),
             )?;
-            peer.send_intent(&self.me).await?;
+            let confirmation = SignedIntent::answering(&self.keys, &candidate.salt, &self.me);
+            peer.send_intent(&confirmation).await?;
             anyhow::Ok(peer)
         });
         let mut peers = BTreeMap::new();
@@ -602,10 +608,12 @@ fn admit(event: SessionEvent) -> anyhow::Result<Admit> {
         SessionEvent::Intent {
             intent,
             fingerprint,
+            salt,
             ..
         } => Ok(Admit::Accepted(Candidate {
             intent,
             fingerprint,
+            salt,
         })),
         SessionEvent::Rejected {
             remote,

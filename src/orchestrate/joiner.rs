@@ -20,6 +20,7 @@ use crate::session::{
     JoinHandler, MicroclusterJoin, PeerSession, SESSION_PORT, ServicesPut, SessionConfig,
     SessionEvent, SessionRole, SessionServer, SignedIntent, StopOutcome,
 };
+use crate::trust::hmac::SessionKeys;
 use crate::trust::{self, CapturedCertificate, Identity, Secret, ServerPin};
 use crate::ui::Printer;
 
@@ -48,7 +49,8 @@ pub async fn run(
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let me = machine.intent(settings.dry_run, None);
-    let signed_me = SignedIntent::start(&settings.passphrase, &me);
+    let keys = Arc::new(SessionKeys::new(settings.passphrase.clone()));
+    let signed_me = SignedIntent::start(&keys, &me);
     let joined = Arc::new(Mutex::new(None));
     let handler = Arc::new(LxdJoiner {
         lxd: machine.lxd.clone(),
@@ -67,7 +69,7 @@ pub async fn run(
             role: SessionRole::Joiner {
                 initiator: settings.initiator_name.clone(),
             },
-            passphrase: settings.passphrase.clone(),
+            keys,
             me: me.clone(),
             local_lxd: machine.lxd.transport().clone(),
             machine_disks: crate::sys::machine_disks,

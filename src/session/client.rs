@@ -13,7 +13,8 @@ use super::types::{
 use crate::clients::lxd::LxdClient;
 use crate::clients::{ApiError, Transport};
 use crate::disks::MachineDisks;
-use crate::trust::{self, Identity, Secret, ServerPin};
+use crate::trust::hmac::{HmacError, Salt, SessionKeys};
+use crate::trust::{self, Identity, ServerPin};
 
 /// How long a peer may take to join its services.
 const SERVICES_JOIN_TIMEOUT: Duration = Duration::from_secs(600);
@@ -139,13 +140,10 @@ impl PeerSession {
     }
 }
 
-/// This machine's intent, signed with the passphrase once for every peer it
-/// goes to: the body is the same for each, so one Argon2 derivation (64 MiB,
-/// a fraction of a second) serves every send and every retry. The derivation
-/// starts when the intent is known, so it overlaps discovery instead of
-/// sitting in front of each confirmation.
+/// This machine's intent, signed with the session passphrase, made in the
+/// background as soon as the intent is known: sent (or sent again) once ready.
 #[derive(Clone)]
-pub struct SignedIntent(Shared<BoxFuture<'static, Result<Signed, Arc<trust::HmacError>>>>);
+pub struct SignedIntent(Shared<BoxFuture<'static, Result<Signed, Arc<HmacError>>>>);
 
 #[derive(Clone)]
 struct Signed {
@@ -154,18 +152,34 @@ struct Signed {
 }
 
 impl SignedIntent {
-    /// Starts signing `intent` in the background (inside a Tokio runtime).
-    pub fn start(passphrase: &Secret<String>, intent: &JoinIntent) -> SignedIntent {
+    /// A joiner's intent, under a fresh salt: one derivation, which overlaps
+    /// discovery, and serves every retry (inside a Tokio runtime).
+    pub fn start(keys: &Arc<SessionKeys>, intent: &JoinIntent) -> SignedIntent {
+        SignedIntent::signed_by(keys, intent, None)
+    }
+
+    /// The initiator's confirmation of the intent it accepted under `salt`:
+    /// under that salt, whose key both sides already hold (see
+    /// [`SessionKeys::sign_with_salt`]).
+    pub fn answering(keys: &Arc<SessionKeys>, salt: &Salt, intent: &JoinIntent) -> SignedIntent {
+        SignedIntent::signed_by(keys, intent, Some(salt.clone()))
+    }
+
+    fn signed_by(keys: &Arc<SessionKeys>, intent: &JoinIntent, salt: Option<Salt>) -> SignedIntent {
         let body: Arc<[u8]> = serde_json::to_vec(intent)
             .expect("intents always serialize")
             .into();
-        let (passphrase, to_sign) = (passphrase.clone(), body.clone());
-        let signing =
-            tokio::spawn(async move { trust::hmac::sign_async(&passphrase, &to_sign).await });
+        let (keys, to_sign) = (keys.clone(), body.clone());
+        let signing = tokio::spawn(async move {
+            match salt {
+                Some(salt) => keys.sign_with_salt(&salt, &to_sign).await,
+                None => keys.sign(&to_sign).await,
+            }
+        });
         let signed = async move {
             let authorization = signing
                 .await
-                .map_err(trust::HmacError::Task)
+                .map_err(HmacError::Task)
                 .and_then(|signature| signature)
                 .map_err(Arc::new)?;
             Ok(Signed {
@@ -188,7 +202,7 @@ pub fn authority(address: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum SendIntentError {
     #[error("failed to sign the join request")]
-    Sign(#[source] Arc<trust::HmacError>),
+    Sign(#[source] Arc<HmacError>),
     #[error(transparent)]
     Api(ApiError),
 }

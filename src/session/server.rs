@@ -25,7 +25,8 @@ use super::types::{
 use crate::clients::Transport;
 use crate::disks::MachineDisks;
 use crate::sys::block::BlockReadError;
-use crate::trust::{self, Fingerprint, PeerCertificate, Secret};
+use crate::trust::hmac::{Salt, SessionKeys};
+use crate::trust::{self, Fingerprint, PeerCertificate};
 
 /// Where a trusted peer reads this machine's own report on its disks.
 pub const MACHINE_DISKS_PATH: &str = "/1.0/machine/disks";
@@ -56,6 +57,8 @@ pub enum SessionEvent {
         intent: JoinIntent,
         fingerprint: Fingerprint,
         remote: SocketAddr,
+        /// The salt it was signed under: the initiator answers under it.
+        salt: Salt,
     },
     /// A join request that was refused; the name is what the sender claimed.
     Rejected {
@@ -76,7 +79,8 @@ pub trait JoinHandler: Send + Sync {
 
 pub struct SessionConfig {
     pub role: SessionRole,
-    pub passphrase: Secret<String>,
+    /// The session passphrase, and the keys derived from it.
+    pub keys: Arc<SessionKeys>,
     /// This machine's own intent (name, version, address, certificate, services).
     pub me: JoinIntent,
     /// The local LXD, for the proxy that lets the initiator read this machine.
@@ -262,7 +266,15 @@ async fn session_join(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    tokio::time::sleep(JOIN_ATTEMPT_DELAY).await;
+    let presented = peer.and_then(|axum::Extension(peer)| peer.0);
+    // The delay slows down guessing; the initiator this joiner contacted
+    // (proved by its pinned certificate) already holds the joiner's signed
+    // intent, and is not made to wait for its confirmation.
+    let from_contacted_initiator =
+        presented.is_some() && *lock(&shared.initiator_certificate) == presented;
+    if !from_contacted_initiator {
+        tokio::time::sleep(JOIN_ATTEMPT_DELAY).await;
+    }
     let claimed_name = serde_json::from_slice::<JoinIntent>(&body)
         .ok()
         .map(|i| i.name);
@@ -286,8 +298,8 @@ async fn session_join(
     else {
         return reject(StatusCode::UNAUTHORIZED, "Missing authorization".into());
     };
-    match trust::hmac::verify_async(&shared.config.passphrase, authorization, &body).await {
-        Ok(()) => {}
+    let salt = match shared.config.keys.verify(authorization, &body).await {
+        Ok(salt) => salt,
         Err(trust::HmacError::Invalid) => {
             let failures = shared.failed_attempts.fetch_add(1, Ordering::SeqCst) + 1;
             if failures >= MAX_FAILED_ATTEMPTS {
@@ -308,7 +320,7 @@ async fn session_join(
                 "Failed to check the join request",
             );
         }
-    }
+    };
     let intent: JoinIntent = match serde_json::from_slice(&body) {
         Ok(intent) => intent,
         Err(e) => {
@@ -324,7 +336,6 @@ async fn session_join(
             "Invalid certificate in join request".into(),
         );
     };
-    let presented = peer.and_then(|axum::Extension(peer)| peer.0);
     if presented.as_ref() != Some(&fingerprint) {
         return reject(
             StatusCode::FORBIDDEN,
@@ -423,6 +434,7 @@ async fn session_join(
         intent,
         fingerprint,
         remote,
+        salt,
     });
     sync(json!(IntentAccepted {
         name: me.name.clone()

@@ -8,11 +8,12 @@
 //! Argon2 costs a noticeable time per signature and per check, so every test
 //! signs each body once, signs its bodies concurrently, and replays a signed
 //! body where the point is what the server does with it (the HMAC covers the
-//! body only, not the TLS client). Ten signatures in all.
+//! body only, not the TLS client). Ten derivations to sign in all.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -27,7 +28,8 @@ use crate::clients::lxd::LxdClient;
 use crate::clients::{ApiError, Transport};
 use crate::disks::MachineDisks;
 use crate::testing::FakeLxd;
-use crate::trust::{self, Identity, Secret, ServerPin};
+use crate::trust::hmac::SessionKeys;
+use crate::trust::{Identity, Secret, ServerPin};
 
 /// What every test machine reports: its root disk is in use.
 fn root_disk_in_use() -> Result<MachineDisks, crate::sys::block::BlockReadError> {
@@ -76,6 +78,8 @@ struct Session {
     events: UnboundedReceiver<SessionEvent>,
     identity: Identity,
     address: SocketAddr,
+    /// The keys its server checks requests with.
+    keys: Arc<SessionKeys>,
 }
 
 impl Session {
@@ -98,9 +102,10 @@ impl Session {
                 let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
                 probe.local_addr().unwrap()
             };
+            let keys = Arc::new(SessionKeys::new(Secret::new(PASSPHRASE.to_string())));
             let config = SessionConfig {
                 role: role.clone(),
-                passphrase: Secret::new(PASSPHRASE.to_string()),
+                keys: keys.clone(),
                 me: me.clone(),
                 local_lxd: local_lxd.clone(),
                 machine_disks: root_disk_in_use,
@@ -113,6 +118,7 @@ impl Session {
                         events,
                         identity,
                         address,
+                        keys,
                     };
                 }
                 Err(SessionServerError::Bind(..)) => continue,
@@ -165,6 +171,7 @@ impl Session {
                 intent: received,
                 fingerprint,
                 remote,
+                ..
             } => {
                 assert_eq!(received, intent(identity));
                 assert_eq!(&fingerprint, identity.fingerprint());
@@ -205,8 +212,13 @@ struct Signed {
 
 /// `identity`'s intent, signed with `passphrase`.
 async fn sign(identity: &Identity, passphrase: &str) -> Signed {
-    let body = serde_json::to_vec(&intent(identity)).unwrap();
-    let authorization = trust::hmac::sign_async(&Secret::new(passphrase.to_string()), &body)
+    sign_body(serde_json::to_vec(&intent(identity)).unwrap(), passphrase).await
+}
+
+/// `body` signed with `passphrase` by a peer of its own (no key in common).
+async fn sign_body(body: Vec<u8>, passphrase: &str) -> Signed {
+    let authorization = SessionKeys::new(Secret::new(passphrase.to_string()))
+        .sign(&body)
         .await
         .unwrap();
     Signed {
@@ -296,13 +308,7 @@ async fn sign_as(identity: &Identity, standing: Standing) -> Signed {
         ..intent(identity)
     })
     .unwrap();
-    let authorization = trust::hmac::sign_async(&Secret::new(PASSPHRASE.to_string()), &body)
-        .await
-        .unwrap();
-    Signed {
-        body,
-        authorization,
-    }
+    sign_body(body, PASSPHRASE).await
 }
 
 #[tokio::test]
@@ -601,43 +607,50 @@ async fn the_lxd_proxy_forwards_the_path_as_sent() {
     assert_eq!(call.path, "/1.0/images/aliases/ubuntu%2F24.04");
 }
 
+/// A joiner's intent and the initiator's confirmation under its salt, between
+/// two session servers, each with the keys its server checks with.
 #[tokio::test]
-async fn one_signed_confirmation_is_accepted_by_every_joiner_at_once() {
-    let micro1 = identity("micro1");
-    let mut joiners = Vec::new();
-    for name in ["micro2", "micro3"] {
-        let session = Session::start(
-            identity(name),
-            SessionRole::Joiner {
-                initiator: Some("micro1".into()),
-            },
-            no_lxd(),
-        )
-        .await;
-        session
-            .server
-            .expect_initiator(micro1.fingerprint().clone());
-        joiners.push(session);
-    }
-    // One derivation, started before any joiner is known, as the initiator does.
-    let confirmation = SignedIntent::start(&Secret::new(PASSPHRASE.to_string()), &intent(&micro1));
-    let peers: Vec<PeerSession> = joiners
-        .iter()
-        .map(|joiner| {
-            PeerSession::from_transport(
-                joiner.identity.name(),
-                "127.0.0.1",
-                joiner.client(Some(&micro1)),
-            )
-        })
-        .collect();
-    let (a, b) = tokio::join!(
-        peers[0].send_intent(&confirmation),
-        peers[1].send_intent(&confirmation)
+async fn the_initiator_confirms_under_the_salt_of_the_joiners_intent() {
+    let mut initiator = Session::start(identity("micro1"), initiator(&["micro2"]), no_lxd()).await;
+    let mut joiner = Session::start(
+        identity("micro2"),
+        SessionRole::Joiner {
+            initiator: Some("micro1".into()),
+        },
+        no_lxd(),
+    )
+    .await;
+    let fingerprint = initiator.identity.fingerprint().clone();
+    joiner.server.expect_initiator(fingerprint);
+    let to_initiator = PeerSession::from_transport(
+        "micro1",
+        "127.0.0.1",
+        initiator.client(Some(&joiner.identity)),
     );
-    assert_eq!(a.unwrap().name, "micro2");
-    assert_eq!(b.unwrap().name, "micro3");
-    for joiner in &mut joiners {
-        joiner.assert_accepted(&micro1);
-    }
+    let to_joiner = PeerSession::from_transport(
+        "micro2",
+        "127.0.0.1",
+        joiner.client(Some(&initiator.identity)),
+    );
+    let (intent_of_micro1, intent_of_micro2) =
+        (intent(&initiator.identity), intent(&joiner.identity));
+
+    let signed = SignedIntent::start(&joiner.keys, &intent_of_micro2);
+    assert_eq!(
+        to_initiator.send_intent(&signed).await.unwrap().name,
+        "micro1"
+    );
+    let salt = match initiator.event() {
+        SessionEvent::Intent { salt, intent, .. } => {
+            assert_eq!(intent, intent_of_micro2);
+            salt
+        }
+        other => panic!("expected an intent, got {other:?}"),
+    };
+    let confirmation = SignedIntent::answering(&initiator.keys, &salt, &intent_of_micro1);
+    assert_eq!(
+        to_joiner.send_intent(&confirmation).await.unwrap().name,
+        "micro2"
+    );
+    joiner.assert_accepted(&initiator.identity);
 }

@@ -14,10 +14,21 @@
 //! The passphrase has only about 41 bits of entropy, so the expensive Argon2
 //! step is what makes guessing it from an intercepted request impractical. The
 //! cost is deliberate and must not be lowered (interop). It also means a
-//! derivation takes a noticeable time and 64 MiB of memory: async callers use
-//! [`sign_async`] and [`verify_async`], which run it on the blocking pool and
-//! admit only a few derivations at once, so a burst of forged requests cannot
-//! exhaust memory.
+//! derivation takes a noticeable time and 64 MiB of memory, so
+//! [`SessionKeys`] runs it on the blocking pool, admits only a few at once (a
+//! burst of forged requests cannot exhaust memory), and derives each salt's
+//! key once per session.
+//!
+//! Both sides of a session already derive the key of the joiner's salt: the
+//! joiner to sign its intent, the initiator to check it. So the initiator
+//! signs its confirmation under that salt ([`SessionKeys::sign_with_salt`]),
+//! and the joiner checks it with the key it kept: a confirmation costs no
+//! derivation at all, where it cost two. The header is the standard one: a
+//! peer that keeps no keys (upstream's daemon) checks it with a derivation of
+//! its own, and a confirmation under a salt we do not know is derived as usual.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use hmac::{Hmac, Mac};
@@ -38,7 +49,7 @@ const PASSES: u32 = 3;
 const LANES: u32 = 4;
 const KEY_LEN: usize = 32;
 
-/// How many Argon2 derivations the async wrappers run at once (64 MiB each).
+/// How many Argon2 derivations run at once in this process (64 MiB each).
 static KDF_SLOTS: Semaphore = Semaphore::const_new(2);
 
 /// Why a request's `Authorization` header was not accepted, or could not be made.
@@ -69,78 +80,127 @@ impl std::fmt::Display for KdfError {
 
 impl std::error::Error for KdfError {}
 
-/// Returns the `Authorization` header value for `body`, with a fresh salt.
-/// Slow (Argon2); prefer [`sign_async`] on async threads.
-pub fn sign(passphrase: &Secret<String>, body: &[u8]) -> Result<String, HmacError> {
-    sign_with(&interop_params(), passphrase, body)
+/// The salt of a signed request. Not a secret: it travels in the header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Salt(Vec<u8>);
+
+impl Salt {
+    fn fresh() -> Salt {
+        Salt(rand::random::<[u8; SALT_LEN]>().to_vec())
+    }
+
+    /// A salt for tests that build session values by hand.
+    #[cfg(test)]
+    pub fn of(bytes: &[u8]) -> Salt {
+        Salt(bytes.to_vec())
+    }
 }
 
-/// Checks an `Authorization` header value against `body` in constant time.
-/// Slow (Argon2); prefer [`verify_async`] on async threads.
-pub fn verify(passphrase: &Secret<String>, header: &str, body: &[u8]) -> Result<(), HmacError> {
-    verify_with(&interop_params(), passphrase, header, body)
+type Key = Zeroizing<[u8; KEY_LEN]>;
+
+/// A session's passphrase and the keys derived from it so far, by salt.
+pub struct SessionKeys {
+    passphrase: Secret<String>,
+    params: Params,
+    /// Only keys of salts this session chose or verified a request under:
+    /// forged requests add nothing.
+    known: Mutex<HashMap<Salt, Key>>,
 }
 
-/// [`sign`] on the blocking thread pool.
-pub async fn sign_async(passphrase: &Secret<String>, body: &[u8]) -> Result<String, HmacError> {
-    let (passphrase, body) = (passphrase.clone(), body.to_vec());
-    on_blocking_pool(move || sign(&passphrase, &body)).await
-}
+impl SessionKeys {
+    pub fn new(passphrase: Secret<String>) -> SessionKeys {
+        let params = Params::new(MEMORY_KIB, PASSES, LANES, Some(KEY_LEN))
+            .expect("constant Argon2 parameters are valid");
+        SessionKeys::with_params(passphrase, params)
+    }
 
-/// [`verify`] on the blocking thread pool.
-pub async fn verify_async(
-    passphrase: &Secret<String>,
-    header: &str,
-    body: &[u8],
-) -> Result<(), HmacError> {
-    let (passphrase, header, body) = (passphrase.clone(), header.to_owned(), body.to_vec());
-    on_blocking_pool(move || verify(&passphrase, &header, &body)).await
-}
+    fn with_params(passphrase: Secret<String>, params: Params) -> SessionKeys {
+        SessionKeys {
+            passphrase,
+            params,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
 
-async fn on_blocking_pool<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, HmacError> + Send + 'static,
-) -> Result<T, HmacError> {
-    let slot = KDF_SLOTS
-        .acquire()
+    /// The `Authorization` header value for `body`, under a fresh salt.
+    pub async fn sign(&self, body: &[u8]) -> Result<String, HmacError> {
+        self.sign_with_salt(&Salt::fresh(), body).await
+    }
+
+    /// The `Authorization` header value for `body` under `salt`: the salt of a
+    /// request [`SessionKeys::verify`] accepted, whose key is known.
+    pub async fn sign_with_salt(&self, salt: &Salt, body: &[u8]) -> Result<String, HmacError> {
+        let key = match self.known_key(salt) {
+            Some(key) => key,
+            None => {
+                let key = self.derive(salt).await?;
+                self.remember(salt, &key);
+                key
+            }
+        };
+        let mac = keyed_mac(&key, body).finalize().into_bytes();
+        Ok(format!(
+            "{AUTH_SCHEME} {}:{}",
+            hex::encode(&salt.0),
+            hex::encode(mac)
+        ))
+    }
+
+    /// Checks an `Authorization` header value against `body` in constant
+    /// time; returns the salt it was made under.
+    pub async fn verify(&self, header: &str, body: &[u8]) -> Result<Salt, HmacError> {
+        let (salt, mac) = parse(header)?;
+        let key = match self.known_key(&salt) {
+            Some(key) => key,
+            None => self.derive(&salt).await?,
+        };
+        keyed_mac(&key, body)
+            .verify_slice(&mac)
+            .map_err(|_| HmacError::Invalid)?;
+        self.remember(&salt, &key);
+        Ok(salt)
+    }
+
+    fn known_key(&self, salt: &Salt) -> Option<Key> {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(salt)
+            .cloned()
+    }
+
+    fn remember(&self, salt: &Salt, key: &Key) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(salt.clone(), key.clone());
+    }
+
+    /// Argon2id of the passphrase under `salt`, on the blocking pool.
+    async fn derive(&self, salt: &Salt) -> Result<Key, HmacError> {
+        let slot = KDF_SLOTS
+            .acquire()
+            .await
+            .expect("the semaphore is static and never closed");
+        let (passphrase, params, salt) =
+            (self.passphrase.clone(), self.params.clone(), salt.clone());
+        // The slot moves into the task: if the caller goes away, the derivation
+        // still runs to the end and keeps its memory until then.
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let mut key = Key::default();
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password_into(passphrase.expose().as_bytes(), &salt.0, key.as_mut())
+                .map_err(|e| HmacError::Derive(KdfError(e)))?;
+            Ok(key)
+        })
         .await
-        .expect("the semaphore is static and never closed");
-    // The slot moves into the task: if the caller goes away, the derivation
-    // still runs to the end and keeps its memory until then.
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        work()
-    })
-    .await
-    .map_err(HmacError::Task)?
+        .map_err(HmacError::Task)?
+    }
 }
 
-fn interop_params() -> Params {
-    Params::new(MEMORY_KIB, PASSES, LANES, Some(KEY_LEN))
-        .expect("constant Argon2 parameters are valid")
-}
-
-fn sign_with(
-    params: &Params,
-    passphrase: &Secret<String>,
-    body: &[u8],
-) -> Result<String, HmacError> {
-    let salt: [u8; SALT_LEN] = rand::random();
-    let mac = keyed_mac(params, passphrase, &salt, body)?
-        .finalize()
-        .into_bytes();
-    Ok(format!(
-        "{AUTH_SCHEME} {}:{}",
-        hex::encode(salt),
-        hex::encode(mac)
-    ))
-}
-
-fn verify_with(
-    params: &Params,
-    passphrase: &Secret<String>,
-    header: &str,
-    body: &[u8],
-) -> Result<(), HmacError> {
+/// The salt and MAC of a `MicroCloud-1.0 <hex salt>:<hex mac>` value.
+fn parse(header: &str) -> Result<(Salt, Vec<u8>), HmacError> {
     let (scheme, value) = header
         .split_once(' ')
         .ok_or(HmacError::Malformed("expected \"<scheme> <salt>:<hmac>\""))?;
@@ -161,26 +221,15 @@ fn verify_with(
     if mac.is_empty() {
         return Err(HmacError::Malformed("HMAC is empty"));
     }
-    keyed_mac(params, passphrase, &salt, body)?
-        .verify_slice(&mac)
-        .map_err(|_| HmacError::Invalid)
+    Ok((Salt(salt), mac))
 }
 
-/// HMAC-SHA256 keyed with the Argon2id derivation of `passphrase`, fed `body`.
-fn keyed_mac(
-    params: &Params,
-    passphrase: &Secret<String>,
-    salt: &[u8],
-    body: &[u8],
-) -> Result<Hmac<Sha256>, HmacError> {
-    let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password_into(passphrase.expose().as_bytes(), salt, key.as_mut())
-        .map_err(|e| HmacError::Derive(KdfError(e)))?;
+/// HMAC-SHA256 keyed with a derived key, fed `body`.
+fn keyed_mac(key: &Key, body: &[u8]) -> Hmac<Sha256> {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(key.as_ref()).expect("HMAC accepts keys of any length");
     mac.update(body);
-    Ok(mac)
+    mac
 }
 
 #[cfg(test)]
@@ -189,47 +238,80 @@ mod tests {
 
     /// Cheap parameters so the behaviour tests run fast; the interop test below
     /// exercises the real ones once.
-    fn cheap() -> Params {
-        Params::new(8 * LANES, 1, LANES, Some(KEY_LEN)).unwrap()
+    fn cheap(passphrase: &str) -> SessionKeys {
+        let params = Params::new(8 * LANES, 1, LANES, Some(KEY_LEN)).unwrap();
+        SessionKeys::with_params(Secret::new(passphrase.to_owned()), params)
     }
 
-    fn pass(s: &str) -> Secret<String> {
-        Secret::new(s.to_owned())
+    fn known(keys: &SessionKeys) -> usize {
+        keys.known.lock().unwrap().len()
     }
 
-    #[test]
-    fn round_trip() {
-        let header = sign_with(&cheap(), &pass("alpha beta gamma delta"), b"{}").unwrap();
+    #[tokio::test]
+    async fn round_trip() {
+        let header = cheap("alpha beta gamma delta").sign(b"{}").await.unwrap();
         assert!(header.starts_with("MicroCloud-1.0 "), "{header}");
         let (salt, mac) = header["MicroCloud-1.0 ".len()..].split_once(':').unwrap();
         assert_eq!((salt.len(), mac.len()), (2 * SALT_LEN, 64));
-        verify_with(&cheap(), &pass("alpha beta gamma delta"), &header, b"{}").unwrap();
+        let other = cheap("alpha beta gamma delta");
+        let verified = other.verify(&header, b"{}").await.unwrap();
+        assert_eq!(hex::encode(&verified.0), salt);
     }
 
-    #[test]
-    fn wrong_passphrase_or_body_is_invalid() {
-        let header = sign_with(&cheap(), &pass("alpha beta gamma delta"), b"{\"a\":1}").unwrap();
-        let wrong = verify_with(
-            &cheap(),
-            &pass("alpha beta gamma epsilon"),
-            &header,
-            b"{\"a\":1}",
-        );
+    #[tokio::test]
+    async fn wrong_passphrase_or_body_is_invalid_and_leaves_no_key() {
+        let header = cheap("alpha beta gamma delta")
+            .sign(b"{\"a\":1}")
+            .await
+            .unwrap();
+        let stranger = cheap("alpha beta gamma epsilon");
+        let wrong = stranger.verify(&header, b"{\"a\":1}").await;
         assert!(matches!(wrong, Err(HmacError::Invalid)), "{wrong:?}");
-        let tampered = verify_with(
-            &cheap(),
-            &pass("alpha beta gamma delta"),
-            &header,
-            b"{\"a\":2}",
-        );
+        assert_eq!(known(&stranger), 0, "a forged request must not add a key");
+        let peer = cheap("alpha beta gamma delta");
+        let tampered = peer.verify(&header, b"{\"a\":2}").await;
         assert!(matches!(tampered, Err(HmacError::Invalid)), "{tampered:?}");
         assert_eq!(tampered.unwrap_err().to_string(), "Invalid HMAC");
+        assert_eq!(known(&peer), 0);
     }
 
-    #[test]
-    fn malformed_headers() {
+    /// The confirmation is signed under the joiner's salt; both sides reuse
+    /// the key they derived for the joiner's intent, and a peer that keeps no
+    /// keys (upstream's daemon) still accepts the header.
+    #[tokio::test]
+    async fn a_reply_under_the_requests_salt_needs_no_derivation_and_checks_anywhere() {
+        let joiner = cheap("alpha beta gamma delta");
+        let initiator = cheap("alpha beta gamma delta");
+        let intent = joiner.sign(b"joiner's intent").await.unwrap();
+        let salt = initiator.verify(&intent, b"joiner's intent").await.unwrap();
+        let confirmation = initiator
+            .sign_with_salt(&salt, b"initiator's intent")
+            .await
+            .unwrap();
+        assert_eq!(known(&initiator), 1, "no second key for the reply");
+        assert_eq!(
+            joiner
+                .verify(&confirmation, b"initiator's intent")
+                .await
+                .unwrap(),
+            salt
+        );
+        assert_eq!(known(&joiner), 1, "checked with the key it kept");
+        let keeps_nothing = cheap("alpha beta gamma delta");
+        keeps_nothing
+            .verify(&confirmation, b"initiator's intent")
+            .await
+            .unwrap();
+        // A known salt does not make another body pass.
+        let forged = joiner.verify(&confirmation, b"another intent").await;
+        assert!(matches!(forged, Err(HmacError::Invalid)), "{forged:?}");
+    }
+
+    #[tokio::test]
+    async fn malformed_headers() {
         let salt = "00".repeat(SALT_LEN);
         let mac = "00".repeat(32);
+        let keys = cheap("p");
         for header in [
             String::new(),
             format!("MicroCloud-1.0{salt}:{mac}"),
@@ -240,7 +322,7 @@ mod tests {
             format!("MicroCloud-1.0 {salt}:"),
             format!("MicroCloud-1.0 0011:{mac}"),
         ] {
-            let result = verify_with(&cheap(), &pass("p"), &header, b"");
+            let result = keys.verify(&header, b"").await;
             assert!(
                 matches!(result, Err(HmacError::Malformed(_))),
                 "{header}: {result:?}"
@@ -248,10 +330,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn errors_never_contain_the_passphrase() {
-        let header = sign_with(&cheap(), &pass("hunter2"), b"x").unwrap();
-        let err = verify_with(&cheap(), &pass("secret words"), &header, b"x").unwrap_err();
+    #[tokio::test]
+    async fn errors_never_contain_the_passphrase() {
+        let header = cheap("hunter2").sign(b"x").await.unwrap();
+        let err = cheap("secret words")
+            .verify(&header, b"x")
+            .await
+            .unwrap_err();
         assert!(!format!("{err} {err:?}").contains("secret words"));
     }
 
@@ -260,10 +345,13 @@ mod tests {
     /// One derivation at full cost: about 2 s in a debug build.
     #[tokio::test]
     async fn interop_vector_with_real_parameters() {
-        let passphrase = pass("tofu quiver ample relic");
+        let keys = SessionKeys::new(Secret::new("tofu quiver ample relic".to_owned()));
         let body = br#"{"name":"micro2","version":"2.1.0"}"#;
         let header = "MicroCloud-1.0 000102030405060708090a0b0c0d0e0f:\
                       33c275ae89301c53dcacfbed2cb226daa1824025cc83cba67beb21d50957f1ce";
-        verify_async(&passphrase, header, body).await.unwrap();
+        keys.verify(header, body).await.unwrap();
+        // Signed again under that salt, with the key kept: the same header.
+        let salt = Salt::of(&(0u8..16).collect::<Vec<_>>());
+        assert_eq!(keys.sign_with_salt(&salt, body).await.unwrap(), header);
     }
 }
