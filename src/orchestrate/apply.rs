@@ -1,12 +1,15 @@
-//! Applies a [`ClusterPlan`] on the initiator, phase by phase. Each phase
-//! records its progress and registers how to undo what it creates; when one
-//! fails (or Ctrl-C stops it), everything this run created is undone, newest
+//! Applies a [`ClusterPlan`] on the initiator, phase by phase: MicroCeph,
+//! MicroOVN and LXD side by side ([`Track`]), then what LXD builds on them.
+//! Each phase records its progress and registers how to undo what it
+//! creates; when one fails (or Ctrl-C stops it), the other tracks stop after
+//! their phase in flight, everything this run created is undone, newest
 //! first, and what could not be undone is reported as needing attention.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, join_all};
 
 use anyhow::Context;
 
@@ -23,43 +26,42 @@ use crate::session::{PeerSession, ServicesPut};
 use crate::state::PhaseStatus;
 use crate::ui::Printer;
 
-/// The sections of a plan, in the order a run sets them up: MicroCeph's and
-/// MicroOVN's clusters first (as upstream), then LXD, whose `remote` pool and
-/// OVN network stand on them.
+/// What a run sets up side by side: when forming a cluster, MicroCeph's,
+/// MicroOVN's and LXD's own need nothing of each other, so they form at
+/// once, each serial within itself (microcluster and LXD admit one member at
+/// a time). What LXD builds on the services, [`ON_THE_SERVICES`], waits for
+/// all three. When growing one, the tracks run one after another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Section {
+pub enum Track {
     MicroCeph,
     MicroOvn,
     Lxd,
 }
 
-impl Section {
-    pub const ALL: [Section; 3] = [Section::MicroCeph, Section::MicroOvn, Section::Lxd];
+impl Track {
+    pub const ALL: [Track; 3] = [Track::MicroCeph, Track::MicroOvn, Track::Lxd];
 
-    /// The section's phases, in order.
+    /// The track's phases, in order.
     pub fn phases(self) -> &'static [Phase] {
         match self {
-            Section::MicroCeph => &[
+            Track::MicroCeph => &[
                 Phase::ServiceBootstrap(Service::MicroCeph),
                 Phase::ServiceJoin(Service::MicroCeph),
                 Phase::CephDisks,
                 Phase::CephReplication,
             ],
-            Section::MicroOvn => &[
+            Track::MicroOvn => &[
                 Phase::ServiceBootstrap(Service::MicroOvn),
                 Phase::ServiceJoin(Service::MicroOvn),
             ],
-            Section::Lxd => &[
-                Phase::LxdBootstrap,
-                Phase::LxdJoin,
-                Phase::LocalPool,
-                Phase::RemotePools,
-                Phase::Network,
-                Phase::Profile,
-            ],
+            Track::Lxd => &[Phase::LxdBootstrap, Phase::LxdJoin, Phase::LocalPool],
         }
     }
 }
+
+/// LXD's `remote` pools stand on MicroCeph, its OVN network on MicroOVN,
+/// the profile on both: these run once every track is done.
+pub const ON_THE_SERVICES: [Phase; 3] = [Phase::RemotePools, Phase::Network, Phase::Profile];
 
 /// One step of a run, in the order [`phases`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,12 +108,14 @@ impl Phase {
     }
 }
 
-/// Every phase of a run, section after section. A phase with nothing to do
-/// for its plan (a pool that exists, a service not in the run) returns at once.
+/// Every phase of a run, track after track, then [`ON_THE_SERVICES`]. A
+/// phase with nothing to do for its plan (a pool that exists, a service not
+/// in the run) returns at once.
 pub fn phases() -> Vec<Phase> {
-    Section::ALL
+    Track::ALL
         .iter()
-        .flat_map(|section| section.phases().iter().copied())
+        .flat_map(|track| track.phases().iter().copied())
+        .chain(ON_THE_SERVICES)
         .collect()
 }
 
@@ -158,40 +162,126 @@ impl Targets {
     }
 }
 
-/// Applies `plan`. On failure every change is undone and the error returned.
+/// Applies `plan`: the tracks side by side, then what stands on them. On
+/// failure every change is undone and the error returned.
 pub async fn apply(
     plan: &ClusterPlan,
     targets: &Targets,
     progress: &mut Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let mut reverter = Reverter::new();
-    for phase in phases() {
-        progress.set(phase.name(), PhaseStatus::Running)?;
-        let work = run_phase(phase, plan, targets, &mut reverter, printer);
-        // Ctrl-C stops the phase in flight; what the run created is then undone.
-        let result = tokio::select! {
+    // Outside the work, so that what a phase registered survives Ctrl-C.
+    let mut track_reverters: [Reverter; 3] = Default::default();
+    let mut after_reverter = Reverter::new();
+    let progress = Mutex::new(progress);
+    let stop = AtomicBool::new(false);
+    let result = {
+        let work = async {
+            let tracks = Track::ALL
+                .iter()
+                .zip(&mut track_reverters)
+                .map(|(track, reverter)| {
+                    run_phases(
+                        track.phases(),
+                        plan,
+                        targets,
+                        reverter,
+                        &progress,
+                        &stop,
+                        printer,
+                    )
+                });
+            let results = if plan.grows() {
+                // A new member's LXD starts the cluster's `remote` pools and
+                // OVN networks as it joins: it must be in MicroCeph and
+                // MicroOVN first.
+                let mut results = Vec::new();
+                for track in tracks {
+                    results.push(track.await);
+                }
+                results
+            } else {
+                join_all(tracks).await
+            };
+            let mut failures = results.into_iter().filter_map(Result::err);
+            if let Some(first) = failures.next() {
+                for other in failures {
+                    printer.warn(format!("Also failed: {other:#}"));
+                }
+                return Err(first);
+            }
+            let after = &mut after_reverter;
+            run_phases(
+                &ON_THE_SERVICES,
+                plan,
+                targets,
+                after,
+                &progress,
+                &stop,
+                printer,
+            )
+            .await
+        };
+        // Ctrl-C stops the phases in flight; what the run created is then undone.
+        tokio::select! {
             result = work => result,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("Interrupted by the user")),
-        };
-        let Err(err) = result else {
-            progress.set(phase.name(), PhaseStatus::Done)?;
-            continue;
-        };
-        printer.warn(format!(
-            "Phase {:?} failed, undoing this run's changes",
-            phase.name()
-        ));
-        progress.set(phase.name(), PhaseStatus::Reverted)?;
-        let left = reverter.revert(printer).await;
-        progress.undo_completed()?;
-        if !left.is_empty() {
-            return Err(err.context(format!(
-                "some changes could not be undone and need attention:\n  - {}",
-                left.join("\n  - ")
-            )));
+            _ = tokio::signal::ctrl_c() => {
+                printer.warn("Interrupted, undoing this run's changes");
+                Err(anyhow::anyhow!("Interrupted by the user"))
+            }
         }
-        return Err(err);
+    };
+    let progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
+    let Err(err) = result else {
+        return Ok(());
+    };
+    // Newest first: what stands on the services, then LXD, MicroOVN and
+    // MicroCeph, the reverse of the order the tracks are listed in.
+    let mut reverter = Reverter::new();
+    for track in track_reverters {
+        reverter.absorb(track);
+    }
+    reverter.absorb(after_reverter);
+    let left = reverter.revert(printer).await;
+    progress.undone()?;
+    if !left.is_empty() {
+        return Err(err.context(format!(
+            "some changes could not be undone and need attention:\n  - {}",
+            left.join("\n  - ")
+        )));
+    }
+    Err(err)
+}
+
+/// Runs `phases` in order, recording each. It stops before the next phase
+/// once `stop` is set (another track failed), and sets it when one fails.
+async fn run_phases(
+    phases: &[Phase],
+    plan: &ClusterPlan,
+    targets: &Targets,
+    reverter: &mut Reverter,
+    progress: &Mutex<&mut Progress>,
+    stop: &AtomicBool,
+    printer: &Printer,
+) -> anyhow::Result<()> {
+    let record = |phase: Phase, status| {
+        let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.set(phase.name(), status)
+    };
+    for &phase in phases {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        record(phase, PhaseStatus::Running)?;
+        if let Err(err) = run_phase(phase, plan, targets, reverter, printer).await {
+            stop.store(true, Ordering::SeqCst);
+            printer.warn(format!(
+                "Phase {:?} failed, undoing this run's changes",
+                phase.name()
+            ));
+            return Err(err);
+        }
+        record(phase, PhaseStatus::Done)?;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Progress markers of a run, written to the state directory at every phase
 //! change, so a failed run can be explained afterwards (and resumed later).
 
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::state::{PhaseRecord, PhaseStatus, RunOutcome, RunRecord, StateDir, StateError};
@@ -8,7 +9,8 @@ use crate::state::{PhaseRecord, PhaseStatus, RunOutcome, RunRecord, StateDir, St
 pub struct Progress {
     state: StateDir,
     record: RunRecord,
-    phase_started: Option<Instant>,
+    /// When each phase under way started: several run at once.
+    started: BTreeMap<String, Instant>,
 }
 
 impl Progress {
@@ -39,31 +41,41 @@ impl Progress {
         Ok(Progress {
             state,
             record,
-            phase_started: None,
+            started: BTreeMap::new(),
         })
     }
 
     pub fn set(&mut self, phase: &str, status: PhaseStatus) -> Result<(), StateError> {
         if status == PhaseStatus::Running {
-            self.phase_started = Some(Instant::now());
+            self.started.insert(phase.to_string(), Instant::now());
         }
         if let Some(record) = self.record.phases.iter_mut().find(|p| p.name == phase) {
             record.status = status;
             if status != PhaseStatus::Running {
                 record.duration_ms = self
-                    .phase_started
+                    .started
+                    .get(phase)
                     .map(|started| started.elapsed().as_millis() as u64);
             }
         }
         self.state.write_run(&self.record)
     }
 
-    /// Marks every completed phase as undone (after a later phase failed).
-    pub fn undo_completed(&mut self) -> Result<(), StateError> {
+    /// After a failure was undone: the phases under way when it came are
+    /// reverted, the completed ones undone.
+    pub fn undone(&mut self) -> Result<(), StateError> {
         for phase in &mut self.record.phases {
-            if phase.status == PhaseStatus::Done {
-                phase.status = PhaseStatus::Undone;
-            }
+            phase.status = match phase.status {
+                PhaseStatus::Running => {
+                    phase.duration_ms = self
+                        .started
+                        .get(&phase.name)
+                        .map(|started| started.elapsed().as_millis() as u64);
+                    PhaseStatus::Reverted
+                }
+                PhaseStatus::Done => PhaseStatus::Undone,
+                other => other,
+            };
         }
         self.state.write_run(&self.record)
     }

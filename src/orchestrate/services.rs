@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures_util::future::join_all;
 
 use super::apply::Targets;
 use super::revert::Reverter;
@@ -15,7 +16,7 @@ use crate::clients::microceph::{
 };
 use crate::clients::microcluster::{MicroclusterClient, Service};
 use crate::clients::microovn::{self, MicroOvnClient};
-use crate::plan::{ClusterPlan, MemberPlan};
+use crate::plan::{CephDisk, ClusterPlan, MemberPlan};
 use crate::session::{MicroclusterJoin, ServicesPut};
 use crate::ui::Printer;
 
@@ -240,8 +241,9 @@ async fn wait_for_member(
 
 /// Each member's disks become OSDs, one request per disk (each has its own
 /// wipe and encrypt), sent to the member through the initiator's MicroCeph
-/// (`?target=`). MicroCeph answers 200 even when a disk fails: the client
-/// reads each disk's report.
+/// (`?target=`). Members add theirs side by side, each its own in turn: an
+/// OSD is made by its own host's daemon. MicroCeph answers 200 even when a
+/// disk fails: the client reads each disk's report.
 pub(super) async fn add_ceph_disks(
     plan: &ClusterPlan,
     targets: &Targets,
@@ -252,34 +254,63 @@ pub(super) async fn add_ceph_disks(
         return Ok(());
     };
     let client = microceph(targets)?;
-    for member in &plan.members {
-        let Some(disks) = ceph.disks.get(&member.name) else {
-            continue;
-        };
+    let members = plan.members.iter().filter_map(|member| {
+        let disks = ceph.disks.get(&member.name)?;
         let target = (member.name != plan.initiator).then_some(member.name.as_str());
-        for disk in disks {
-            let step = printer.step(format!(
-                "Adding {} on {} to MicroCeph",
-                disk.path, member.name
-            ));
-            let request = DisksPost::new(vec![disk.path.clone()], disk.wipe, disk.encrypt);
-            client
-                .add_disks(&request, target)
-                .await
-                .with_context(|| format!("Failed to add disk to MicroCeph on {:?}", member.name))?;
+        Some(add_member_disks(
+            client,
+            &member.name,
+            target,
+            disks,
+            printer,
+        ))
+    });
+    let mut first_failure = None;
+    for (location, added, result) in join_all(members).await {
+        // What a member added before one of its disks failed is undone too.
+        for path in added {
             let undo = client.clone();
-            let (location, path) = (member.name.clone(), disk.path.clone());
+            let location = location.to_string();
             reverter.add(
                 format!("remove OSD {path} on {location} from MicroCeph"),
                 Box::pin(async move { remove_osd(&undo, &location, &path).await }),
             );
-            step.done(format!(
-                "Using {} on {} for remote storage pool",
-                disk.path, member.name
-            ));
+        }
+        if let Err(err) = result {
+            match first_failure {
+                None => first_failure = Some(err),
+                Some(_) => printer.warn(format!("Also failed: {err:#}")),
+            }
         }
     }
-    Ok(())
+    first_failure.map_or(Ok(()), Err)
+}
+
+/// `location`'s disks, one after another, until one fails: the member, the
+/// paths added, and how it ended.
+async fn add_member_disks<'a>(
+    client: &MicroCephClient,
+    location: &'a str,
+    target: Option<&str>,
+    disks: &[CephDisk],
+    printer: &Printer,
+) -> (&'a str, Vec<String>, anyhow::Result<()>) {
+    let mut added = Vec::new();
+    for disk in disks {
+        let step = printer.step(format!("Adding {} on {location} to MicroCeph", disk.path));
+        let request = DisksPost::new(vec![disk.path.clone()], disk.wipe, disk.encrypt);
+        if let Err(err) = client.add_disks(&request, target).await {
+            let err = anyhow::Error::from(err)
+                .context(format!("Failed to add disk to MicroCeph on {location:?}"));
+            return (location, added, Err(err));
+        }
+        added.push(disk.path.clone());
+        step.done(format!(
+            "Using {} on {location} for remote storage pool",
+            disk.path
+        ));
+    }
+    (location, added, Ok(()))
 }
 
 /// The OSD MicroCeph made of `path` on `location`, removed again.

@@ -37,6 +37,9 @@ struct FakeJoiner {
     /// This machine's MicroCeph and MicroOVN, when it has them.
     services: Vec<FakeMicrocluster>,
     joined: Mutex<Option<Joined>>,
+    /// When set, its MicroCeph join waits until its LXD join is done: a run
+    /// that set the services up before LXD would never finish.
+    ceph_after_lxd: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl FakeJoiner {
@@ -62,6 +65,9 @@ impl Joiner for FakeJoiner {
                 (Service::MicroOvn, &request.microovn),
             ] {
                 let Some(join) = join else { continue };
+                if let (Service::MicroCeph, Some(gate)) = (service, &self.ceph_after_lxd) {
+                    gate.acquire().await.unwrap().forget();
+                }
                 let fake = self
                     .services
                     .iter()
@@ -93,7 +99,11 @@ impl Joiner for FakeJoiner {
             let lxd = self.lxd.client();
             joiner::join_lxd(&lxd, &self.name, &self.address, join, &self.joined, &reach)
                 .await
-                .map_err(|err| self.failed(format!("Failed to join \"LXD\" cluster: {err:#}")))
+                .map_err(|err| self.failed(format!("Failed to join \"LXD\" cluster: {err:#}")))?;
+            if let Some(gate) = &self.ceph_after_lxd {
+                gate.add_permits(1);
+            }
+            Ok(())
         })
     }
 }
@@ -104,6 +114,8 @@ struct Machines {
     /// Each machine's MicroCeph and MicroOVN (empty: LXD only).
     services: Vec<Vec<FakeMicrocluster>>,
     state: tempfile::TempDir,
+    /// Joiners' MicroCeph joins wait for their LXD joins.
+    ceph_after_lxd: bool,
 }
 
 const NAMES: [&str; 3] = ["micro1", "micro2", "micro3"];
@@ -126,6 +138,7 @@ impl Machines {
             fakes,
             services: vec![Vec::new(); NAMES.len()],
             state: tempfile::tempdir().unwrap(),
+            ceph_after_lxd: false,
         }
     }
 
@@ -192,6 +205,9 @@ impl Machines {
                     lxd: self.fakes[i].clone(),
                     services: self.services[i].clone(),
                     joined: Mutex::new(None),
+                    ceph_after_lxd: self
+                        .ceph_after_lxd
+                        .then(|| Arc::new(tokio::sync::Semaphore::new(0))),
                 };
                 (NAMES[i].to_string(), Arc::new(joiner) as Arc<dyn Joiner>)
             })
@@ -547,6 +563,7 @@ async fn a_joiner_restores_its_addresses_once_the_initiator_removed_it() {
         lxd: machines.fakes[1].clone(),
         services: Vec::new(),
         joined: Mutex::new(None),
+        ceph_after_lxd: None,
     };
     machines.apply().await.unwrap();
     // What micro2 changed when it joined, as the real joiner records it.
@@ -716,6 +733,57 @@ async fn a_failed_ceph_disk_undoes_the_osds_and_joins_and_names_the_bootstrap_le
     );
     // LXD was never touched.
     assert!(machines.initiator().requests().is_empty());
+}
+
+/// LXD's cluster forms beside MicroCeph's: each joiner's MicroCeph join
+/// waits for its LXD join here. A MicroCeph disk failing after that undoes
+/// LXD's track too, and its phases are recorded as undone.
+#[tokio::test]
+async fn lxd_forms_beside_the_services_and_a_service_failure_undoes_it_too() {
+    let mut machines = Machines::with_services();
+    machines.ceph_after_lxd = true;
+    machines
+        .ceph(2)
+        .fail_disk(CEPH_DISK, "device is currently mounted");
+    let plan = machines.services_plan(false).await;
+    let run = machines.apply_plan(&plan);
+    let err = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("MicroCeph's joins waited for LXD's and LXD's for MicroCeph's: no overlap")
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("Failed to add disk to MicroCeph on \"micro3\""),
+        "{err}"
+    );
+    // LXD was clustered (micro2 and micro3 joined before their MicroCeph
+    // joins could start), then undone on every machine.
+    let requests = requests(machines.initiator());
+    assert!(
+        requests.starts_with(&concat(&[BOOTSTRAP]))
+            && requests.ends_with(&concat(&[UNDO_BOOTSTRAP])),
+        "{requests:?}"
+    );
+    for fake in &machines.fakes {
+        let state = fake.state();
+        assert!(!state.clustered, "{} clustered", state.name);
+        assert!(
+            state.pools.is_empty(),
+            "{}: {:?}",
+            state.name,
+            state.pools.keys()
+        );
+    }
+    assert!(machines.ceph(0).disks().is_empty());
+    assert_eq!(machines.ceph(0).client().members().await.unwrap().len(), 1);
+    let phases: BTreeMap<String, PhaseStatus> = machines.phases().into_iter().collect();
+    assert_eq!(phases["microceph-disks"], PhaseStatus::Reverted);
+    assert_eq!(phases["bootstrap"], PhaseStatus::Undone);
+    assert_eq!(phases["join"], PhaseStatus::Undone);
+    // What stands on the services never started.
+    for phase in ["remote-storage", "network", "profile"] {
+        assert_eq!(phases[phase], PhaseStatus::Pending, "{phase}");
+    }
 }
 
 #[tokio::test]

@@ -4,10 +4,10 @@
 //! a spinner where colour is used, and plain start and end lines elsewhere.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
@@ -36,24 +36,19 @@ fn paint(color: bool, code: &str, text: &str) -> String {
     }
 }
 
-/// The spinner of the step under way. It redraws the last line of stderr, so
-/// every other line printed meanwhile has to go above it.
-static SPINNER: Mutex<Option<ProgressBar>> = Mutex::new(None);
-
-fn spinner_slot() -> std::sync::MutexGuard<'static, Option<ProgressBar>> {
-    SPINNER.lock().unwrap_or_else(|e| e.into_inner())
+/// The spinners of the steps under way: several while a run sets up its
+/// services side by side. They redraw the last lines of stderr, so every
+/// other line printed meanwhile has to go above them.
+fn spinners() -> &'static MultiProgress {
+    static SPINNERS: OnceLock<MultiProgress> = OnceLock::new();
+    SPINNERS.get_or_init(MultiProgress::new)
 }
 
-/// Prints `text` as a line on stderr, above the spinner if one runs.
+/// Prints `text` as a line on stderr, above the spinners if any run.
 fn emit(text: &str) {
-    let spinner = spinner_slot().clone();
-    let print = || {
+    spinners().suspend(|| {
         let _ = writeln!(std::io::stderr(), "{text}");
-    };
-    match spinner {
-        Some(bar) => bar.suspend(print),
-        None => print(),
-    }
+    });
 }
 
 impl Printer {
@@ -112,11 +107,13 @@ impl Printer {
 
     /// Starts a long step; `message` says what it does ("Joining micro2 to
     /// the cluster"). A spinner shows it with the time it has taken so far,
-    /// or, off a terminal, one line `message ...`. One step at a time.
+    /// or, off a terminal, one line `message ...`. Steps may overlap: each
+    /// has its own spinner, or its own lines.
     pub fn step(&self, message: impl Into<String>) -> Step {
         let message = message.into();
         let shown = if self.spinner {
-            let bar = ProgressBar::new_spinner().with_message(format!("{message} ..."));
+            let bar =
+                spinners().add(ProgressBar::new_spinner().with_message(format!("{message} ...")));
             if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
                 bar.set_style(style);
             }
@@ -149,11 +146,8 @@ enum Shown {
 
 impl Step {
     fn start(message: String, color: bool, mut shown: Shown) -> Step {
-        match &mut shown {
-            Shown::Spinner(bar) => *spinner_slot() = Some(bar.clone()),
-            Shown::Lines(out) => {
-                let _ = writeln!(out, "{message} ...");
-            }
+        if let Shown::Lines(out) = &mut shown {
+            let _ = writeln!(out, "{message} ...");
         }
         Step {
             message,
@@ -181,7 +175,7 @@ impl Step {
         match &mut self.shown {
             Shown::Spinner(bar) => {
                 bar.finish_and_clear();
-                *spinner_slot() = None;
+                spinners().remove(bar);
                 emit(line);
             }
             Shown::Lines(out) => {
@@ -207,7 +201,7 @@ impl Drop for Step {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
