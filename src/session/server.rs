@@ -286,41 +286,14 @@ async fn session_join(
         });
         error(status, reason)
     };
-    if shared.failed_attempts.load(Ordering::SeqCst) >= MAX_FAILED_ATTEMPTS {
-        return error(
-            StatusCode::FORBIDDEN,
-            "Session stopped after too many failed attempts",
-        );
-    }
     let Some(authorization) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
         return reject(StatusCode::UNAUTHORIZED, "Missing authorization".into());
     };
-    let salt = match shared.config.keys.verify(authorization, &body).await {
-        Ok(salt) => salt,
-        Err(trust::HmacError::Invalid) => {
-            let failures = shared.failed_attempts.fetch_add(1, Ordering::SeqCst) + 1;
-            if failures >= MAX_FAILED_ATTEMPTS {
-                let _ = shared.events.send(SessionEvent::TooManyFailures);
-            }
-            return reject(StatusCode::FORBIDDEN, "Invalid HMAC".into());
-        }
-        Err(trust::HmacError::Malformed(why)) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                format!("Malformed authorization: {why}"),
-            );
-        }
-        Err(other) => {
-            tracing::error!(error = %other, "failed to check a join request's HMAC");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Failed to check the join request",
-            );
-        }
-    };
+    // The cheap checks come before the passphrase's (an Argon2id derivation
+    // of 64 MiB): a request that fails them costs no derivation and is no guess.
     let intent: JoinIntent = match serde_json::from_slice(&body) {
         Ok(intent) => intent,
         Err(e) => {
@@ -342,6 +315,47 @@ async fn session_join(
             "The TLS client certificate does not match the certificate in the join request".into(),
         );
     }
+    // Each check of the passphrase counts as a failure until it succeeds, so
+    // requests in parallel cannot race past the limit between the check and
+    // the count; one that proves the passphrase gives its count back.
+    let reserved =
+        shared
+            .failed_attempts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |failures| {
+                (failures < MAX_FAILED_ATTEMPTS).then_some(failures + 1)
+            });
+    let Ok(failures_before) = reserved else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "Session stopped after too many failed attempts",
+        );
+    };
+    let checked = shared.config.keys.verify(authorization, &body).await;
+    if !matches!(checked, Err(trust::HmacError::Invalid)) {
+        shared.failed_attempts.fetch_sub(1, Ordering::SeqCst);
+    }
+    let salt = match checked {
+        Ok(salt) => salt,
+        Err(trust::HmacError::Invalid) => {
+            if failures_before + 1 == MAX_FAILED_ATTEMPTS {
+                let _ = shared.events.send(SessionEvent::TooManyFailures);
+            }
+            return reject(StatusCode::FORBIDDEN, "Invalid HMAC".into());
+        }
+        Err(trust::HmacError::Malformed(why)) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                format!("Malformed authorization: {why}"),
+            );
+        }
+        Err(other) => {
+            tracing::error!(error = %other, "failed to check a join request's HMAC");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Failed to check the join request",
+            );
+        }
+    };
     let me = &shared.config.me;
     match &shared.config.role {
         SessionRole::Initiator { expected } => {

@@ -22,7 +22,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::mpsc::error::TryRecvError;
 
 use super::client::{self, SendIntentError};
-use super::server::SessionServerError;
+use super::server::{MAX_FAILED_ATTEMPTS, SessionServerError};
 use super::*;
 use crate::clients::lxd::LxdClient;
 use crate::clients::{ApiError, Transport};
@@ -85,7 +85,8 @@ struct Session {
 impl Session {
     async fn start(identity: Identity, role: SessionRole, local_lxd: Transport) -> Session {
         let me = intent(&identity);
-        Session::start_as(identity, role, local_lxd, me).await
+        let keys = Arc::new(SessionKeys::new(Secret::new(PASSPHRASE.to_string())));
+        Session::start_as(identity, role, local_lxd, me, keys).await
     }
 
     /// [`Session::start`] with this machine's own intent `me`.
@@ -94,6 +95,7 @@ impl Session {
         role: SessionRole,
         local_lxd: Transport,
         me: JoinIntent,
+        keys: Arc<SessionKeys>,
     ) -> Session {
         // The server does not say which port it bound: find a free one, and
         // try again should another process take it in between.
@@ -102,7 +104,6 @@ impl Session {
                 let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
                 probe.local_addr().unwrap()
             };
-            let keys = Arc::new(SessionKeys::new(Secret::new(PASSPHRASE.to_string())));
             let config = SessionConfig {
                 role: role.clone(),
                 keys: keys.clone(),
@@ -333,8 +334,9 @@ async fn a_member_takes_part_only_in_a_service_add_session_and_only_members_do()
             purpose: Some(purpose),
             ..intent(&micro1)
         };
+        let keys = Arc::new(SessionKeys::new(Secret::new(PASSPHRASE.to_string())));
         let mut session =
-            Session::start_as(micro1, initiator(&["micro2", "micro3"]), no_lxd(), me).await;
+            Session::start_as(micro1, initiator(&["micro2", "micro3"]), no_lxd(), me, keys).await;
         let (ok, wrong) = tokio::join!(sign_as(&micro2, admitted), sign_as(&micro3, refused));
         send(&session.client(Some(&micro2)), &ok).await.unwrap();
         assert!(
@@ -410,6 +412,112 @@ async fn join_requests_without_a_valid_authorization_are_refused_before_argon2()
         "Malformed authorization: salt is not hexadecimal",
         "micro2",
     );
+}
+
+/// Wrong guesses sent all at once cannot race past the failure limit: each
+/// is counted before its check, so exactly the limit is checked, the rest
+/// are refused uncounted, and the session reports the lockout once. The
+/// right passphrase is refused after it. Cheap Argon2 parameters: the point
+/// is the counting, not the cost.
+#[tokio::test]
+async fn parallel_wrong_guesses_cannot_race_past_the_failure_limit() {
+    let micro1 = identity("micro1");
+    let me = intent(&micro1);
+    let keys = Arc::new(SessionKeys::cheap(PASSPHRASE));
+    let mut session = Session::start_as(micro1, initiator(&["micro2"]), no_lxd(), me, keys).await;
+    let micro2 = identity("micro2");
+    let client = session.client(Some(&micro2));
+    let body = serde_json::to_vec(&intent(&micro2)).unwrap();
+    // Each guess under a salt of its own, as an attacker's would be.
+    let mut guesses = Vec::new();
+    for _ in 0..2 * MAX_FAILED_ATTEMPTS {
+        let header = SessionKeys::cheap("wrong words here too")
+            .sign(&body)
+            .await
+            .unwrap();
+        guesses.push(header);
+    }
+    let requests = guesses.iter().map(|header| {
+        let (client, body) = (&client, &body);
+        async move { post_join(client, &[("Authorization", header)], body).await }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let mut checked = 0;
+    let mut locked_out = 0;
+    for answer in &answers {
+        let ApiError::Status {
+            status, message, ..
+        } = answer.as_ref().unwrap_err()
+        else {
+            panic!("{answer:?}");
+        };
+        match (*status, message.as_str()) {
+            (403, "Invalid HMAC") => checked += 1,
+            (403, "Session stopped after too many failed attempts") => locked_out += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(checked, MAX_FAILED_ATTEMPTS);
+    assert_eq!(locked_out, MAX_FAILED_ATTEMPTS);
+    let mut lockouts = 0;
+    while let Ok(event) = session.events.try_recv() {
+        match event {
+            SessionEvent::TooManyFailures => lockouts += 1,
+            SessionEvent::Rejected { reason, .. } => assert_eq!(reason, "Invalid HMAC"),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(lockouts, 1);
+    let right = SessionKeys::cheap(PASSPHRASE).sign(&body).await.unwrap();
+    let refused = post_join(&client, &[("Authorization", &right)], &body)
+        .await
+        .unwrap_err();
+    assert_status(
+        &refused,
+        403,
+        "Session stopped after too many failed attempts",
+    );
+}
+
+/// A request whose certificate does not match its TLS client's is refused
+/// before its passphrase is checked: it costs no derivation and counts as no guess.
+#[tokio::test]
+async fn a_borrowed_certificate_is_refused_before_the_passphrase_is_checked() {
+    let micro1 = identity("micro1");
+    let me = intent(&micro1);
+    let keys = Arc::new(SessionKeys::cheap(PASSPHRASE));
+    let mut session = Session::start_as(micro1, initiator(&["micro2"]), no_lxd(), me, keys).await;
+    let (micro2, thief) = (identity("micro2"), identity("micro2"));
+    let body = serde_json::to_vec(&intent(&micro2)).unwrap();
+    let wrong = SessionKeys::cheap("not the passphrase")
+        .sign(&body)
+        .await
+        .unwrap();
+    for _ in 0..MAX_FAILED_ATTEMPTS + 1 {
+        let err = post_join(
+            &session.client(Some(&thief)),
+            &[("Authorization", &wrong)],
+            &body,
+        )
+        .await
+        .unwrap_err();
+        session.assert_rejected(
+            &err,
+            403,
+            "The TLS client certificate does not match the certificate in the join request",
+            "micro2",
+        );
+    }
+    // None of them counted: the real micro2 still gets in.
+    let right = SessionKeys::cheap(PASSPHRASE).sign(&body).await.unwrap();
+    post_join(
+        &session.client(Some(&micro2)),
+        &[("Authorization", &right)],
+        &body,
+    )
+    .await
+    .unwrap();
+    session.assert_accepted(&micro2);
 }
 
 #[tokio::test]

@@ -114,6 +114,14 @@ impl SessionKeys {
         SessionKeys::with_params(passphrase, params)
     }
 
+    /// Cheap parameters so behaviour tests run fast; the interop test
+    /// exercises the real ones.
+    #[cfg(test)]
+    pub(crate) fn cheap(passphrase: &str) -> SessionKeys {
+        let params = Params::new(8 * LANES, 1, LANES, Some(KEY_LEN)).unwrap();
+        SessionKeys::with_params(Secret::new(passphrase.to_owned()), params)
+    }
+
     fn with_params(passphrase: Secret<String>, params: Params) -> SessionKeys {
         SessionKeys {
             passphrase,
@@ -236,39 +244,35 @@ fn keyed_mac(key: &Key, body: &[u8]) -> Hmac<Sha256> {
 mod tests {
     use super::*;
 
-    /// Cheap parameters so the behaviour tests run fast; the interop test below
-    /// exercises the real ones once.
-    fn cheap(passphrase: &str) -> SessionKeys {
-        let params = Params::new(8 * LANES, 1, LANES, Some(KEY_LEN)).unwrap();
-        SessionKeys::with_params(Secret::new(passphrase.to_owned()), params)
-    }
-
     fn known(keys: &SessionKeys) -> usize {
         keys.known.lock().unwrap().len()
     }
 
     #[tokio::test]
     async fn round_trip() {
-        let header = cheap("alpha beta gamma delta").sign(b"{}").await.unwrap();
+        let header = SessionKeys::cheap("alpha beta gamma delta")
+            .sign(b"{}")
+            .await
+            .unwrap();
         assert!(header.starts_with("MicroCloud-1.0 "), "{header}");
         let (salt, mac) = header["MicroCloud-1.0 ".len()..].split_once(':').unwrap();
         assert_eq!((salt.len(), mac.len()), (2 * SALT_LEN, 64));
-        let other = cheap("alpha beta gamma delta");
+        let other = SessionKeys::cheap("alpha beta gamma delta");
         let verified = other.verify(&header, b"{}").await.unwrap();
         assert_eq!(hex::encode(&verified.0), salt);
     }
 
     #[tokio::test]
     async fn wrong_passphrase_or_body_is_invalid_and_leaves_no_key() {
-        let header = cheap("alpha beta gamma delta")
+        let header = SessionKeys::cheap("alpha beta gamma delta")
             .sign(b"{\"a\":1}")
             .await
             .unwrap();
-        let stranger = cheap("alpha beta gamma epsilon");
+        let stranger = SessionKeys::cheap("alpha beta gamma epsilon");
         let wrong = stranger.verify(&header, b"{\"a\":1}").await;
         assert!(matches!(wrong, Err(HmacError::Invalid)), "{wrong:?}");
         assert_eq!(known(&stranger), 0, "a forged request must not add a key");
-        let peer = cheap("alpha beta gamma delta");
+        let peer = SessionKeys::cheap("alpha beta gamma delta");
         let tampered = peer.verify(&header, b"{\"a\":2}").await;
         assert!(matches!(tampered, Err(HmacError::Invalid)), "{tampered:?}");
         assert_eq!(tampered.unwrap_err().to_string(), "Invalid HMAC");
@@ -280,8 +284,8 @@ mod tests {
     /// keys (upstream's daemon) still accepts the header.
     #[tokio::test]
     async fn a_reply_under_the_requests_salt_needs_no_derivation_and_checks_anywhere() {
-        let joiner = cheap("alpha beta gamma delta");
-        let initiator = cheap("alpha beta gamma delta");
+        let joiner = SessionKeys::cheap("alpha beta gamma delta");
+        let initiator = SessionKeys::cheap("alpha beta gamma delta");
         let intent = joiner.sign(b"joiner's intent").await.unwrap();
         let salt = initiator.verify(&intent, b"joiner's intent").await.unwrap();
         let confirmation = initiator
@@ -297,7 +301,7 @@ mod tests {
             salt
         );
         assert_eq!(known(&joiner), 1, "checked with the key it kept");
-        let keeps_nothing = cheap("alpha beta gamma delta");
+        let keeps_nothing = SessionKeys::cheap("alpha beta gamma delta");
         keeps_nothing
             .verify(&confirmation, b"initiator's intent")
             .await
@@ -311,7 +315,7 @@ mod tests {
     async fn malformed_headers() {
         let salt = "00".repeat(SALT_LEN);
         let mac = "00".repeat(32);
-        let keys = cheap("p");
+        let keys = SessionKeys::cheap("p");
         for header in [
             String::new(),
             format!("MicroCloud-1.0{salt}:{mac}"),
@@ -332,8 +336,8 @@ mod tests {
 
     #[tokio::test]
     async fn errors_never_contain_the_passphrase() {
-        let header = cheap("hunter2").sign(b"x").await.unwrap();
-        let err = cheap("secret words")
+        let header = SessionKeys::cheap("hunter2").sign(b"x").await.unwrap();
+        let err = SessionKeys::cheap("secret words")
             .verify(&header, b"x")
             .await
             .unwrap_err();
