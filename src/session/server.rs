@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +36,8 @@ pub const LXD_PROXY_PREFIX: &str = "/1.0/services/lxd";
 
 /// After this many requests with a wrong passphrase the session stops, as upstream.
 pub const MAX_FAILED_ATTEMPTS: u32 = 50;
+/// The largest join request body the session reads.
+pub const JOIN_BODY_LIMIT: usize = 64 * 1024;
 /// Every join attempt is slowed down, so guessing a passphrase online is slow too.
 const JOIN_ATTEMPT_DELAY: Duration = Duration::from_millis(100);
 
@@ -136,6 +138,7 @@ impl SessionServer {
             Arc::new(tls),
             router,
             shutdown.clone(),
+            trust::Limits::default(),
         ));
         Ok((
             SessionServer {
@@ -194,7 +197,11 @@ fn router(shared: Arc<Shared>) -> Router {
         ));
     Router::new()
         .route("/1.0", get(hello))
-        .route("/1.0/session/join", post(session_join))
+        // An intent is a few KiB; anyone may send one, so it is all they may send.
+        .route(
+            "/1.0/session/join",
+            post(session_join).layer(DefaultBodyLimit::max(JOIN_BODY_LIMIT)),
+        )
         .merge(trusted_only)
         .with_state(shared)
 }

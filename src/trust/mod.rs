@@ -30,7 +30,7 @@ use std::path::PathBuf;
 pub use hmac::HmacError;
 pub use identity::{Fingerprint, Identity, InvalidFingerprint, certificate_from_pem};
 pub use secret::Secret;
-pub use serve::{PeerCertificate, serve_tls};
+pub use serve::{Limits, PeerCertificate, serve_tls};
 pub use tls::{CapturedCertificate, ServerPin, client_config, https_client, server_config};
 
 /// Why an identity could not be loaded or created, or a TLS setup failed.

@@ -7,10 +7,11 @@
 //! own task that does the handshake, records the client's fingerprint, and
 //! serves the router over HTTP/1.1 (with upgrades, for the session websocket).
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,13 +25,36 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+use tower_http::timeout::TimeoutBody;
 
 use super::identity::Fingerprint;
 
-/// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client must send a request's headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// What one client may take of the server. A peer without the passphrase
+/// can still connect: these bound what it holds, so the real peers are
+/// served meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A client that has not finished its handshake by then is dropped.
+    pub handshake: Duration,
+    /// A client must send a request's headers within this time.
+    pub header_read: Duration,
+    /// A request body that sends nothing for this long is cut off.
+    pub body_idle: Duration,
+    /// Connections open at once from one address; more are closed at once.
+    pub per_address: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(30),
+            body_idle: Duration::from_secs(10),
+            // A joiner uses a few; LXD's proxied calls a few more.
+            per_address: 64,
+        }
+    }
+}
 /// Pause after running out of file descriptors or memory, instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long shutdown waits for in-flight requests before closing connections.
@@ -54,9 +78,11 @@ pub async fn serve_tls(
     config: Arc<rustls::ServerConfig>,
     router: Router,
     shutdown: CancellationToken,
+    limits: Limits,
 ) -> io::Result<()> {
     let acceptor = TlsAcceptor::from(config);
     let connections = TaskTracker::new();
+    let open = Arc::new(Mutex::new(HashMap::new()));
     // `stopping` also fires when the listener fails; `force` ends the drain.
     let stopping = shutdown.child_token();
     let force = CancellationToken::new();
@@ -68,14 +94,23 @@ pub async fn serve_tls(
         };
         match accepted {
             Ok((tcp, remote)) => {
-                connections.spawn(connection(
+                let Some(slot) = OpenSlot::take(&open, remote.ip(), limits.per_address) else {
+                    tracing::debug!(%remote, "too many connections from this address, closing");
+                    continue;
+                };
+                let served = connection(
                     acceptor.clone(),
                     tcp,
                     remote,
                     router.clone(),
                     stopping.clone(),
                     force.clone(),
-                ));
+                    limits,
+                );
+                connections.spawn(async move {
+                    served.await;
+                    drop(slot);
+                });
             }
             // The client gave up before we accepted: nothing to do.
             Err(e) if is_per_connection(&e) => tracing::debug!(error = %e, "accept failed"),
@@ -107,6 +142,42 @@ pub async fn serve_tls(
     result
 }
 
+/// Connections open from each address, for [`Limits::per_address`].
+type OpenConnections = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One connection's place in [`OpenConnections`], given back when dropped.
+struct OpenSlot {
+    open: OpenConnections,
+    address: IpAddr,
+}
+
+impl OpenSlot {
+    fn take(open: &OpenConnections, address: IpAddr, limit: usize) -> Option<OpenSlot> {
+        let mut counts = open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(address).or_default();
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(OpenSlot {
+            open: open.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        let mut counts = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.address);
+            }
+        }
+    }
+}
+
 /// One client: TLS handshake, then HTTP/1.1 until it hangs up or we stop.
 async fn connection(
     acceptor: TlsAcceptor,
@@ -115,8 +186,9 @@ async fn connection(
     router: Router,
     stopping: CancellationToken,
     force: CancellationToken,
+    limits: Limits,
 ) {
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+    let handshake = tokio::time::timeout(limits.handshake, acceptor.accept(tcp));
     let tls = tokio::select! {
         _ = stopping.cancelled() => return,
         handshake = handshake => match handshake {
@@ -134,14 +206,16 @@ async fn connection(
             .map(|cert| Fingerprint::of_der(cert)),
     );
 
-    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+    let service = service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request =
+            request.map(|body| axum::body::Body::new(TimeoutBody::new(limits.body_idle, body)));
         request.extensions_mut().insert(peer.clone());
         request.extensions_mut().insert(ConnectInfo(remote));
         router.clone().oneshot(request)
     });
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_read);
     let mut conn = pin!(
         http.serve_connection(TokioIo::new(tls), service)
             .with_upgrades()
@@ -213,15 +287,31 @@ mod tests {
         task: tokio::task::JoinHandle<io::Result<()>>,
     }
 
+    /// The length of the body it read.
+    async fn count(body: axum::body::Bytes) -> String {
+        body.len().to_string()
+    }
+
     async fn start(identity: &Identity) -> Server {
+        start_with(identity, Limits::default()).await
+    }
+
+    async fn start_with(identity: &Identity, limits: Limits) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
         let router = Router::new()
             .route("/whoami", get(whoami))
-            .route("/slow", get(slow));
+            .route("/slow", get(slow))
+            .route("/count", axum::routing::post(count));
         let config = Arc::new(server_config(identity).unwrap());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve_tls(listener, config, router, shutdown.clone()));
+        let task = tokio::spawn(serve_tls(
+            listener,
+            config,
+            router,
+            shutdown.clone(),
+            limits,
+        ));
         Server {
             url,
             shutdown,
@@ -329,5 +419,78 @@ mod tests {
         .send()
         .await;
         assert!(late.is_err(), "the listener is closed");
+    }
+
+    /// Short limits, so the tests wait for them briefly.
+    fn tight() -> Limits {
+        Limits {
+            handshake: Duration::from_secs(30),
+            header_read: Duration::from_secs(30),
+            body_idle: Duration::from_millis(300),
+            per_address: 4,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_is_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let server_id = identity("server");
+        let server = start_with(&server_id, tight()).await;
+        let address = server.url.trim_start_matches("https://").to_string();
+        let pin = ServerPin::Fingerprint(server_id.fingerprint().clone());
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(
+            crate::trust::client_config(None, pin).unwrap(),
+        ));
+        let tcp = TcpStream::connect(&address).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        // Promises 1 MB, sends 5 bytes, then nothing.
+        tls.write_all(b"POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nhello")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await;
+        let waited = started.elapsed();
+        assert!(read.is_ok(), "the connection stayed open past 5 s");
+        assert!(waited < Duration::from_secs(2), "cut off after {waited:?}");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_hold_more_than_its_connections() {
+        let server_id = identity("server");
+        let server = start_with(&server_id, tight()).await;
+        let address = server.url.trim_start_matches("https://").to_string();
+        let client = https_client(
+            None,
+            ServerPin::Fingerprint(server_id.fingerprint().clone()),
+        )
+        .unwrap();
+        let url = format!("{}/whoami", server.url);
+        // Connections that never start their handshake hold every place.
+        let mut idle = Vec::new();
+        for _ in 0..tight().per_address {
+            idle.push(TcpStream::connect(&address).await.unwrap());
+        }
+        // Accepted in order: once the server took the idle ones, the next is closed.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            get_text(&client, &url).await.is_err(),
+            "a fifth connection was served"
+        );
+        drop(idle);
+        // Their places are given back as the server sees them close.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match get_text(&client, &url).await {
+                Ok(_) => break,
+                Err(err) if std::time::Instant::now() > deadline => {
+                    panic!("still refused after the idle connections closed: {err}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 }
