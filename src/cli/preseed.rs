@@ -80,6 +80,7 @@ async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> 
     let preseed = parse(text, origin)?;
     let printer = global.printer();
     let state = global.state();
+    state.check_usable()?;
     let machine = LocalMachine::prepare(&Host, &preseed, &state).await?;
     for warning in machine.services.warnings() {
         printer.warn(warning);
