@@ -635,6 +635,34 @@ fn accepted_edge_cases() {
     ))
     .validate()
     .unwrap();
+    // A day of lookup is allowed.
+    parse(&format!(
+        "{MULTICAST}lookup_timeout: 86400\nsystems: [{{name: micro01}}]\n"
+    ))
+    .validate()
+    .unwrap();
+    // On a /31 or /32 every address is a host, the gateway too; a range beside it.
+    parse(&format!(
+        "{MULTICAST}systems: [{{name: micro01}}]\n\
+         ovn: {{ipv4_gateway: 192.0.2.0/31, ipv4_range: 192.0.2.1-192.0.2.1}}\n"
+    ))
+    .validate()
+    .unwrap();
+    // Growing: CephFS may exist already, and the filters may cover the old members.
+    parse(&format!(
+        "{MULTICAST}systems:\n- name: micro04\n  storage: {{local: {{path: /dev/sdb}}}}\n\
+         ceph: {{cephfs: true}}\nstorage: {{local: [{{find: type == nvme}}]}}\n"
+    ))
+    .validate()
+    .unwrap();
+    // A system's name may be any hostname, an FQDN too; a blank-looking passphrase is not
+    // blank when it has anything but spaces.
+    parse(
+        "initiator: micro01.example.com\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: ' x '\n\
+         systems: [{name: micro01.example.com}, {name: micro02}]\n",
+    )
+    .validate()
+    .unwrap();
     // Merge keys work where the merged keys are valid.
     parse(&format!(
         "{UNICAST}systems:\n- &one\n  name: micro01\n  address: 10.0.0.1\n  \
@@ -642,6 +670,116 @@ fn accepted_edge_cases() {
     ))
     .validate()
     .unwrap();
+}
+
+/// The checks this project adds on top of upstream's (extensions), with their fields.
+#[test]
+fn extension_checks_name_the_field_and_what_to_do() {
+    let three = "systems: [{name: micro01}, {name: micro02}, {name: micro03}]\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!(
+                "initiator: 10.0.0.1\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: p\n{three}"
+            ),
+            "The initiator \"10.0.0.1\" is an IP address, but `initiator` takes the initiator's \
+             hostname; use `initiator_address: 10.0.0.1` instead",
+            "initiator",
+        ),
+        (
+            format!(
+                "initiator: micro01\nlookup_subnet: 'fd00::/64'\nsession_passphrase: p\n{three}"
+            ),
+            "The lookup subnet fd00::/64 is IPv6, but multicast discovery is IPv4 only",
+            "lookup_subnet",
+        ),
+        (
+            format!("initiator: micro01\nlookup_subnet: 10.0.0.0/24\nsession_passphrase:\n{three}"),
+            "Missing session passphrase; `session_passphrase` has no value",
+            "session_passphrase",
+        ),
+        (
+            format!(
+                "initiator: micro01\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: '  '\n{three}"
+            ),
+            "The session passphrase is blank (only spaces)",
+            "session_passphrase",
+        ),
+        (
+            format!("{MULTICAST}lookup_timeout: 86401\n{three}"),
+            "Invalid lookup timeout of 86401 seconds: at most 86400 (24 hours)",
+            "lookup_timeout",
+        ),
+        (
+            format!("{MULTICAST}systems: [{{name: micro01}}, {{name: 'micro 02'}}]\n"),
+            "The system name \"micro 02\" contains a space",
+            "systems[1].name",
+        ),
+        (
+            format!(
+                "{UNICAST}systems: [{{name: micro01, address: 10.0.0.1}}, {{name: 'fd00::2', address: 'fd00::2'}}]\n"
+            ),
+            "The system name \"fd00::2\" is an IP address",
+            "systems[1].name",
+        ),
+        (
+            format!(
+                "{UNICAST}systems: [{{name: micro01, address: 10.0.0.1}}, {{name: micro02, address: 10.0.0.1}}]\n"
+            ),
+            "Duplicate address \"10.0.0.1\" of system \"micro02\": systems[0] (\"micro01\") already has it",
+            "systems[1].address",
+        ),
+        (
+            format!(
+                "{MULTICAST}systems: [{{name: micro01, ovn_underlay_ip: 10.0.2.1}}, {{name: micro02, ovn_underlay_ip: 10.0.2.1}}]\n"
+            ),
+            "Duplicate underlay IP \"10.0.2.1\" of system \"micro02\"",
+            "systems[1].ovn_underlay_ip",
+        ),
+        (
+            format!("{MULTICAST}{three}ceph: {{cephfs: true}}\n"),
+            "Cannot set up CephFS (ceph.cephfs) without Ceph storage disks",
+            "ceph.cephfs",
+        ),
+        (
+            format!(
+                "{MULTICAST}{three}ovn: {{ipv4_gateway: 192.0.2.255/24, ipv4_range: 192.0.2.10-192.0.2.20}}\n"
+            ),
+            "192.0.2.255 is the broadcast address of 192.0.2.0/24, not a gateway; give the \
+             gateway's own address with the prefix length, such as 192.0.2.1/24",
+            "ovn.ipv4_gateway",
+        ),
+        (
+            format!(
+                "{MULTICAST}{three}ovn: {{ipv4_gateway: 192.0.2.1/24, ipv4_range: 192.0.2.10-192.0.3.20}}\n"
+            ),
+            "does not fall within the gateway's subnet 192.0.2.0/24",
+            "ovn.ipv4_range",
+        ),
+        (
+            format!(
+                "{UNICAST}systems: [{{name: micro01, address: 192.0.2.15}}]\n\
+                 ovn: {{ipv4_gateway: 192.0.2.1/24, ipv4_range: 192.0.2.10-192.0.2.20}}\n"
+            ),
+            "UPLINK ipv4.ovn.ranges must not include system address \"192.0.2.15\" (of \"micro01\")",
+            "ovn.ipv4_range",
+        ),
+        (
+            format!(
+                "{MULTICAST}systems: [{{name: micro01, storage: {{ceph: [{{path: /dev/sdc}}]}}}}]\n\
+                 storage: {{ceph: [{{find: type == nvme, find_min: 1}}]}}\n"
+            ),
+            "Ceph disk filter cannot be used. All systems have explicitly specified disks; ",
+            "storage.ceph",
+        ),
+    ];
+    for (text, expected, path) in &cases {
+        let err = validation_error(text);
+        assert!(
+            err.message().contains(expected),
+            "{text}\n{err}\n  does not contain {expected:?}"
+        );
+        assert_eq!(err.path(), *path, "{text}\n{err}");
+    }
 }
 
 #[test]
