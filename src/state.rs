@@ -17,6 +17,18 @@ pub enum StateError {
     CreateDir(PathBuf, #[source] std::io::Error),
     #[error("failed to write {0}")]
     Write(PathBuf, #[source] std::io::Error),
+    #[error(
+        "The state directory {} cannot be used: {} is not a directory; give --state-dir (or \
+         MICROCLOUD_STATE_DIR) the path of a directory, which is created if it is missing",
+        state_dir.display(),
+        existing.display()
+    )]
+    NotADirectory {
+        state_dir: PathBuf,
+        existing: PathBuf,
+    },
+    #[error("The state directory is empty; give --state-dir (or MICROCLOUD_STATE_DIR) a path")]
+    Empty,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +53,27 @@ impl StateDir {
     /// The progress record of the latest run.
     pub fn run_file(&self) -> PathBuf {
         self.root.join("run.json")
+    }
+
+    /// Fails unless the directory exists or can be created: the path and whatever part of
+    /// it exists are directories. Checked before a command contacts anything, so a bad
+    /// `--state-dir` costs nothing.
+    pub fn check_usable(&self) -> Result<(), StateError> {
+        let not_a_directory = |existing: &Path| StateError::NotADirectory {
+            state_dir: self.root.clone(),
+            existing: existing.to_path_buf(),
+        };
+        if self.root.as_os_str().is_empty() {
+            return Err(StateError::Empty);
+        }
+        for existing in self.root.ancestors() {
+            match std::fs::metadata(existing) {
+                Ok(metadata) if metadata.is_dir() => return Ok(()),
+                Ok(_) => return Err(not_a_directory(existing)),
+                Err(_) => continue,
+            }
+        }
+        Ok(())
     }
 
     /// Creates the directory (0700: it holds a private key).

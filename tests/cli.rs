@@ -117,12 +117,29 @@ fn header(text: &str, key: &str) -> Option<String> {
         .map(|value| value.trim().to_owned())
 }
 
+/// A fixture's text, to read its headers: some bad fixtures are UTF-16 or not UTF-8 on
+/// purpose, and one starts with a byte order mark.
+fn fixture_text(path: &Path) -> String {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = match bytes.as_slice() {
+        [0xff, 0xfe, rest @ ..] => {
+            let units: Vec<u16> = rest
+                .chunks_exact(2)
+                .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
+        _ => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    text.trim_start_matches('\u{feff}').to_owned()
+}
+
 /// Bad fixtures that fail without a lab, with the text their error must contain.
 fn offline_bad_fixtures() -> Vec<(PathBuf, String)> {
     fixtures("bad")
         .into_iter()
         .filter_map(|path| {
-            let text = fs::read_to_string(&path).unwrap();
+            let text = fixture_text(&path);
             if header(&text, "needs").as_deref() == Some("lab") {
                 return None;
             }
@@ -265,7 +282,9 @@ fn validate_accepts_every_good_fixture() {
 fn validate_rejects_every_offline_bad_fixture() {
     let sandbox = Sandbox::new();
     let bad = offline_bad_fixtures();
-    assert!(bad.len() >= 25, "only {} offline bad fixtures", bad.len());
+    let all = fixtures("bad").len();
+    assert!(all >= 80, "only {all} bad fixtures");
+    assert!(bad.len() >= 77, "only {} offline bad fixtures", bad.len());
     let mut failures = Vec::new();
     for (path, expect) in &bad {
         let output = sandbox
@@ -279,6 +298,13 @@ fn validate_rejects_every_offline_bad_fixture() {
         let origin = format!("Error: {}", path.display());
         if !stderr(&output).starts_with(&origin) {
             problems.push(format!("stderr does not start with {origin:?}"));
+        }
+        // The fixtures' passphrases, however badly written, are never shown.
+        if ["s3cret", "lab-secret"]
+            .iter()
+            .any(|secret| stderr(&output).contains(secret))
+        {
+            problems.push("stderr shows the passphrase".into());
         }
         if !problems.is_empty() {
             failures.push(format!("{}:\n  {}", path.display(), problems.join("\n  ")));
@@ -301,6 +327,13 @@ fn parse_errors_carry_file_and_line() {
         ("06-wrong-type", 5),
         ("21-duplicate-system", 8),
         ("37-duplicate-key", 5),
+        // At the merge (`<<: *uplink`), not where the merged keys are written.
+        ("89-merge-into-wrong-section", 14),
+        // The second system's own key, not a key merged into it from the first.
+        ("90-merge-then-typo", 13),
+        ("97-latin1-bytes", 8),
+        // Counted from the first line, though it starts with a byte order mark.
+        ("99-bom-then-typo", 4),
     ];
     let sandbox = Sandbox::new();
     for (name, line) in cases {
@@ -332,6 +365,291 @@ fn validate_of_a_missing_file_names_it() {
         .unwrap();
     let err = assert_failure(&output, &missing.display().to_string());
     assert!(err.contains("No such file"), "{err}");
+}
+
+// --- Bad command lines ------------------------------------------------------
+
+/// The exit status of a refused command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// 2: clap's usage error (`error: ...`), before the command runs.
+    Usage,
+    /// 1: the command ran and refused (`Error: ...`).
+    Failed,
+}
+
+/// One bad command line: `{dir}`, `{file}`, `{missing}` and `{unreadable}` in the arguments
+/// are paths in the test's sandbox (a directory, a regular file, nothing, a file this user
+/// cannot read).
+struct BadLine {
+    args: &'static [&'static str],
+    stdin: &'static str,
+    refusal: Refusal,
+    expect: &'static str,
+}
+
+const fn usage(args: &'static [&'static str], expect: &'static str) -> BadLine {
+    BadLine {
+        args,
+        stdin: "",
+        refusal: Refusal::Usage,
+        expect,
+    }
+}
+
+const fn failed(args: &'static [&'static str], expect: &'static str) -> BadLine {
+    BadLine {
+        args,
+        stdin: "",
+        refusal: Refusal::Failed,
+        expect,
+    }
+}
+
+/// A preseed that passes every static check, for runs that must fail after reading it.
+const VALID_PRESEED: &str =
+    "initiator: mc-cli-test-a\nlookup_subnet: 10.0.0.0/24\nsystems: [{name: mc-cli-test-a}]\n";
+
+const BAD_LINES: &[BadLine] = &[
+    usage(&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+    usage(&["init", "--bogus"], "unexpected argument '--bogus' found"),
+    usage(
+        &["init", "--preseed"],
+        "a value is required for '--preseed <FILE>'",
+    ),
+    usage(
+        &["init", "--dry-run", "--dry-run"],
+        "the argument '--dry-run' cannot be used multiple times",
+    ),
+    // MicroCloud 1.1's `add --preseed`: 3.3 reads preseeds with `microcloud preseed`.
+    usage(
+        &["add", "--preseed", "cloud.yaml"],
+        "unexpected argument '--preseed' found",
+    ),
+    usage(
+        &["join", "--initiator-address", "micro01"],
+        "invalid value 'micro01' for '--initiator-address <IP>'",
+    ),
+    usage(
+        &["join", "--lookup-timeout", "soon"],
+        "give a whole number of seconds, such as 60",
+    ),
+    usage(
+        &["join", "--lookup-timeout=-5"],
+        "give a whole number of seconds, such as 60",
+    ),
+    usage(
+        &["join", "--lookup-timeout", "0"],
+        "the lookup timeout must be at least 1 second",
+    ),
+    usage(
+        &["join", "--lookup-timeout", "604800"],
+        "the lookup timeout can be at most 86400 seconds (24 hours)",
+    ),
+    usage(
+        &["join", "--session-timeout", "7200"],
+        "Session timeout cannot exceed 60 minutes; use at most 3600 seconds",
+    ),
+    usage(
+        &["preseed", "validate"],
+        "the following required arguments were not provided",
+    ),
+    usage(
+        &["preseed", "check", "cloud.yaml"],
+        "unrecognized subcommand 'check'",
+    ),
+    usage(&["remove"], "<NAME>..."),
+    usage(
+        &["remove", "micro2", ""],
+        "a member name cannot be empty; `microcloud cluster list` shows the names",
+    ),
+    usage(
+        &["remove", "--format", "xml", "micro2"],
+        "invalid value 'xml' for '--format <FORMAT>'",
+    ),
+    usage(&["cluster"], "'microcloud cluster' requires a subcommand"),
+    usage(
+        &["cluster", "list", "--format", "bogus"],
+        "[possible values: table, json, yaml, csv, compact]",
+    ),
+    usage(
+        &["cluster", "list", "-f", "json", "--format", "yaml"],
+        "the argument '--format <FORMAT>' cannot be used multiple times",
+    ),
+    usage(
+        &["cluster", "remove", "-f", "micro2", "--format", "xml"],
+        "invalid value 'xml' for '--format <FORMAT>'",
+    ),
+    usage(
+        &["service", "list", "--format", "xml"],
+        "invalid value 'xml' for '--format <FORMAT>'",
+    ),
+    usage(&["service", "frob"], "unrecognized subcommand 'frob'"),
+    usage(
+        &["status", "--format"],
+        "a value is required for '--format <FORMAT>'",
+    ),
+    usage(
+        &["status", "-f", "xml"],
+        "invalid value 'xml' for '--format <FORMAT>'",
+    ),
+    usage(&["status", "micro1"], "unexpected argument 'micro1' found"),
+    usage(
+        &["--state-dir"],
+        "a value is required for '--state-dir <STATE_DIR>'",
+    ),
+    failed(
+        &["preseed", "validate", "{missing}"],
+        "No such file or directory (os error 2); check the path",
+    ),
+    failed(
+        &["preseed", "validate", "{dir}"],
+        "Is a directory (os error 21); give the path of the preseed file in it",
+    ),
+    failed(
+        &["preseed", "validate", "{file}/cloud.yaml"],
+        "Not a directory (os error 20); a part of the path before the file name is a file",
+    ),
+    failed(
+        &["init", "--preseed", "{unreadable}"],
+        "Permission denied (os error 13); make the file readable by this user",
+    ),
+    failed(&["init", "--preseed", "{missing}"], "check the path"),
+    BadLine {
+        args: &["preseed"],
+        stdin: "",
+        refusal: Refusal::Failed,
+        expect: "<stdin>: The preseed is empty; write a YAML mapping",
+    },
+    BadLine {
+        args: &["--state-dir", "{file}", "preseed"],
+        stdin: VALID_PRESEED,
+        refusal: Refusal::Failed,
+        expect: "is not a directory; give --state-dir (or MICROCLOUD_STATE_DIR) the path of a directory",
+    },
+    failed(
+        &["--state-dir", "{file}/state", "remove", "micro2"],
+        "is not a directory; give --state-dir",
+    ),
+    failed(
+        &["join", "--initiator-address", "10.0.0.1"],
+        "use `microcloud preseed` with a preseed file",
+    ),
+    failed(&["remove", "micro2", "--force"], "Unix socket not found at"),
+    failed(
+        &["service", "list", "-f", "json"],
+        "Unix socket not found at",
+    ),
+];
+
+/// Every bad command line is refused quickly, with its exit status and a message that says
+/// what to do, prints nothing on stdout, and creates or changes nothing: no state directory,
+/// no file in the sandbox. None waits for LXD: `LXD_SOCKET` names a path with nothing there.
+#[test]
+fn bad_command_lines_are_refused_and_change_nothing() {
+    assert!(BAD_LINES.len() >= 20);
+    let sandbox = Sandbox::new();
+    fs::create_dir(sandbox.path("dir")).unwrap();
+    fs::write(sandbox.path("file"), "not a directory\n").unwrap();
+    let unreadable = sandbox.path("unreadable.yaml");
+    fs::write(&unreadable, VALID_PRESEED).unwrap();
+    let mut permissions = fs::metadata(&unreadable).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o000);
+    fs::set_permissions(&unreadable, permissions).unwrap();
+    // root reads any file: that row then says nothing.
+    let can_deny = fs::File::open(&unreadable).is_err();
+    let before = sandbox.entries();
+    let substitute = |arg: &str| {
+        let mut arg = arg.to_owned();
+        for name in ["dir", "file", "missing", "unreadable"] {
+            let path = if name == "unreadable" {
+                unreadable.clone()
+            } else {
+                sandbox.path(name)
+            };
+            arg = arg.replace(&format!("{{{name}}}"), &path.display().to_string());
+        }
+        arg
+    };
+    let mut failures = Vec::new();
+    for line in BAD_LINES {
+        if line.args.contains(&"{unreadable}") && !can_deny {
+            eprintln!("skipped {:?}: this user can read any file", line.args);
+            continue;
+        }
+        let args: Vec<String> = line.args.iter().map(|arg| substitute(arg)).collect();
+        let started = std::time::Instant::now();
+        let output = sandbox
+            .microcloud()
+            .args(&args)
+            .env("LXD_SOCKET", sandbox.path("lxd.socket"))
+            .write_stdin(line.stdin)
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        let (out, err) = (stdout(&output), stderr(&output));
+        let mut problems = Vec::new();
+        let (code, prefix) = match line.refusal {
+            Refusal::Usage => (2, "error:"),
+            Refusal::Failed => (1, "Error:"),
+        };
+        if output.status.code() != Some(code) {
+            problems.push(format!("exit status {:?}, expected {code}", output.status));
+        }
+        if !err.starts_with(prefix) {
+            problems.push(format!("stderr does not start with {prefix:?}"));
+        }
+        if !err.contains(line.expect) {
+            problems.push(format!("stderr does not contain {:?}", line.expect));
+        }
+        // clap's errors end by pointing to the help.
+        if line.refusal == Refusal::Usage && !err.contains("try '--help'") {
+            problems.push("the usage error does not point to --help".into());
+        }
+        if err.contains("panicked") || !out.is_empty() {
+            problems.push("a panic, or output on stdout".into());
+        }
+        if elapsed > Duration::from_secs(10) {
+            problems.push(format!("took {elapsed:?}"));
+        }
+        if sandbox.entries() != before {
+            problems.push(format!("the sandbox changed: {:?}", sandbox.entries()));
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{args:?}:\n  {}\n  stdout: {out:?}\n  stderr: {err:?}",
+                problems.join("\n  ")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert_eq!(
+        fs::read_to_string(sandbox.path("file")).unwrap(),
+        "not a directory\n"
+    );
+    assert!(fs::read_dir(sandbox.path("dir")).unwrap().next().is_none());
+}
+
+/// A preseed larger than any preseed is refused before it is parsed, from standard input.
+#[test]
+fn an_oversized_preseed_on_stdin_is_refused() {
+    let sandbox = Sandbox::new();
+    let mut input = String::from(VALID_PRESEED);
+    while input.len() <= 1024 * 1024 {
+        input.push_str("# a comment line that pads the preseed beyond any real size\n");
+    }
+    let output = sandbox
+        .microcloud()
+        .arg("preseed")
+        .env("LXD_SOCKET", sandbox.path("lxd.socket"))
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert_failure(
+        &output,
+        "<stdin>: The preseed is larger than 1024 KiB, and a preseed is a few kilobytes of YAML",
+    );
+    assert!(sandbox.entries().is_empty());
 }
 
 // --- init -------------------------------------------------------------------

@@ -31,12 +31,47 @@ pub struct JoinArgs {
     /// The initiator's address: skip multicast discovery
     #[arg(long, value_name = "IP")]
     pub initiator_address: Option<IpAddr>,
-    /// Seconds to look for the initiator
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    /// Seconds to look for the initiator (1 to 86400)
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = lookup_seconds)]
     pub lookup_timeout: u64,
-    /// Seconds the trust session may last (at most 3600)
-    #[arg(long, value_name = "SECONDS", default_value_t = MAX_SESSION_TIMEOUT)]
+    /// Seconds the trust session may last (1 to 3600)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = MAX_SESSION_TIMEOUT,
+        value_parser = session_seconds
+    )]
     pub session_timeout: u64,
+}
+
+/// The longest `--lookup-timeout`, as the preseed's `lookup_timeout`.
+const MAX_LOOKUP_TIMEOUT: u64 = 24 * 60 * 60;
+
+/// `--lookup-timeout`: a usage error, before anything is asked or opened.
+fn lookup_seconds(text: &str) -> Result<u64, String> {
+    match seconds(text)? {
+        0 => Err("the lookup timeout must be at least 1 second".into()),
+        n if n > MAX_LOOKUP_TIMEOUT => Err(format!(
+            "the lookup timeout can be at most {MAX_LOOKUP_TIMEOUT} seconds (24 hours)"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// `--session-timeout`, with upstream's message for too long a session.
+fn session_seconds(text: &str) -> Result<u64, String> {
+    match seconds(text)? {
+        0 => Err("the session timeout must be at least 1 second".into()),
+        n if n > MAX_SESSION_TIMEOUT => Err(format!(
+            "Session timeout cannot exceed 60 minutes; use at most {MAX_SESSION_TIMEOUT} seconds"
+        )),
+        n => Ok(n),
+    }
+}
+
+fn seconds(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| "give a whole number of seconds, such as 60".to_owned())
 }
 
 fn terminal() -> anyhow::Result<TtyPrompter> {
@@ -206,12 +241,6 @@ pub(super) fn run_initiator(
 
 /// `microcloud join` at a terminal.
 pub fn join(args: JoinArgs, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<()> {
-    if args.session_timeout > MAX_SESSION_TIMEOUT {
-        anyhow::bail!(
-            "Session timeout cannot exceed 60 minutes (got {} seconds)",
-            args.session_timeout
-        );
-    }
     let mut prompter = terminal()?;
     let printer = global.printer();
     let host = Host;

@@ -41,27 +41,52 @@ pub async fn run(args: PreseedArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
         Some(PreseedCommand::Validate { file }) => validate(&file, global),
         None => {
-            let mut text = String::new();
+            let mut bytes = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut text)
+                .take(READ_LIMIT)
+                .read_to_end(&mut bytes)
                 .context("Failed to read the preseed from standard input")?;
-            apply(&text, "<stdin>", args.dry_run, global).await
+            apply(&bytes, "<stdin>", args.dry_run, global).await
         }
     }
 }
 
 pub async fn run_file(path: &Path, dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
-    let text = read(path)?;
-    apply(&text, &path.display().to_string(), dry_run, global).await
+    let bytes = read(path)?;
+    apply(&bytes, &path.display().to_string(), dry_run, global).await
 }
 
-fn read(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("Failed to read the preseed file {}", path.display()))
+/// One byte more than a preseed may have, so that a larger input is told apart.
+const READ_LIMIT: u64 = crate::preseed::MAX_PRESEED_BYTES as u64 + 1;
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(READ_LIMIT).read_to_end(&mut bytes))
+        .map_err(|err| {
+            let hint = match err.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "check the path (a relative path starts in the current directory)"
+                }
+                std::io::ErrorKind::IsADirectory => "give the path of the preseed file in it",
+                std::io::ErrorKind::NotADirectory => {
+                    "a part of the path before the file name is a file, not a directory"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "make the file readable by this user, or run as a user who can read it"
+                }
+                _ => "give the path of a readable preseed file",
+            };
+            anyhow::anyhow!(
+                "Failed to read the preseed file {}: {err}; {hint}",
+                path.display()
+            )
+        })?;
+    Ok(bytes)
 }
 
-fn parse(text: &str, origin: &str) -> anyhow::Result<Preseed> {
-    let preseed = Preseed::parse(text, origin)?;
+fn parse(bytes: &[u8], origin: &str) -> anyhow::Result<Preseed> {
+    let preseed = Preseed::parse_bytes(bytes, origin)?;
     preseed.validate()?;
     Ok(preseed)
 }
@@ -76,10 +101,16 @@ fn validate(path: &Path, global: &GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn apply(text: &str, origin: &str, dry_run: bool, global: &GlobalArgs) -> anyhow::Result<()> {
-    let preseed = parse(text, origin)?;
+async fn apply(
+    bytes: &[u8],
+    origin: &str,
+    dry_run: bool,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let preseed = parse(bytes, origin)?;
     let printer = global.printer();
     let state = global.state();
+    state.check_usable()?;
     let machine = LocalMachine::prepare(&Host, &preseed, &state).await?;
     for warning in machine.services.warnings() {
         printer.warn(warning);

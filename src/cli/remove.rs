@@ -30,7 +30,7 @@ only in the services' own clusters, so a member leaves all of them.";
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
     /// The members to remove
-    #[arg(value_name = "NAME", required = true)]
+    #[arg(value_name = "NAME", required = true, value_parser = member_name)]
     pub names: Vec<String>,
     /// Remove members that do not answer, without contacting them (passed to
     /// every service); whatever they held stays on those machines
@@ -42,6 +42,17 @@ pub struct RemoveArgs {
     /// Output format of the steps (--dry-run) or of the removed members
     #[arg(long, value_enum, default_value_t)]
     pub format: OutputFormat,
+}
+
+/// A member's name as `microcloud cluster list` shows it: a usage error otherwise, before
+/// any service is contacted.
+fn member_name(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err(
+            "a member name cannot be empty; `microcloud cluster list` shows the names".into(),
+        );
+    }
+    Ok(text.to_owned())
 }
 
 #[derive(Debug, Serialize)]
@@ -88,6 +99,7 @@ fn step_rows(plan: &RemovalPlan) -> Vec<StepRow> {
 
 pub async fn run(args: RemoveArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let printer = global.printer();
+    global.state().check_usable()?;
     let (lxd, inventory) = super::local_cluster().await?;
     let leaving: Vec<_> = (inventory.lxd.iter())
         .filter(|m| args.names.contains(&m.server_name))

@@ -380,6 +380,14 @@ fn lex(expr: &str) -> Result<Vec<Token>, FilterError> {
             ('!', Some('=')) => (TokenKind::Compare(CompareOp::Ne), 2),
             ('!', _) => (TokenKind::Not, 1),
             ('=', Some('=')) => (TokenKind::Compare(CompareOp::Eq), 2),
+            ('=', Some('~')) => {
+                // Upstream matches text by regular expression; this clone by `%` only.
+                return Err(FilterError::new(
+                    column,
+                    "`=~` is not an operator; the operators are ==, !=, <, >, <= and >=, and \
+                     == matches text with % as a wildcard, such as model == 'Samsung%'",
+                ));
+            }
             ('=', _) => {
                 return Err(FilterError::new(column, "single `=`; use `==` to compare"));
             }

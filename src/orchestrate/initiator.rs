@@ -23,7 +23,6 @@ use anyhow::Context;
 use futures_util::FutureExt;
 use futures_util::future::{join_all, try_join_all};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{self, Joiner, Targets};
@@ -204,7 +203,7 @@ impl InitiatorSession {
                 self.machine.identity.fingerprint().short()
             ));
         }
-        let deadline = Instant::now() + lookup_timeout;
+        let deadline = super::deadline_after(lookup_timeout);
         let events = self
             .events
             .as_mut()

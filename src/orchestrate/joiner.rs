@@ -79,7 +79,7 @@ pub async fn run(
     .await?;
 
     let outcome = async {
-        let deadline = Instant::now() + settings.session_timeout;
+        let deadline = super::deadline_after(settings.session_timeout);
         let initiator =
             contact_initiator(&machine, &settings, &signed_me, &server, printer).await?;
         printer.status(format!(
@@ -143,7 +143,7 @@ async fn contact_initiator(
     server: &SessionServer,
     printer: &Printer,
 ) -> anyhow::Result<String> {
-    let deadline = Instant::now() + settings.lookup_timeout;
+    let deadline = super::deadline_after(settings.lookup_timeout);
     let address = match &settings.initiator_address {
         Some(address) => address.clone(),
         None => {

@@ -25,3 +25,13 @@ mod services;
 mod tests;
 
 pub use local::{LocalMachine, Role};
+
+/// `timeout` from now; a timeout too long for the clock waits as good as forever instead of
+/// overflowing it.
+fn deadline_after(timeout: std::time::Duration) -> tokio::time::Instant {
+    const FOREVER: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(FOREVER))
+        .unwrap_or(now)
+}

@@ -24,7 +24,62 @@ pub use model::{
     Ipv4Range, LXD_STORAGE_DIRECTORY, OvnConfig, Preseed, StorageFilters, System, SystemStorage,
 };
 
-use source::{FieldPath, Origin, Shape, SourceTree, yaml_options};
+use source::{FieldPath, Origin, Position, Shape, SourceTree, yaml_options};
+
+/// The largest preseed read. A preseed is a few kilobytes; a larger input is another file.
+pub const MAX_PRESEED_BYTES: usize = 1024 * 1024;
+
+/// The text of a preseed's bytes, or why they are not a preseed's text.
+fn utf8_text<'a>(bytes: &'a [u8], origin: &str) -> Result<&'a str, PreseedError> {
+    let refuse = |position, message: String| {
+        Err(PreseedError::new(
+            origin,
+            position,
+            &FieldPath::root(),
+            message,
+        ))
+    };
+    if bytes.len() > MAX_PRESEED_BYTES {
+        return refuse(
+            None,
+            format!(
+                "The preseed is larger than {} KiB, and a preseed is a few kilobytes of YAML; \
+                 check that this is the preseed file",
+                MAX_PRESEED_BYTES / 1024
+            ),
+        );
+    }
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return refuse(
+            None,
+            "The preseed is UTF-16 text (it starts with a UTF-16 byte order mark), and it must \
+             be UTF-8; save it as UTF-8, e.g. with `iconv -f UTF-16 -t UTF-8`"
+                .to_owned(),
+        );
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(error) => {
+            let valid = &bytes[..error.valid_up_to()];
+            // Valid up to here, so this slice is text.
+            let before = String::from_utf8_lossy(valid);
+            let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+            let position = Position {
+                line: before.matches('\n').count() as u64 + 1,
+                column: before[line_start..].chars().count() as u64 + 1,
+            };
+            refuse(
+                Some(position),
+                format!(
+                    "The preseed is not UTF-8 text: byte 0x{:02x} is not part of a UTF-8 \
+                     character; save the file as UTF-8 (from Latin-1, e.g. with `iconv -f LATIN1 \
+                     -t UTF-8`)",
+                    bytes[error.valid_up_to()]
+                ),
+            )
+        }
+    }
+}
 
 impl Preseed {
     /// Parses YAML. `origin` is the file path or `<stdin>`, used in error messages.
@@ -56,6 +111,12 @@ impl Preseed {
             .map_err(|err| origin.yaml_error(&err))?;
         preseed.origin = origin;
         Ok(preseed)
+    }
+
+    /// Parses a file's or standard input's bytes (at most [`MAX_PRESEED_BYTES`] of them are
+    /// needed to tell): they must be UTF-8, as YAML 1.2 allows only UTF-8 here.
+    pub fn parse_bytes(bytes: &[u8], origin: &str) -> Result<Preseed, PreseedError> {
+        Preseed::parse(utf8_text(bytes, origin)?, origin)
     }
 
     /// The preseed as YAML that [`Preseed::parse`] reads back to an equal value.

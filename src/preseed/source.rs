@@ -38,6 +38,11 @@ impl Origin {
         PreseedError::new(&self.name, position, path, message)
     }
 
+    /// Whether the text has the key at `path`, even with no value.
+    pub(super) fn has(&self, path: &FieldPath) -> bool {
+        self.tree.as_ref().is_some_and(|tree| tree.has(path))
+    }
+
     /// A serde-saphyr error from reading the typed model from this text.
     pub(super) fn yaml_error(&self, error: &serde_saphyr::Error) -> PreseedError {
         PreseedError::from_yaml(&self.name, error, self.tree.as_ref())
@@ -59,7 +64,7 @@ impl fmt::Debug for Origin {
 /// Deepest nesting accepted. A valid preseed nests 6 levels at most
 /// (`systems[].storage.ceph[].path`); the limit keeps recursion within a 2 MiB thread stack
 /// (tokio's default) even in debug builds.
-const MAX_DEPTH: usize = 16;
+pub(super) const MAX_DEPTH: usize = 16;
 
 /// The YAML reader settings for both passes over a preseed.
 pub(super) fn yaml_options() -> serde_saphyr::Options {
@@ -169,11 +174,18 @@ pub(super) enum Shape {
 #[derive(Debug, Clone)]
 pub(super) struct SourceTree {
     root: Node,
+    text: String,
 }
 
 #[derive(Debug, Clone)]
 struct Node {
+    /// Where the value is used: for a value that comes from an alias or a merge key (`<<`),
+    /// the position of the alias.
     at: Option<Position>,
+    /// Where the value is written: differs from `at` for aliased and merged values.
+    defined: Option<Position>,
+    /// Byte range of a scalar as written (quotes included), to quote it back in errors.
+    span: Option<(usize, usize)>,
     kind: NodeKind,
 }
 
@@ -190,6 +202,8 @@ enum NodeKind {
 struct Entry {
     key: String,
     key_at: Option<Position>,
+    /// Where the key is written; differs from `key_at` for entries merged in with `<<`.
+    key_defined: Option<Position>,
     value: Node,
 }
 
@@ -198,7 +212,10 @@ impl SourceTree {
     /// resource budgets, which are exactly the errors to report before schema errors.
     pub(super) fn parse(text: &str) -> Result<SourceTree, serde_saphyr::Error> {
         let root: Node = serde_saphyr::from_str_with_options(text, yaml_options())?;
-        Ok(SourceTree { root })
+        Ok(SourceTree {
+            root,
+            text: text.to_owned(),
+        })
     }
 
     pub(super) fn shape(&self) -> Shape {
@@ -220,10 +237,11 @@ impl SourceTree {
         loop {
             match &node.kind {
                 NodeKind::Mapping(entries) => {
+                    // By position, not by order: entries merged in with `<<` come last.
                     let Some(entry) = entries
                         .iter()
-                        .rev()
-                        .find(|entry| entry.key_at.is_some_and(|at| at <= target))
+                        .filter(|entry| entry.key_at.is_some_and(|at| at <= target))
+                        .max_by_key(|entry| entry.key_at)
                     else {
                         return path;
                     };
@@ -238,8 +256,8 @@ impl SourceTree {
                     let Some((index, item)) = items
                         .iter()
                         .enumerate()
-                        .rev()
-                        .find(|(_, item)| item.at.is_some_and(|at| at <= target))
+                        .filter(|(_, item)| item.at.is_some_and(|at| at <= target))
+                        .max_by_key(|(index, item)| (item.at, *index))
                     else {
                         return path;
                     };
@@ -258,27 +276,134 @@ impl SourceTree {
         let mut node = &self.root;
         let mut position = None;
         for segment in &path.0 {
-            let child = match (&node.kind, segment) {
-                (NodeKind::Mapping(entries), Segment::Key(key)) => entries
-                    .iter()
-                    .find(|entry| &entry.key == key)
-                    .map(|entry| &entry.value),
-                (NodeKind::Sequence(items), Segment::Index(index)) => items.get(*index),
-                _ => None,
+            let Some(child) = node.child(segment) else {
+                break;
             };
-            let Some(child) = child else { break };
             node = child;
             position = node.at;
         }
         position
+    }
+
+    /// Whether the text has a value (possibly an empty one) at `path`.
+    pub(super) fn has(&self, path: &FieldPath) -> bool {
+        self.node(path).is_some()
+    }
+
+    /// What the text has at `path`, for errors: `a list`, `a mapping with key `x``, `no
+    /// value`, or the scalar as written in backticks. Without `quote`, no text of the value
+    /// (a key, a scalar) is repeated: for secrets.
+    pub(super) fn describe(&self, path: &FieldPath, quote: bool) -> Option<String> {
+        let node = self.node(path)?;
+        Some(match &node.kind {
+            NodeKind::Null => "no value".to_owned(),
+            NodeKind::Sequence(items) if items.is_empty() => "an empty list".to_owned(),
+            NodeKind::Sequence(_) => "a list".to_owned(),
+            NodeKind::Mapping(entries) if entries.is_empty() => "an empty mapping".to_owned(),
+            NodeKind::Mapping(_) if !quote => "a mapping".to_owned(),
+            NodeKind::Mapping(entries) => {
+                let keys: Vec<String> = entries
+                    .iter()
+                    .take(3)
+                    .map(|entry| format!("`{}`", entry.key))
+                    .collect();
+                let more = if entries.len() > 3 { ", ..." } else { "" };
+                let noun = if entries.len() == 1 { "key" } else { "keys" };
+                format!("a mapping with {noun} {}{more}", keys.join(", "))
+            }
+            NodeKind::Scalar(_) if !quote => "a value".to_owned(),
+            NodeKind::Scalar(value) => {
+                let written = node
+                    .span
+                    .and_then(|(start, len)| self.text.get(start..start + len))
+                    .filter(|text| !text.is_empty() && !text.contains('\n'))
+                    .unwrap_or(value);
+                format!("`{written}`")
+            }
+        })
+    }
+
+    /// The mapping that holds the key `field` written at `at` and is read with the fields
+    /// `expected`. A key merged in with `<<: *anchor` is written once but read in every
+    /// mapping that merges it, and serde reports the written position: this finds the
+    /// mapping that refused it, and the position of its merge.
+    pub(super) fn mapping_with_key(
+        &self,
+        field: &str,
+        at: Position,
+        expected: &dyn Fn(&FieldPath) -> bool,
+    ) -> Option<(FieldPath, Option<Position>)> {
+        let mut found = Vec::new();
+        self.root
+            .collect_keys(&FieldPath::root(), field, at, &mut found);
+        found.into_iter().find(|(path, _)| expected(path))
+    }
+
+    fn node(&self, path: &FieldPath) -> Option<&Node> {
+        let mut node = &self.root;
+        for segment in &path.0 {
+            node = node.child(segment)?;
+        }
+        Some(node)
+    }
+}
+
+impl Node {
+    fn child(&self, segment: &Segment) -> Option<&Node> {
+        match (&self.kind, segment) {
+            (NodeKind::Mapping(entries), Segment::Key(key)) => entries
+                .iter()
+                .find(|entry| &entry.key == key)
+                .map(|entry| &entry.value),
+            (NodeKind::Sequence(items), Segment::Index(index)) => items.get(*index),
+            _ => None,
+        }
+    }
+
+    /// Every mapping under `path` with the key `field` written or merged at `at`.
+    fn collect_keys(
+        &self,
+        path: &FieldPath,
+        field: &str,
+        at: Position,
+        found: &mut Vec<(FieldPath, Option<Position>)>,
+    ) {
+        match &self.kind {
+            NodeKind::Mapping(entries) => {
+                for entry in entries {
+                    if entry.key == field
+                        && (entry.key_at == Some(at) || entry.key_defined == Some(at))
+                    {
+                        found.push((path.clone(), entry.key_at));
+                    }
+                    entry
+                        .value
+                        .collect_keys(&path.key(&entry.key), field, at, found);
+                }
+            }
+            NodeKind::Sequence(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    item.collect_keys(&path.index(index), field, at, found);
+                }
+            }
+            NodeKind::Null | NodeKind::Scalar(_) => {}
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Node, D::Error> {
         let spanned = Spanned::<NodeKind>::deserialize(deserializer)?;
+        let span = spanned.defined.span();
         Ok(Node {
             at: Position::from_location(spanned.referenced),
+            defined: Position::from_location(spanned.defined),
+            span: span
+                .byte_offset()
+                .zip(span.byte_len())
+                .and_then(|(start, len)| {
+                    Some((usize::try_from(start).ok()?, usize::try_from(len).ok()?))
+                }),
             kind: spanned.value,
         })
     }
@@ -364,6 +489,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
                     _ => String::new(),
                 },
                 key_at: key.at,
+                key_defined: key.defined,
                 value,
             });
         }

@@ -635,6 +635,260 @@ fn accepted_edge_cases() {
     ))
     .validate()
     .unwrap();
+    // A day of lookup is allowed.
+    parse(&format!(
+        "{MULTICAST}lookup_timeout: 86400\nsystems: [{{name: micro01}}]\n"
+    ))
+    .validate()
+    .unwrap();
+    // On a /31 or /32 every address is a host, the gateway too; a range beside it.
+    parse(&format!(
+        "{MULTICAST}systems: [{{name: micro01}}]\n\
+         ovn: {{ipv4_gateway: 192.0.2.0/31, ipv4_range: 192.0.2.1-192.0.2.1}}\n"
+    ))
+    .validate()
+    .unwrap();
+    // Growing: CephFS may exist already, and the filters may cover the old members.
+    parse(&format!(
+        "{MULTICAST}systems:\n- name: micro04\n  storage: {{local: {{path: /dev/sdb}}}}\n\
+         ceph: {{cephfs: true}}\nstorage: {{local: [{{find: type == nvme}}]}}\n"
+    ))
+    .validate()
+    .unwrap();
+    // A system's name may be any hostname, an FQDN too; a blank-looking passphrase is not
+    // blank when it has anything but spaces.
+    parse(
+        "initiator: micro01.example.com\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: ' x '\n\
+         systems: [{name: micro01.example.com}, {name: micro02}]\n",
+    )
+    .validate()
+    .unwrap();
+    // Merge keys work where the merged keys are valid.
+    parse(&format!(
+        "{UNICAST}systems:\n- &one\n  name: micro01\n  address: 10.0.0.1\n  \
+         storage: {{local: {{path: /dev/sdb}}}}\n- <<: *one\n  name: micro02\n  address: 10.0.0.2\n"
+    ))
+    .validate()
+    .unwrap();
+}
+
+/// The checks this project adds on top of upstream's (extensions), with their fields.
+#[test]
+fn extension_checks_name_the_field_and_what_to_do() {
+    let three = "systems: [{name: micro01}, {name: micro02}, {name: micro03}]\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!(
+                "initiator: 10.0.0.1\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: p\n{three}"
+            ),
+            "The initiator \"10.0.0.1\" is an IP address, but `initiator` takes the initiator's \
+             hostname; use `initiator_address: 10.0.0.1` instead",
+            "initiator",
+        ),
+        (
+            format!(
+                "initiator: micro01\nlookup_subnet: 'fd00::/64'\nsession_passphrase: p\n{three}"
+            ),
+            "The lookup subnet fd00::/64 is IPv6, but multicast discovery is IPv4 only",
+            "lookup_subnet",
+        ),
+        (
+            format!("initiator: micro01\nlookup_subnet: 10.0.0.0/24\nsession_passphrase:\n{three}"),
+            "Missing session passphrase; `session_passphrase` has no value",
+            "session_passphrase",
+        ),
+        (
+            format!(
+                "initiator: micro01\nlookup_subnet: 10.0.0.0/24\nsession_passphrase: '  '\n{three}"
+            ),
+            "The session passphrase is blank (only spaces)",
+            "session_passphrase",
+        ),
+        (
+            format!("{MULTICAST}lookup_timeout: 86401\n{three}"),
+            "Invalid lookup timeout of 86401 seconds: at most 86400 (24 hours)",
+            "lookup_timeout",
+        ),
+        (
+            format!("{MULTICAST}systems: [{{name: micro01}}, {{name: 'micro 02'}}]\n"),
+            "The system name \"micro 02\" contains a space",
+            "systems[1].name",
+        ),
+        (
+            format!(
+                "{UNICAST}systems: [{{name: micro01, address: 10.0.0.1}}, {{name: 'fd00::2', address: 'fd00::2'}}]\n"
+            ),
+            "The system name \"fd00::2\" is an IP address",
+            "systems[1].name",
+        ),
+        (
+            format!(
+                "{UNICAST}systems: [{{name: micro01, address: 10.0.0.1}}, {{name: micro02, address: 10.0.0.1}}]\n"
+            ),
+            "Duplicate address \"10.0.0.1\" of system \"micro02\": systems[0] (\"micro01\") already has it",
+            "systems[1].address",
+        ),
+        (
+            format!(
+                "{MULTICAST}systems: [{{name: micro01, ovn_underlay_ip: 10.0.2.1}}, {{name: micro02, ovn_underlay_ip: 10.0.2.1}}]\n"
+            ),
+            "Duplicate underlay IP \"10.0.2.1\" of system \"micro02\"",
+            "systems[1].ovn_underlay_ip",
+        ),
+        (
+            format!("{MULTICAST}{three}ceph: {{cephfs: true}}\n"),
+            "Cannot set up CephFS (ceph.cephfs) without Ceph storage disks",
+            "ceph.cephfs",
+        ),
+        (
+            format!(
+                "{MULTICAST}{three}ovn: {{ipv4_gateway: 192.0.2.255/24, ipv4_range: 192.0.2.10-192.0.2.20}}\n"
+            ),
+            "192.0.2.255 is the broadcast address of 192.0.2.0/24, not a gateway; give the \
+             gateway's own address with the prefix length, such as 192.0.2.1/24",
+            "ovn.ipv4_gateway",
+        ),
+        (
+            format!(
+                "{MULTICAST}{three}ovn: {{ipv4_gateway: 192.0.2.1/24, ipv4_range: 192.0.2.10-192.0.3.20}}\n"
+            ),
+            "does not fall within the gateway's subnet 192.0.2.0/24",
+            "ovn.ipv4_range",
+        ),
+        (
+            format!(
+                "{UNICAST}systems: [{{name: micro01, address: 192.0.2.15}}]\n\
+                 ovn: {{ipv4_gateway: 192.0.2.1/24, ipv4_range: 192.0.2.10-192.0.2.20}}\n"
+            ),
+            "UPLINK ipv4.ovn.ranges must not include system address \"192.0.2.15\" (of \"micro01\")",
+            "ovn.ipv4_range",
+        ),
+        (
+            format!(
+                "{MULTICAST}systems: [{{name: micro01, storage: {{ceph: [{{path: /dev/sdc}}]}}}}]\n\
+                 storage: {{ceph: [{{find: type == nvme, find_min: 1}}]}}\n"
+            ),
+            "Ceph disk filter cannot be used. All systems have explicitly specified disks; ",
+            "storage.ceph",
+        ),
+    ];
+    for (text, expected, path) in &cases {
+        let err = validation_error(text);
+        assert!(
+            err.message().contains(expected),
+            "{text}\n{err}\n  does not contain {expected:?}"
+        );
+        assert_eq!(err.path(), *path, "{text}\n{err}");
+    }
+}
+
+#[test]
+fn wrong_types_say_what_was_found() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "systems:\n  micro01: {}\n",
+            "found a mapping with key `micro01`; `systems` takes a list",
+            "systems",
+        ),
+        (
+            "lookup_timeout: '5m'\n",
+            "found `'5m'`; `lookup_timeout` takes",
+            "lookup_timeout",
+        ),
+        ("lookup_timeout: 1e3\n", "found `1e3`;", "lookup_timeout"),
+        (
+            "storage: {local: [{find: x, find_min: -2}]}\n",
+            "found `-2`, which is negative; `storage.local[].find_min` takes a whole number, 0 or more",
+            "storage.local[0].find_min",
+        ),
+        (
+            "session_timeout: 18446744073709551616\n",
+            "found `18446744073709551616`, which is too large",
+            "session_timeout",
+        ),
+        (
+            "ceph: {cephfs: {}}\n",
+            "found an empty mapping; `ceph.cephfs` takes true or false",
+            "ceph.cephfs",
+        ),
+        (
+            "ovn: []\n",
+            "found an empty list; `ovn` takes a mapping",
+            "ovn",
+        ),
+        // The passphrase is never quoted back, even when it is a mapping's key.
+        (
+            "session_passphrase: {hunter2}\n",
+            "found a mapping; `session_passphrase` takes a passphrase string",
+            "session_passphrase",
+        ),
+        // An alias of a system where an address belongs: the field, not a key inside it.
+        (
+            "systems:\n- &m {name: a}\n- {name: b, address: *m}\n",
+            "found a mapping with key `name`; `systems[].address` takes an IP address",
+            "systems[1].address",
+        ),
+    ];
+    for (text, expected, path) in cases {
+        let err = parse_error(text);
+        assert!(
+            err.message().contains(expected),
+            "{text:?}: {err}\n  does not contain {expected:?}"
+        );
+        assert_eq!(err.path(), *path, "{text:?}: {err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}
+
+#[test]
+fn merged_keys_are_reported_where_they_are_merged() {
+    let text = "ovn: &uplink\n  ipv4_gateway: 192.0.2.1/24\nceph:\n  <<: *uplink\n";
+    let err = parse_error(text);
+    assert_eq!(err.path(), "ceph", "{err}");
+    assert_eq!((err.line(), err.column()), (Some(4), Some(7)), "{err}");
+    assert!(
+        err.message().contains("merged in here from line 2"),
+        "{err}"
+    );
+    // A key of the mapping itself, after merged ones: its own line and mapping.
+    let text = "systems:\n- &a\n  name: a\n  storage: {local: {path: /dev/sdb}}\n- <<: *a\n  name: b\n  adress: x\n";
+    let err = parse_error(text);
+    assert_eq!(err.path(), "systems[1]", "{err}");
+    assert_eq!(err.line(), Some(7), "{err}");
+}
+
+#[test]
+fn bytes_must_be_utf8_text_of_a_preseeds_size() {
+    let err = Preseed::parse_bytes(b"initiator: caf\xe9\n", "t.yaml").unwrap_err();
+    assert_eq!((err.line(), err.column()), (Some(1), Some(15)), "{err}");
+    assert!(err.message().contains("byte 0xe9"), "{err}");
+    let err = Preseed::parse_bytes(b"\xff\xfei\0n\0", "t.yaml").unwrap_err();
+    assert!(
+        err.message().starts_with("The preseed is UTF-16 text"),
+        "{err}"
+    );
+    let big = vec![b'#'; MAX_PRESEED_BYTES + 1];
+    let err = Preseed::parse_bytes(&big, "t.yaml").unwrap_err();
+    assert!(err.message().contains("larger than 1024 KiB"), "{err}");
+    // A UTF-8 byte order mark is fine.
+    let preseed = Preseed::parse_bytes(b"\xef\xbb\xbfinitiator: a\n", "t.yaml").unwrap();
+    assert_eq!(preseed.initiator.as_deref(), Some("a"));
+}
+
+#[test]
+fn syntax_errors_say_what_to_do() {
+    let cases = [
+        ("a:\n\t- b\n", "indent with spaces"),
+        ("session_passphrase: *x\n", "if the value is text, quote it"),
+        ("session_passphrase: @x\n", "quote the value"),
+        ("a: 1\n---\nb: 2\n", "a preseed is one YAML document"),
+        ("a: 'x\n", "end the value with the quote it starts with"),
+        ("a: [x\n", "close every `[` with `]`"),
+    ];
+    for (text, hint) in cases {
+        let err = parse_error(text);
+        assert!(err.message().contains(hint), "{text:?}: {err}");
+    }
 }
 
 #[test]
@@ -761,6 +1015,22 @@ fn fixtures(kind: &str) -> Vec<PathBuf> {
     files
 }
 
+/// A fixture's text, to read its header: the bad ones include a UTF-16 file and files that
+/// are not UTF-8, and a byte order mark.
+fn fixture_text(bytes: &[u8]) -> String {
+    let text = match bytes {
+        [0xff, 0xfe, rest @ ..] => {
+            let units: Vec<u16> = rest
+                .chunks_exact(2)
+                .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        }
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    };
+    text.trim_start_matches('\u{feff}').to_owned()
+}
+
 /// Each `bad/` fixture starts with `# expect: <part of the error>`; those marked
 /// `# needs: lab` fail only on the lab machines and are skipped here.
 #[test]
@@ -768,7 +1038,8 @@ fn bad_fixtures_fail_with_the_expected_error() {
     let files = fixtures("bad");
     assert!(files.len() >= 25, "only {} bad fixtures", files.len());
     for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        let text = fixture_text(&bytes);
         let name = file.display();
         let expected = text
             .lines()
@@ -779,7 +1050,7 @@ fn bad_fixtures_fail_with_the_expected_error() {
             continue;
         }
         let origin = file.file_name().unwrap().to_string_lossy();
-        let result = Preseed::parse(&text, &origin).and_then(|preseed| preseed.validate());
+        let result = Preseed::parse_bytes(&bytes, &origin).and_then(|preseed| preseed.validate());
         let err = result.expect_err(&format!("{name} should fail"));
         assert!(
             err.to_string().contains(expected),

@@ -5,7 +5,9 @@
 //! this project adds are marked "(extension)"; unparsable addresses, subnets and ranges are
 //! already rejected by the parser, with upstream's texts where upstream has them.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
 
 use super::PreseedError;
 use super::model::{
@@ -19,6 +21,9 @@ use crate::disks::DiskFilter;
 fn hinted(upstream: impl AsRef<str>, hint: impl AsRef<str>) -> String {
     format!("{}; {}", upstream.as_ref(), hint.as_ref())
 }
+
+/// (extension) The longest `lookup_timeout`, in seconds.
+const MAX_LOOKUP_TIMEOUT: u64 = 24 * 60 * 60;
 
 const ABSOLUTE_PATH_HINT: &str = "give an absolute path such as /dev/disk/by-id/nvme-... \
                                   (`storage.local.path` may also name a directory, or be \
@@ -37,12 +42,15 @@ impl Preseed {
         for (index, system) in self.systems.iter().enumerate() {
             self.check_system(index, system)?;
         }
+        self.check_unique_addresses()?;
         self.check_all_or_none()?;
         self.check_ceph_networks()?;
+        self.check_cephfs()?;
         self.check_ovn()?;
         for pool in [FilterPool::Ceph, FilterPool::Local] {
             self.check_filters(pool)?;
         }
+        self.check_filters_have_systems()?;
         Ok(())
     }
 
@@ -169,6 +177,17 @@ impl Preseed {
             }
             _ => {}
         }
+        // (extension) An address in `initiator` names no machine and reads as grow mode.
+        if let Some(address) = self.initiator.as_deref().filter(|name| is_ip_address(name)) {
+            return Err(self.origin.error(
+                &top("initiator"),
+                format!(
+                    "The initiator {address:?} is an IP address, but `initiator` takes the \
+                     initiator's hostname; use `initiator_address: {address}` instead (then give \
+                     every system its `address` and remove `lookup_subnet`), or the hostname"
+                ),
+            ));
+        }
         if self.initiator.is_some() && self.lookup_subnet.is_none() {
             return Err(self.origin.error(
                 &top("lookup_subnet"),
@@ -189,13 +208,42 @@ impl Preseed {
                 ),
             ));
         }
+        // (extension) Multicast discovery is IPv4 only, as upstream's: it would fail on every
+        // machine once it looks for its address.
+        if let Some(subnet) = self
+            .lookup_subnet
+            .filter(|subnet| matches!(subnet, IpNet::V6(_)))
+        {
+            return Err(self.origin.error(
+                &top("lookup_subnet"),
+                format!(
+                    "The lookup subnet {subnet} is IPv6, but multicast discovery is IPv4 only; \
+                     give an IPv4 subnet such as 10.0.0.0/24, or for an IPv6 network use \
+                     `initiator_address` and give every system its `address` (no `lookup_subnet`)"
+                ),
+            ));
+        }
         if self.systems.len() > 1 && self.session_passphrase.is_none() {
+            let path = top("session_passphrase");
+            // `session_passphrase:` with nothing after it, or `session_passphrase: #secret`.
+            let hint = if self.origin.has(&path) {
+                "`session_passphrase` has no value: set it to a secret shared by every machine \
+                 (text after ` #` is a comment, so quote a passphrase that starts with `#`)"
+            } else {
+                "set `session_passphrase` to a secret shared by every machine"
+            };
+            return Err(self
+                .origin
+                .error(&path, hinted("Missing session passphrase", hint)));
+        }
+        // (extension) Blank is as good as no passphrase.
+        if let Some(passphrase) = &self.session_passphrase
+            && passphrase.trim().is_empty()
+        {
             return Err(self.origin.error(
                 &top("session_passphrase"),
-                hinted(
-                    "Missing session passphrase",
-                    "set `session_passphrase` to a secret shared by every machine",
-                ),
+                "The session passphrase is blank (only spaces); set `session_passphrase` to a \
+                 secret shared by every machine",
             ));
         }
         Ok(())
@@ -219,6 +267,21 @@ impl Preseed {
                     ),
                 ));
             }
+        }
+        // (extension) Upstream's clock overflows long before i64::MAX seconds; a day is
+        // longer than any machine takes to start `microcloud preseed`.
+        if let Some(seconds) = self
+            .lookup_timeout
+            .filter(|&seconds| u64::try_from(seconds).is_ok_and(|s| s > MAX_LOOKUP_TIMEOUT))
+        {
+            return Err(self.origin.error(
+                &top("lookup_timeout"),
+                format!(
+                    "Invalid lookup timeout of {seconds} seconds: at most {MAX_LOOKUP_TIMEOUT} \
+                     (24 hours); use fewer seconds, or leave `lookup_timeout` out for the default \
+                     of 60"
+                ),
+            ));
         }
         let limit = DEFAULT_SESSION_TIMEOUT.as_secs();
         if let Some(seconds) = self
@@ -246,6 +309,26 @@ impl Preseed {
                 hinted(
                     "Missing system name",
                     "every system needs `name: <hostname>`",
+                ),
+            ));
+        }
+        // (extension) A name is matched against each machine's hostname.
+        if is_ip_address(name) {
+            return Err(self.origin.error(
+                &path.key("name"),
+                format!(
+                    "The system name {name:?} is an IP address, but `name` takes the system's \
+                     hostname; give the hostname, and the address as `address` (with \
+                     `initiator_address`)"
+                ),
+            ));
+        }
+        if name.contains(char::is_whitespace) {
+            return Err(self.origin.error(
+                &path.key("name"),
+                format!(
+                    "The system name {name:?} contains a space, and hostnames never do; give the \
+                     system's hostname, as `hostname` prints it on that machine"
                 ),
             ));
         }
@@ -340,6 +423,38 @@ impl Preseed {
         Ok(())
     }
 
+    /// (extension) Two systems cannot have the same MicroCloud address or underlay IP.
+    fn check_unique_addresses(&self) -> Result<(), PreseedError> {
+        type Field = fn(&System) -> Option<IpAddr>;
+        let address: Field = |system| system.address;
+        let underlay: Field = |system| system.ovn_underlay_ip;
+        let fields = [
+            ("address", "address", address),
+            ("ovn_underlay_ip", "underlay IP", underlay),
+        ];
+        for (key, label, get) in fields {
+            for (index, system) in self.systems.iter().enumerate() {
+                let Some(address) = get(system) else { continue };
+                let first = self.systems[..index]
+                    .iter()
+                    .position(|other| get(other) == Some(address));
+                if let Some(first) = first {
+                    return Err(self.origin.error(
+                        &top("systems").index(index).key(key),
+                        format!(
+                            "Duplicate {label} {:?} of system {:?}: systems[{first}] ({:?}) \
+                             already has it; give each system its own {label}",
+                            address.to_string(),
+                            system.name,
+                            self.systems[first].name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Item 7: uplinks, underlay IPs and explicit local disks are all-or-none.
     fn check_all_or_none(&self) -> Result<(), PreseedError> {
         self.all_or_none(
@@ -392,11 +507,7 @@ impl Preseed {
 
     /// Item 8: Ceph networks need Ceph disks and must be network addresses.
     fn check_ceph_networks(&self) -> Result<(), PreseedError> {
-        let has_ceph_disks = !self.storage.ceph.is_empty()
-            || self
-                .systems
-                .iter()
-                .any(|system| !system.ceph_disks().is_empty());
+        let has_ceph_disks = self.has_ceph_disks();
         let networks = [
             ("public", self.ceph.public_network),
             ("internal", self.ceph.internal_network),
@@ -430,9 +541,101 @@ impl Preseed {
         Ok(())
     }
 
+    /// (extension) Upstream's runtime check, made before anything starts: when forming a
+    /// cluster, CephFS needs Ceph disks and there is no cluster whose CephFS could be reused.
+    fn check_cephfs(&self) -> Result<(), PreseedError> {
+        if !self.ceph.cephfs || !self.is_bootstrap() || self.has_ceph_disks() {
+            return Ok(());
+        }
+        Err(self.origin.error(
+            &top("ceph").key("cephfs"),
+            "Cannot set up CephFS (ceph.cephfs) without Ceph storage disks; add Ceph disks \
+             (`systems[].storage.ceph` or a `storage.ceph` filter), or remove `cephfs: true`",
+        ))
+    }
+
+    fn has_ceph_disks(&self) -> bool {
+        !self.storage.ceph.is_empty()
+            || self
+                .systems
+                .iter()
+                .any(|system| !system.ceph_disks().is_empty())
+    }
+
     /// Item 9: an IPv4 uplink needs both a gateway and a range. Upstream reports a gateway
     /// without a range as a range without a gateway; this says what is actually missing.
+    /// Then (extension) upstream's `validateSystems` checks of the addresses, which need no
+    /// machine: made here, they fail before anything starts.
     fn check_ovn(&self) -> Result<(), PreseedError> {
+        self.check_ovn_pairs()?;
+        let path = top("ovn");
+        if let Some(gateway) = self.ovn.ipv4_gateway
+            && gateway.prefix_len() < 31
+            && (gateway.addr() == gateway.network() || gateway.addr() == gateway.broadcast())
+        {
+            let which = if gateway.addr() == gateway.network() {
+                "network"
+            } else {
+                "broadcast"
+            };
+            return Err(self.origin.error(
+                &path.key("ipv4_gateway"),
+                format!(
+                    "Invalid ipv4.gateway \"{gateway}\": {} is the {which} address of {}, not a \
+                     gateway; give the gateway's own address with the prefix length, such as {}/{}",
+                    gateway.addr(),
+                    gateway.trunc(),
+                    first_host(gateway),
+                    gateway.prefix_len()
+                ),
+            ));
+        }
+        let (Some(gateway), Some(range)) = (self.ovn.ipv4_gateway, self.ovn.ipv4_range) else {
+            return Ok(());
+        };
+        let range_path = path.key("ipv4_range");
+        let subnet = gateway.trunc();
+        if !subnet.contains(&range.start) || !subnet.contains(&range.end) {
+            return Err(self.origin.error(
+                &range_path,
+                format!(
+                    "Invalid ipv4.ovn.ranges \"{range}\": IP range {range} does not fall within \
+                     the gateway's subnet {subnet}; give addresses of {subnet} that the uplink \
+                     network leaves free"
+                ),
+            ));
+        }
+        let within = |ip: IpAddr| match ip {
+            IpAddr::V4(ip) => range.start <= ip && ip <= range.end,
+            IpAddr::V6(_) => false,
+        };
+        if within(IpAddr::V4(gateway.addr())) {
+            return Err(self.origin.error(
+                &range_path,
+                format!(
+                    "UPLINK ipv4.ovn.ranges must not include gateway address \"{}\"; start or \
+                     end the range so that it leaves the gateway out",
+                    gateway.addr()
+                ),
+            ));
+        }
+        for system in &self.systems {
+            if let Some(address) = system.address.filter(|&address| within(address)) {
+                return Err(self.origin.error(
+                    &range_path,
+                    format!(
+                        "UPLINK ipv4.ovn.ranges must not include system address \"{address}\" \
+                         (of {:?}); OVN hands out the range's addresses, so leave the systems' \
+                         addresses out of it",
+                        system.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_ovn_pairs(&self) -> Result<(), PreseedError> {
         let path = top("ovn");
         match (&self.ovn.ipv4_gateway, &self.ovn.ipv4_range) {
             (None, Some(_)) => Err(self.origin.error(
@@ -497,6 +700,49 @@ impl Preseed {
         }
         Ok(())
     }
+}
+
+impl Preseed {
+    /// (extension) Upstream's runtime check, made before anything starts: when forming a
+    /// cluster, a filter is for the systems without explicit disks, so it needs one.
+    fn check_filters_have_systems(&self) -> Result<(), PreseedError> {
+        if !self.is_bootstrap() {
+            // Growing, a `storage.local` filter may also cover the cluster's old members.
+            return Ok(());
+        }
+        let every = |has: fn(&System) -> bool| self.systems.iter().all(has);
+        if !self.storage.ceph.is_empty() && every(|system| !system.ceph_disks().is_empty()) {
+            return Err(self.origin.error(
+                &top("storage").key("ceph"),
+                hinted(
+                    "Ceph disk filter cannot be used. All systems have explicitly specified disks",
+                    "remove `storage.ceph`, or the explicit `storage.ceph` disks of the systems \
+                     it should choose for",
+                ),
+            ));
+        }
+        if !self.storage.local.is_empty() && every(|system| system.local_disk().is_some()) {
+            return Err(self.origin.error(
+                &top("storage").key("local"),
+                hinted(
+                    "Local disk filter cannot be used. All systems have explicitly specified a disk",
+                    "remove `storage.local`, or the explicit `storage.local` disk of the systems \
+                     it should choose for",
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `text` reads as an IP address (never a hostname).
+fn is_ip_address(text: &str) -> bool {
+    text.parse::<IpAddr>().is_ok()
+}
+
+/// The first host address of `net`, for examples.
+fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()).saturating_add(1))
 }
 
 /// Which filter list of `storage`; upstream words their messages slightly differently.
