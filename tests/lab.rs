@@ -285,7 +285,8 @@ fn bad_preseeds_fail_without_touching_lxd() {
         let yaml = for_this_lab(&fixture);
         let expect = yaml
             .lines()
-            .find_map(|l| l.strip_prefix("# expect: "))
+            // A file may start with a byte-order mark (99-bom-then-typo).
+            .find_map(|l| l.trim_start_matches('\u{feff}').strip_prefix("# expect: "))
             .unwrap_or_else(|| panic!("{} has no '# expect:' line", case.display()))
             .trim()
             .to_string();
