@@ -64,6 +64,18 @@ impl ServerInfo {
     }
 }
 
+/// Reads one received discovery datagram, a query or a reply, from anyone on
+/// the network. The version is left to the caller: the responder ignores
+/// other versions, the lookup reports them.
+pub fn decode_datagram(datagram: &[u8]) -> Result<ServerInfo, serde_json::Error> {
+    serde_json::from_slice(datagram)
+}
+
+/// The datagram [`decode_datagram`] reads back as `info`.
+pub fn encode_datagram(info: &ServerInfo) -> Vec<u8> {
+    serde_json::to_vec(info).expect("ServerInfo holds only strings")
+}
+
 /// One global-unicast address on an up interface (no loopback, no link-local).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalAddress {
@@ -168,33 +180,39 @@ mod tests {
 
     #[test]
     fn payload_omits_empty_fields() {
-        let query = serde_json::to_string(&ServerInfo::new("", "")).unwrap();
-        assert_eq!(query, r#"{"version":"2.0"}"#);
+        let query = encode_datagram(&ServerInfo::new("", ""));
+        assert_eq!(query, br#"{"version":"2.0"}"#);
 
-        let reply = serde_json::to_string(&ServerInfo::new("micro1", "10.0.0.1")).unwrap();
+        let reply = encode_datagram(&ServerInfo::new("micro1", "10.0.0.1"));
         assert_eq!(
             reply,
-            r#"{"version":"2.0","name":"micro1","address":"10.0.0.1"}"#
+            br#"{"version":"2.0","name":"micro1","address":"10.0.0.1"}"#
+        );
+        assert_eq!(
+            decode_datagram(&reply).unwrap(),
+            ServerInfo::new("micro1", "10.0.0.1")
         );
     }
 
     #[test]
     fn payload_tolerates_unknown_and_missing_fields() {
         // Upstream's struct also has `services` and `certificates`.
-        let info: ServerInfo = serde_json::from_str(
-            r#"{"version":"2.0","name":"micro2","services":["LXD"],"certificates":null}"#,
+        let info = decode_datagram(
+            br#"{"version":"2.0","name":"micro2","services":["LXD"],"certificates":null}"#,
         )
         .unwrap();
         assert_eq!(info, ServerInfo::new("micro2", ""));
 
-        let info: ServerInfo = serde_json::from_str("{}").unwrap();
+        let info = decode_datagram(b"{}").unwrap();
         assert_eq!(info.version, "");
     }
 
     #[test]
     fn payload_rejects_garbage() {
-        assert!(serde_json::from_slice::<ServerInfo>(b"hello").is_err());
-        assert!(serde_json::from_str::<ServerInfo>(r#"{"version":2}"#).is_err());
+        assert!(decode_datagram(b"hello").is_err());
+        assert!(decode_datagram(br#"{"version":2}"#).is_err());
+        // A datagram cut short by the receive buffer.
+        assert!(decode_datagram(br#"{"version":"2.0","na"#).is_err());
     }
 
     #[test]

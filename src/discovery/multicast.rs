@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 
 use super::{
     DISCOVERY_PORT, DiscoveryError, LocalAddress, MULTICAST_GROUP, PROTOCOL_VERSION, ServerInfo,
+    decode_datagram, encode_datagram,
 };
 
 /// Largest datagram read. IP guarantees 576-byte datagrams, minus 60 bytes of
@@ -76,7 +77,7 @@ async fn serve(
     me: &ServerInfo,
     stop: &CancellationToken,
 ) -> Result<(), DiscoveryError> {
-    let reply = encode(me);
+    let reply = encode_datagram(me);
     let mut buf = [0u8; MAX_DATAGRAM];
     loop {
         let (len, from) = tokio::select! {
@@ -85,7 +86,7 @@ async fn serve(
                 received.map_err(failed("Failed to receive a discovery query"))?
             }
         };
-        match serde_json::from_slice::<ServerInfo>(&buf[..len]) {
+        match decode_datagram(&buf[..len]) {
             Err(error) => debug!(%from, %error, "Ignoring unparsable discovery query"),
             Ok(query) if query.version != me.version => {
                 debug!(%from, version = %query.version, "Ignoring discovery query of another version");
@@ -105,7 +106,7 @@ async fn ask(
     timeout: Duration,
     accept: impl Fn(&ServerInfo) -> bool,
 ) -> Result<ServerInfo, DiscoveryError> {
-    let query = encode(&ServerInfo::new("", ""));
+    let query = encode_datagram(&ServerInfo::new("", ""));
     let exchange = async {
         // The first tick is immediate, so the first query goes out at once.
         let mut resend = tokio::time::interval(RESEND_INTERVAL);
@@ -121,7 +122,7 @@ async fn ask(
                 received = socket.recv_from(&mut buf) => {
                     let (len, from) =
                         received.map_err(failed("Failed to receive a discovery reply"))?;
-                    match serde_json::from_slice::<ServerInfo>(&buf[..len]) {
+                    match decode_datagram(&buf[..len]) {
                         Err(error) => debug!(%from, %error, "Ignoring unparsable discovery reply"),
                         Ok(info) if info.version != PROTOCOL_VERSION => {
                             return Err(DiscoveryError::VersionMismatch {
@@ -216,10 +217,6 @@ fn into_tokio(socket: Socket) -> Result<UdpSocket, DiscoveryError> {
         .map_err(failed("Failed to register the discovery socket with tokio"))
 }
 
-fn encode(info: &ServerInfo) -> Vec<u8> {
-    serde_json::to_vec(info).expect("ServerInfo holds only strings")
-}
-
 /// Wraps an I/O error with the step that failed.
 fn failed(step: impl Into<String>) -> impl FnOnce(io::Error) -> DiscoveryError {
     let step = step.into();
@@ -245,7 +242,7 @@ mod tests {
             .await
             .expect("a datagram within 5 s")
             .unwrap();
-        (serde_json::from_slice(&buf[..len]).unwrap(), from)
+        (decode_datagram(&buf[..len]).unwrap(), from)
     }
 
     /// A fake responder that answers the first query it gets with `replies`.
@@ -351,7 +348,7 @@ mod tests {
         tokio::spawn(async move {
             recv_json(&responder).await; // Lost, as if nobody listened yet.
             let (_, from) = recv_json(&responder).await;
-            let reply = encode(&ServerInfo::new("late", "10.0.0.1"));
+            let reply = encode_datagram(&ServerInfo::new("late", "10.0.0.1"));
             responder.send_to(&reply, from).await.unwrap();
         });
 

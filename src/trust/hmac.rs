@@ -147,17 +147,13 @@ impl SessionKeys {
             }
         };
         let mac = keyed_mac(&key, body).finalize().into_bytes();
-        Ok(format!(
-            "{AUTH_SCHEME} {}:{}",
-            hex::encode(&salt.0),
-            hex::encode(mac)
-        ))
+        Ok(format_header(salt, &mac))
     }
 
     /// Checks an `Authorization` header value against `body` in constant
     /// time; returns the salt it was made under.
     pub async fn verify(&self, header: &str, body: &[u8]) -> Result<Salt, HmacError> {
-        let (salt, mac) = parse(header)?;
+        let (salt, mac) = parse_header(header)?;
         let key = match self.known_key(&salt) {
             Some(key) => key,
             None => self.derive(&salt).await?,
@@ -207,8 +203,20 @@ impl SessionKeys {
     }
 }
 
-/// The salt and MAC of a `MicroCloud-1.0 <hex salt>:<hex mac>` value.
-fn parse(header: &str) -> Result<(Salt, Vec<u8>), HmacError> {
+/// The `MicroCloud-1.0 <hex salt>:<hex mac>` value of `salt` and `mac`, in
+/// lowercase hex.
+pub fn format_header(salt: &Salt, mac: &[u8]) -> String {
+    format!(
+        "{AUTH_SCHEME} {}:{}",
+        hex::encode(&salt.0),
+        hex::encode(mac)
+    )
+}
+
+/// The salt and MAC of a `MicroCloud-1.0 <hex salt>:<hex mac>` value, as
+/// received from anyone who can reach the session port: only its shape is
+/// checked, [`SessionKeys::verify`] checks the MAC.
+pub fn parse_header(header: &str) -> Result<(Salt, Vec<u8>), HmacError> {
     let (scheme, value) = header
         .split_once(' ')
         .ok_or(HmacError::Malformed("expected \"<scheme> <salt>:<hmac>\""))?;
@@ -332,6 +340,18 @@ mod tests {
                 "{header}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_parsed_header_formats_back_in_lowercase() {
+        let header = "MicroCloud-1.0 00010203040506070809AbCd:FF00";
+        let (salt, mac) = parse_header(header).unwrap();
+        assert_eq!(salt, Salt::of(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xab, 0xcd]));
+        assert_eq!(mac, [0xff, 0]);
+        assert_eq!(
+            format_header(&salt, &mac),
+            "MicroCloud-1.0 00010203040506070809abcd:ff00"
+        );
     }
 
     #[tokio::test]
