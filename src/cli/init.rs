@@ -19,6 +19,7 @@ use crate::orchestrate::joiner::{self, JoinerSettings};
 use crate::orchestrate::local::{Host, Machine};
 use crate::orchestrate::{LocalMachine, Role};
 use crate::plan::ClusterPlan;
+use crate::preseed::MAX_LOOKUP_TIMEOUT;
 use crate::trust::{Secret, passphrase};
 use crate::ui::Printer;
 use crate::ui::prompt::{Prompter, TtyPrompter};
@@ -43,9 +44,6 @@ pub struct JoinArgs {
     )]
     pub session_timeout: u64,
 }
-
-/// The longest `--lookup-timeout`, as the preseed's `lookup_timeout`.
-const MAX_LOOKUP_TIMEOUT: u64 = 24 * 60 * 60;
 
 /// `--lookup-timeout`: a usage error, before anything is asked or opened.
 fn lookup_seconds(text: &str) -> Result<u64, String> {

@@ -23,6 +23,7 @@ pub use model::{
     CephConfig, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_SESSION_TIMEOUT, DiskFilterSpec, DiskRequest,
     Ipv4Range, LXD_STORAGE_DIRECTORY, OvnConfig, Preseed, StorageFilters, System, SystemStorage,
 };
+pub use validate::MAX_LOOKUP_TIMEOUT;
 
 use source::{FieldPath, Origin, Position, Shape, SourceTree, yaml_options};
 

@@ -22,8 +22,8 @@ fn hinted(upstream: impl AsRef<str>, hint: impl AsRef<str>) -> String {
     format!("{}; {}", upstream.as_ref(), hint.as_ref())
 }
 
-/// (extension) The longest `lookup_timeout`, in seconds.
-const MAX_LOOKUP_TIMEOUT: u64 = 24 * 60 * 60;
+/// (extension) The longest `lookup_timeout`, in seconds; `join --lookup-timeout` too.
+pub const MAX_LOOKUP_TIMEOUT: u64 = 24 * 60 * 60;
 
 const ABSOLUTE_PATH_HINT: &str = "give an absolute path such as /dev/disk/by-id/nvme-... \
                                   (`storage.local.path` may also name a directory, or be \
