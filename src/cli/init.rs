@@ -17,6 +17,7 @@ use crate::inputs::interactive;
 use crate::orchestrate::initiator::{self, Admission, Goal, InitiatorSession, SessionSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
 use crate::orchestrate::local::{Host, Machine};
+use crate::orchestrate::resume::{self, Resumed};
 use crate::orchestrate::{LocalMachine, Role};
 use crate::plan::ClusterPlan;
 use crate::preseed::MAX_LOOKUP_TIMEOUT;
@@ -86,12 +87,15 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
     let name = host.hostname()?;
     let start = interactive::ask_init_start(&mut prompter, host.addresses()?)?;
     let lookup_subnet = start.address.network();
+    let state = global.state();
+    let (_run_lock, resumed) = runtime.block_on(resume::begin(&host, &state, dry_run, &printer))?;
     let machine = runtime.block_on(LocalMachine::open(
         &host,
         name,
         Role::Initiator,
         start.address,
-        &global.state(),
+        &state,
+        &resumed.adopted(),
     ))?;
     confirm_services(&machine, &mut prompter, &printer)?;
     let settings = if start.many {
@@ -109,7 +113,7 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
             dry_run,
         }
     };
-    let plan = run_initiator(machine, settings, &mut prompter, global, runtime)?;
+    let plan = run_initiator(machine, settings, &resumed, &mut prompter, global, runtime)?;
     if !dry_run {
         if let Some(path) = interactive::offer_to_save_preseed(&mut prompter, &plan, lookup_subnet)?
         {
@@ -123,11 +127,13 @@ pub fn interactive(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyh
 pub fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<()> {
     let mut prompter = terminal()?;
     let printer = global.printer();
-    let machine = runtime.block_on(LocalMachine::open_member(&Host, &global.state()))?;
+    let state = global.state();
+    let (_run_lock, resumed) = runtime.block_on(resume::begin(&Host, &state, dry_run, &printer))?;
+    let machine = runtime.block_on(LocalMachine::open_member(&Host, &state))?;
     confirm_services(&machine, &mut prompter, &printer)?;
     not_set_up(&machine, &printer);
     let settings = open_session(&machine, Goal::Grow, Admission::Chosen, dry_run, &printer);
-    run_initiator(machine, settings, &mut prompter, global, runtime).map(drop)
+    run_initiator(machine, settings, &resumed, &mut prompter, global, runtime).map(drop)
 }
 
 /// MicroCeph and MicroOVN as the machine's probe found them (an unsupported
@@ -199,6 +205,7 @@ pub(super) fn open_session(
 pub(super) fn run_initiator(
     machine: LocalMachine,
     settings: SessionSettings,
+    resumed: &Resumed,
     prompter: &mut dyn Prompter,
     global: &GlobalArgs,
     runtime: &Handle,
@@ -228,7 +235,7 @@ pub(super) fn run_initiator(
         if !interactive::approve(prompter)? {
             anyhow::bail!("Cluster setup cancelled: nothing was changed");
         }
-        runtime.block_on(session.apply(&plan, goal, global.state(), &printer))?;
+        runtime.block_on(session.apply(&plan, goal, global.state(), resumed, &printer))?;
         Ok(plan)
     })();
     runtime.block_on(session.close(&initiator::outcome(&result, dry_run), &printer));
@@ -245,12 +252,9 @@ pub fn join(args: JoinArgs, global: &GlobalArgs, runtime: &Handle) -> anyhow::Re
     let name = host.hostname()?;
     let address =
         interactive::choose_address(&mut prompter, host.addresses()?, args.initiator_address)?;
-    let machine = runtime.block_on(LocalMachine::open_joiner(
-        &host,
-        name,
-        address,
-        &global.state(),
-    ))?;
+    let state = global.state();
+    let (_run_lock, _) = runtime.block_on(resume::begin(&host, &state, false, &printer))?;
+    let machine = runtime.block_on(LocalMachine::open_joiner(&host, name, address, &state))?;
     let words = prompter.passphrase("Specify the passphrase for joining the system")?;
     let settings = JoinerSettings {
         passphrase: Secret::new(words),

@@ -12,6 +12,7 @@ use crate::inputs;
 use crate::orchestrate::initiator::{self, Admission, Goal, InitiatorSession, SessionSettings};
 use crate::orchestrate::joiner::{self, JoinerSettings};
 use crate::orchestrate::local::Host;
+use crate::orchestrate::resume::{self, Resumed};
 use crate::orchestrate::{LocalMachine, Role};
 use crate::plan::ClusterPlan;
 use crate::preseed::Preseed;
@@ -111,7 +112,8 @@ async fn apply(
     let printer = global.printer();
     let state = global.state();
     state.check_usable()?;
-    let machine = LocalMachine::prepare(&Host, &preseed, &state).await?;
+    let (_run_lock, resumed) = resume::begin(&Host, &state, dry_run, &printer).await?;
+    let machine = LocalMachine::prepare(&Host, &preseed, &state, &resumed.adopted()).await?;
     for warning in machine.services.warnings() {
         printer.warn(warning);
     }
@@ -134,7 +136,7 @@ async fn apply(
                 dry_run,
             };
             let mut session = InitiatorSession::open(machine, settings).await?;
-            let result = form(&mut session, &preseed, dry_run, state, &printer).await;
+            let result = form(&mut session, &preseed, dry_run, state, &resumed, &printer).await;
             session
                 .close(&initiator::outcome(&result, dry_run), &printer)
                 .await;
@@ -161,6 +163,7 @@ async fn form(
     preseed: &Preseed,
     dry_run: bool,
     state: StateDir,
+    resumed: &Resumed,
     printer: &Printer,
 ) -> anyhow::Result<ClusterPlan> {
     // Grow mode: the initiator is a member and not listed.
@@ -178,6 +181,6 @@ async fn form(
         return Ok(plan);
     }
     printer.status(plan.to_string().trim_end());
-    session.apply(&plan, goal, state, printer).await?;
+    session.apply(&plan, goal, state, resumed, printer).await?;
     Ok(plan)
 }

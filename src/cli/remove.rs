@@ -100,6 +100,8 @@ fn step_rows(plan: &RemovalPlan) -> Vec<StepRow> {
 pub async fn run(args: RemoveArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let printer = global.printer();
     global.state().check_usable()?;
+    let _run_lock = global.state().lock_run()?;
+    crate::orchestrate::resume::refuse_unfinished(&global.state())?;
     let (lxd, inventory) = super::local_cluster().await?;
     let leaving: Vec<_> = (inventory.lxd.iter())
         .filter(|m| args.names.contains(&m.server_name))

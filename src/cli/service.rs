@@ -19,6 +19,7 @@ use crate::inventory::{ClusterService, Inventory, ServiceView};
 use crate::orchestrate::LocalMachine;
 use crate::orchestrate::initiator::{Admission, Goal};
 use crate::orchestrate::local::{Host, Machine};
+use crate::orchestrate::resume;
 use crate::ui::format::{csv, encode, natural_cmp};
 use crate::ui::prompt::TtyPrompter;
 use crate::ui::{OutputFormat, Tabular, render};
@@ -180,7 +181,9 @@ fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<(
         .context("`microcloud service add` asks questions and needs a terminal")?;
     let printer = global.printer();
     let host = Host;
-    let machine = runtime.block_on(LocalMachine::open_member(&host, &global.state()))?;
+    let state = global.state();
+    let (_run_lock, resumed) = runtime.block_on(resume::begin(&host, &state, dry_run, &printer))?;
+    let machine = runtime.block_on(LocalMachine::open_member(&host, &state))?;
     for warning in machine.services.warnings() {
         printer.warn(warning);
     }
@@ -207,5 +210,5 @@ fn add(dry_run: bool, global: &GlobalArgs, runtime: &Handle) -> anyhow::Result<(
         lookup_timeout: MEMBERS_TIMEOUT,
     };
     let settings = open_session(&machine, Goal::AddServices, admission, dry_run, &printer);
-    run_initiator(machine, settings, &mut prompter, global, runtime).map(drop)
+    run_initiator(machine, settings, &resumed, &mut prompter, global, runtime).map(drop)
 }

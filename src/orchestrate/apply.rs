@@ -1,20 +1,21 @@
 //! Applies a [`ClusterPlan`] on the initiator, phase by phase: MicroCeph,
 //! MicroOVN and LXD side by side ([`Track`]), then what LXD builds on them.
-//! Each phase records its progress and registers how to undo what it
-//! creates; when one fails (or Ctrl-C stops it), the other tracks stop after
-//! their phase in flight, everything this run created is undone, newest
-//! first, and what could not be undone is reported as needing attention.
+//! Each phase records its progress, and the undo of each change in the run's
+//! journal before it makes it; when one fails (or Ctrl-C stops it), the
+//! other tracks stop after their phase in flight, everything this run
+//! created is undone, newest first, and what could not be undone stays in
+//! the journal, reported as needing attention, for the next run to retry.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 use futures_util::future::{BoxFuture, join_all};
 
 use anyhow::Context;
 
 use super::progress::Progress;
-use super::revert::Reverter;
+use super::revert::UndoClients;
 use super::{lxd, services};
 use crate::clients::ApiError;
 use crate::clients::lxd::LxdClient;
@@ -155,6 +156,15 @@ impl Targets {
         }
     }
 
+    /// The initiator's clients, which undo what the run changed.
+    pub fn undo_clients(&self) -> UndoClients {
+        UndoClients {
+            lxd: self.local.clone(),
+            microceph: self.microceph.clone(),
+            microovn: self.microovn.clone(),
+        }
+    }
+
     pub fn peer(&self, name: &str) -> anyhow::Result<&Arc<dyn Joiner>> {
         self.peers
             .get(name)
@@ -167,87 +177,59 @@ impl Targets {
 pub async fn apply(
     plan: &ClusterPlan,
     targets: &Targets,
-    progress: &mut Progress,
+    progress: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    // Outside the work, so that what a phase registered survives Ctrl-C.
-    let mut track_reverters: [Reverter; 3] = Default::default();
-    let mut after_reverter = Reverter::new();
-    let progress = Mutex::new(progress);
     let stop = AtomicBool::new(false);
-    let result = {
-        let work = async {
-            let tracks = Track::ALL
-                .iter()
-                .zip(&mut track_reverters)
-                .map(|(track, reverter)| {
-                    run_phases(
-                        track.phases(),
-                        plan,
-                        targets,
-                        reverter,
-                        &progress,
-                        &stop,
-                        printer,
-                    )
-                });
-            let results = if plan.grows() {
-                // A new member's LXD starts the cluster's `remote` pools and
-                // OVN networks as it joins: it must be in MicroCeph and
-                // MicroOVN first.
-                let mut results = Vec::new();
-                for track in tracks {
-                    results.push(track.await);
-                }
-                results
-            } else {
-                join_all(tracks).await
-            };
-            let mut failures = results.into_iter().filter_map(Result::err);
-            if let Some(first) = failures.next() {
-                for other in failures {
-                    printer.warn(format!("Also failed: {other:#}"));
-                }
-                return Err(first);
+    let work = async {
+        let tracks = Track::ALL
+            .iter()
+            .map(|track| run_phases(track.phases(), plan, targets, progress, &stop, printer));
+        let results = if plan.grows() {
+            // A new member's LXD starts the cluster's `remote` pools and OVN
+            // networks as it joins: it must be in MicroCeph and MicroOVN first.
+            let mut results = Vec::new();
+            for track in tracks {
+                results.push(track.await);
             }
-            let after = &mut after_reverter;
-            run_phases(
-                &ON_THE_SERVICES,
-                plan,
-                targets,
-                after,
-                &progress,
-                &stop,
-                printer,
-            )
-            .await
+            results
+        } else {
+            join_all(tracks).await
         };
-        // Ctrl-C stops the phases in flight; what the run created is then undone.
-        tokio::select! {
-            result = work => result,
-            _ = tokio::signal::ctrl_c() => {
-                printer.warn("Interrupted, undoing this run's changes");
-                Err(anyhow::anyhow!("Interrupted by the user"))
+        let mut failures = results.into_iter().filter_map(Result::err);
+        if let Some(first) = failures.next() {
+            for other in failures {
+                printer.warn(format!("Also failed: {other:#}"));
             }
+            return Err(first);
+        }
+        run_phases(&ON_THE_SERVICES, plan, targets, progress, &stop, printer).await
+    };
+    // Ctrl-C stops the phases in flight; what the run created is then undone.
+    let result = tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => {
+            printer.warn("Interrupted, undoing this run's changes");
+            Err(anyhow::anyhow!("Interrupted by the user"))
         }
     };
-    let progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
     let Err(err) = result else {
         return Ok(());
     };
-    // Newest first: what stands on the services, then LXD, MicroOVN and
-    // MicroCeph, the reverse of the order the tracks are listed in.
-    let mut reverter = Reverter::new();
-    for track in track_reverters {
-        reverter.absorb(track);
-    }
-    reverter.absorb(after_reverter);
-    let left = reverter.revert(printer).await;
+    // Newest first: the journal's order is the order the changes were made.
+    let reverted = progress.revert(&targets.undo_clients(), printer).await;
     progress.undone()?;
-    if !left.is_empty() {
+    for kept in &reverted.kept {
+        if let Some((service, member)) = kept.kept_bootstrap() {
+            printer.warn(format!(
+                "{service} stays bootstrapped on {member}: microcluster offers no way to undo that. Running the same command again continues with it"
+            ));
+        }
+    }
+    if !reverted.failed.is_empty() {
         return Err(err.context(format!(
-            "some changes could not be undone and need attention:\n  - {}",
-            left.join("\n  - ")
+            "some changes could not be undone and need attention (running the same command again retries them first):\n  - {}",
+            reverted.failed.join("\n  - ")
         )));
     }
     Err(err)
@@ -259,21 +241,16 @@ async fn run_phases(
     phases: &[Phase],
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
-    progress: &Mutex<&mut Progress>,
+    progress: &Progress,
     stop: &AtomicBool,
     printer: &Printer,
 ) -> anyhow::Result<()> {
-    let record = |phase: Phase, status| {
-        let mut progress = progress.lock().unwrap_or_else(|e| e.into_inner());
-        progress.set(phase.name(), status)
-    };
     for &phase in phases {
         if stop.load(Ordering::SeqCst) {
             return Ok(());
         }
-        record(phase, PhaseStatus::Running)?;
-        if let Err(err) = run_phase(phase, plan, targets, reverter, printer).await {
+        progress.set(phase.name(), PhaseStatus::Running)?;
+        if let Err(err) = run_phase(phase, plan, targets, progress, printer).await {
             stop.store(true, Ordering::SeqCst);
             printer.warn(format!(
                 "Phase {:?} failed, undoing this run's changes",
@@ -281,7 +258,7 @@ async fn run_phases(
             ));
             return Err(err);
         }
-        record(phase, PhaseStatus::Done)?;
+        progress.set(phase.name(), PhaseStatus::Done)?;
     }
     Ok(())
 }
@@ -290,23 +267,23 @@ async fn run_phase(
     phase: Phase,
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     match phase {
         Phase::ServiceBootstrap(service) => {
-            services::bootstrap(service, plan, targets, reverter, printer).await
+            services::bootstrap(service, plan, targets, journal, printer).await
         }
         Phase::ServiceJoin(service) => {
-            services::join_members(service, plan, targets, reverter, printer).await
+            services::join_members(service, plan, targets, journal, printer).await
         }
-        Phase::CephDisks => services::add_ceph_disks(plan, targets, reverter, printer).await,
-        Phase::CephReplication => services::set_replication(plan, targets, reverter, printer).await,
-        Phase::RemotePools => lxd::create_remote_pools(plan, targets, reverter, printer).await,
-        Phase::LxdBootstrap => lxd::bootstrap(plan, targets, reverter, printer).await,
-        Phase::LxdJoin => lxd::join_members(plan, targets, reverter, printer).await,
-        Phase::LocalPool => lxd::create_local_pool(plan, targets, reverter, printer).await,
-        Phase::Network => lxd::create_network(plan, targets, reverter, printer).await,
-        Phase::Profile => lxd::update_profile(plan, targets, reverter, printer).await,
+        Phase::CephDisks => services::add_ceph_disks(plan, targets, journal, printer).await,
+        Phase::CephReplication => services::set_replication(plan, targets, journal, printer).await,
+        Phase::RemotePools => lxd::create_remote_pools(plan, targets, journal, printer).await,
+        Phase::LxdBootstrap => lxd::bootstrap(plan, targets, journal, printer).await,
+        Phase::LxdJoin => lxd::join_members(plan, targets, journal, printer).await,
+        Phase::LocalPool => lxd::create_local_pool(plan, targets, journal, printer).await,
+        Phase::Network => lxd::create_network(plan, targets, journal, printer).await,
+        Phase::Profile => lxd::update_profile(plan, targets, journal, printer).await,
     }
 }

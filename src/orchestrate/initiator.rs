@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::apply::{self, Joiner, Targets};
 use super::local::LocalMachine;
 use super::progress::Progress;
+use super::resume::Resumed;
 use super::{gather, services};
 use crate::clients::microceph::MicroCephClient;
 use crate::clients::microcluster::Service;
@@ -473,16 +474,25 @@ impl InitiatorSession {
         })
     }
 
-    /// Applies `plan` in phases, recording progress in `state`.
+    /// Applies `plan` in phases, recording progress in `state`, going on
+    /// from what `resumed` kept of an earlier run.
     pub async fn apply(
         &self,
         plan: &ClusterPlan,
         goal: Goal,
         state: StateDir,
+        resumed: &Resumed,
         printer: &Printer,
     ) -> anyhow::Result<()> {
         let names: Vec<&str> = apply::phases().iter().map(|p| p.name()).collect();
-        let mut progress = Progress::start(state, goal.command(), "initiator", &names)?;
+        let progress = Progress::start(
+            state,
+            &crate::state::new_run_id(),
+            goal.command(),
+            "initiator",
+            &names,
+            resumed.carried(),
+        )?;
         let transport = |planned: bool, service| {
             planned
                 .then(|| services::local_transport(service))
@@ -500,7 +510,7 @@ impl InitiatorSession {
                 .map(|(name, peer)| (name.clone(), Arc::new(peer.clone()) as Arc<dyn Joiner>))
                 .collect(),
         };
-        let result = apply::apply(plan, &targets, &mut progress, printer).await;
+        let result = apply::apply(plan, &targets, &progress, printer).await;
         let outcome = match &result {
             Ok(()) => RunOutcome::Succeeded,
             Err(err) => RunOutcome::Failed(format!("{err:#}")),

@@ -3,6 +3,7 @@
 //! LXD, and its own storage path. The machine is read through [`Machine`],
 //! so every rule here is tested without one.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use anyhow::{Context, bail};
 
 use crate::clients::Transport;
 use crate::clients::lxd::{LxdClient, Server, socket};
+use crate::clients::microcluster::Service;
 use crate::discovery::{self, LocalAddress};
 use crate::inputs;
 use crate::plan::{self, LocalSource};
@@ -92,11 +94,13 @@ pub struct LocalMachine {
 
 impl LocalMachine {
     /// Checks this machine against `preseed`. Changes nothing except creating
-    /// the machine's identity in the state directory on first use.
+    /// the machine's identity in the state directory on first use. `adopted`:
+    /// the services an earlier run bootstrapped here, which this run goes on from.
     pub async fn prepare(
         machine: &dyn Machine,
         preseed: &Preseed,
         state: &StateDir,
+        adopted: &BTreeSet<Service>,
     ) -> anyhow::Result<LocalMachine> {
         let name = machine.hostname()?;
         let addresses = machine.addresses()?;
@@ -134,7 +138,7 @@ impl LocalMachine {
         if let Some(local) = system.local_disk() {
             check_storage_path(machine, &name, &inputs::preseed::local_source(local))?;
         }
-        let local = Self::open(machine, name, role, address, state).await?;
+        let local = Self::open(machine, name, role, address, state, adopted).await?;
         preseed.check_services_available(&local.name, &local.services.installed())?;
         Ok(local)
     }
@@ -173,21 +177,24 @@ impl LocalMachine {
         Ok(member)
     }
 
-    /// Checks this machine's LXD (reachable, never initialized), then loads or
-    /// creates the machine's identity: the part every kind of run shares.
+    /// Checks this machine's LXD (reachable, never initialized) and services
+    /// (never set up, but for those `adopted` from an earlier run), then
+    /// loads or creates the machine's identity: the part every kind of run shares.
     pub async fn open(
         machine: &dyn Machine,
         name: String,
         role: Role,
         address: LocalAddress,
         state: &StateDir,
+        adopted: &BTreeSet<Service>,
     ) -> anyhow::Result<LocalMachine> {
         let (lxd, server) = connect(machine, &name).await?;
         let pools = lxd.storage_pools().await?;
         let networks = lxd.networks().await?;
         let mut problems = plan::uninitialized_problems(&name, &server, &pools, &networks);
         let services = services::probe(machine.service_sockets()).await?;
-        problems.extend(services.initialized().into_iter().map(|service| {
+        let initialized = services.initialized().into_iter();
+        problems.extend(initialized.filter(|s| !adopted.contains(s)).map(|service| {
             format!(
                 "{service} is already initialized on {name:?}: MicroCloud sets up {service} only where it was never set up. Leave this system out, or reinstall {service} on it"
             )
@@ -210,7 +217,15 @@ impl LocalMachine {
     ) -> anyhow::Result<LocalMachine> {
         let (lxd, server) = connect(machine, &name).await?;
         if !server.environment.server_clustered {
-            return Self::open(machine, name, Role::Joiner, address, state).await;
+            return Self::open(
+                machine,
+                name,
+                Role::Joiner,
+                address,
+                state,
+                &BTreeSet::new(),
+            )
+            .await;
         }
         let services = services::probe(machine.service_sockets()).await?;
         Self::with_identity(name, Role::Joiner, address, lxd, server, services, state)
@@ -431,7 +446,8 @@ mod tests {
 
     async fn prepare(machine: &FakeMachine, preseed: &Preseed) -> anyhow::Result<LocalMachine> {
         let state = tempfile::tempdir().unwrap();
-        LocalMachine::prepare(machine, preseed, &StateDir::new(state.path())).await
+        let adopted = Default::default();
+        LocalMachine::prepare(machine, preseed, &StateDir::new(state.path()), &adopted).await
     }
 
     fn error(result: anyhow::Result<LocalMachine>) -> String {

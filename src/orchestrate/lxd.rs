@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::apply::Targets;
-use super::revert::Reverter;
+use super::progress::Progress;
+use super::revert::Undo;
 use crate::clients::lxd::{
     ClusterPut, LxdClient, MemberConfig, NetworksPost, Server, StoragePoolsPost,
 };
@@ -41,7 +42,7 @@ async fn current_values(
 pub(super) async fn bootstrap(
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     // Growing a cluster or adding services: the initiator is a member already.
@@ -60,18 +61,13 @@ pub(super) async fn bootstrap(
     let keys: Vec<&str> = config.keys().map(String::as_str).collect();
     let previous = current_values(&lxd, &keys).await?;
     let step = printer.step(format!("Initializing LXD on {}", initiator.name));
+    journal.will_undo(Undo::RestoreLxdConfig { config: previous })?;
     lxd.patch_server_config(&config, None)
         .await
         .context("Failed to configure the LXD server addresses")?;
-    let undo_lxd = lxd.clone();
-    let undo_config = previous.clone();
-    reverter.add(
-        format!("restore LXD's server configuration on {}", initiator.name),
-        Box::pin(async move {
-            undo_lxd.patch_server_config(&undo_config, None).await?;
-            Ok(())
-        }),
-    );
+    journal.will_undo(Undo::DisableLxdClustering {
+        member: initiator.name.clone(),
+    })?;
     lxd.put_cluster(&ClusterPut {
         server_name: initiator.name.clone(),
         enabled: true,
@@ -79,19 +75,6 @@ pub(super) async fn bootstrap(
     })
     .await
     .context("Failed to bootstrap the LXD cluster")?;
-    let undo_lxd = lxd.clone();
-    reverter.add(
-        format!("disable clustering on {}", initiator.name),
-        Box::pin(async move {
-            undo_lxd
-                .put_cluster(&ClusterPut::default())
-                .await
-                .context("Failed to disable clustering")?;
-            // LXD re-executes itself after leaving clustering.
-            undo_lxd.wait_ready(Duration::from_secs(60)).await?;
-            Ok(())
-        }),
-    );
     // LXD refuses join tokens until it sees its own member online.
     wait_online(&lxd, &initiator.name).await?;
     step.done(format!("Local LXD on {} is ready", initiator.name));
@@ -103,7 +86,7 @@ pub(super) async fn bootstrap(
 pub(super) async fn join_members(
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     if plan.new_members().next().is_none() {
@@ -120,10 +103,17 @@ pub(super) async fn join_members(
             .peers
             .get(&member.name)
             .with_context(|| format!("no session with {:?}", member.name))?;
+        journal.will_undo(Undo::RemoveLxdMember {
+            name: member.name.clone(),
+        })?;
         let (token, operation) = lxd
             .create_join_token(&member.name)
             .await
             .with_context(|| format!("Failed to issue an LXD join token for {:?}", member.name))?;
+        // Used, it is gone; unused, it would admit that name later.
+        journal.will_undo(Undo::DeleteLxdOperation {
+            url: operation.clone(),
+        })?;
         let request = ServicesPut {
             lxd: Some(LxdJoin {
                 token: Secret::new(token.encode()),
@@ -139,12 +129,6 @@ pub(super) async fn join_members(
             return Err(err)
                 .with_context(|| format!("System {:?} failed to join the cluster", member.name));
         }
-        let undo_lxd = lxd.clone();
-        let name = member.name.clone();
-        reverter.add(
-            format!("remove {} from the LXD cluster", member.name),
-            Box::pin(async move { remove_member(&undo_lxd, &name).await }),
-        );
         wait_online(lxd, &member.name).await?;
         step.done(format!("Peer {} has joined the cluster", member.name));
     }
@@ -203,7 +187,17 @@ fn member_config(plan: &ClusterPlan, member: &MemberPlan) -> Vec<MemberConfig> {
 
 /// A plain removal tells the member to leave, and its LXD wipes its cluster
 /// state; `force` only drops it from the database, so it is the last resort.
-async fn remove_member(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
+/// A member that never joined is left alone.
+pub(super) async fn remove_member(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
+    if !lxd.server().await?.environment.server_clustered
+        || !lxd
+            .cluster_members()
+            .await?
+            .iter()
+            .any(|m| m.server_name == name)
+    {
+        return Ok(());
+    }
     match lxd.delete_cluster_member(name, false).await {
         Ok(()) => Ok(()),
         Err(err) => {
@@ -239,7 +233,7 @@ async fn wait_online(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
 pub(super) async fn create_local_pool(
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let Some(pool) = plan.lxd.local_pool.as_ref().filter(|p| !p.exists) else {
@@ -247,13 +241,9 @@ pub(super) async fn create_local_pool(
     };
     let step = printer.step(format!("Creating storage pool {:?}", plan::LOCAL_POOL));
     let lxd = &targets.local;
-    let undo_lxd = lxd.clone();
-    reverter.add(
-        format!("delete storage pool {:?}", plan::LOCAL_POOL),
-        Box::pin(async move {
-            delete_unless_absent(undo_lxd.delete_storage_pool(plan::LOCAL_POOL).await)
-        }),
-    );
+    journal.will_undo(Undo::DeleteStoragePool {
+        name: plan::LOCAL_POOL.into(),
+    })?;
     for member in plan.cluster_members() {
         let Some(source) = pool.sources.get(member) else {
             continue;
@@ -333,7 +323,7 @@ async fn create_cluster_object(
     plan: &ClusterPlan,
     pending: bool,
     lxd: &LxdClient,
-    reverter: &mut Reverter,
+    journal: &Progress,
 ) -> anyhow::Result<()> {
     let ClusterObject {
         kind,
@@ -344,17 +334,11 @@ async fn create_cluster_object(
         global,
     } = object;
     let label = kind.label();
-    let undo_lxd = lxd.clone();
-    let undo_name = name.to_string();
-    reverter.add(
-        format!("delete {label} {name:?}"),
-        Box::pin(async move {
-            delete_unless_absent(match kind {
-                ObjectKind::Network => undo_lxd.delete_network(&undo_name).await,
-                ObjectKind::StoragePool => undo_lxd.delete_storage_pool(&undo_name).await,
-            })
-        }),
-    );
+    let name_owned = name.to_string();
+    journal.will_undo(match kind {
+        ObjectKind::Network => Undo::DeleteNetwork { name: name_owned },
+        ObjectKind::StoragePool => Undo::DeleteStoragePool { name: name_owned },
+    })?;
     let send = |config, description: &str, target| {
         post_object(
             lxd,
@@ -421,7 +405,7 @@ fn config(entries: &[(&str, String)]) -> BTreeMap<String, String> {
 pub(super) async fn create_network(
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let Some(network) = &plan.lxd.network else {
@@ -431,7 +415,7 @@ pub(super) async fn create_network(
         // The cluster's own networks (growing): members get them on joining.
         NetworkPlan::Existing { .. } | NetworkPlan::JoinOvn { .. } => return Ok(()),
         NetworkPlan::Ovn { uplink } => {
-            return create_ovn_networks(plan, uplink, targets, reverter, printer).await;
+            return create_ovn_networks(plan, uplink, targets, journal, printer).await;
         }
         NetworkPlan::Bridge { ipv4 } => (
             config(&[
@@ -459,7 +443,7 @@ pub(super) async fn create_network(
         per_member: BTreeMap::new(),
         global,
     };
-    create_cluster_object(object, plan, true, &targets.local, reverter).await?;
+    create_cluster_object(object, plan, true, &targets.local, journal).await?;
     step.done(format!("Network {name:?} created on every member"));
     Ok(())
 }
@@ -470,7 +454,7 @@ async fn create_ovn_networks(
     plan: &ClusterPlan,
     uplink: &UplinkPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let lxd = &targets.local;
@@ -483,17 +467,10 @@ async fn create_ovn_networks(
         let connection = super::services::northbound_connection(plan, targets).await?;
         let key = "network.ovn.northbound_connection";
         let previous = current_values(lxd, &[key]).await?;
+        journal.will_undo(Undo::RestoreLxdConfig { config: previous })?;
         lxd.patch_server_config(&config(&[(key, connection)]), None)
             .await
             .context("Failed to point LXD at OVN's northbound database")?;
-        let undo_lxd = lxd.clone();
-        reverter.add(
-            "restore LXD's OVN northbound connection",
-            Box::pin(async move {
-                undo_lxd.patch_server_config(&previous, None).await?;
-                Ok(())
-            }),
-        );
     }
     for (member, parent) in &uplink.parents {
         printer.status(format!("Using {parent} on {member} for OVN uplink"));
@@ -522,7 +499,7 @@ async fn create_ovn_networks(
             .collect(),
         global: config(&global),
     };
-    create_cluster_object(object, plan, true, lxd, reverter).await?;
+    create_cluster_object(object, plan, true, lxd, journal).await?;
     let object = ClusterObject {
         kind: ObjectKind::Network,
         name: plan::OVN_NETWORK,
@@ -531,7 +508,7 @@ async fn create_ovn_networks(
         per_member: BTreeMap::new(),
         global: config(&[("network", plan::UPLINK_NETWORK.to_string())]),
     };
-    create_cluster_object(object, plan, false, lxd, reverter).await?;
+    create_cluster_object(object, plan, false, lxd, journal).await?;
     step.done(format!(
         "Networks {:?} and {:?} created on every member",
         plan::UPLINK_NETWORK,
@@ -549,7 +526,7 @@ const RBD_FEATURES: &str = "layering,striping,exclusive-lock,object-map,fast-dif
 pub(super) async fn create_remote_pools(
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let Some(remote) = &plan.lxd.remote_pools else {
@@ -583,7 +560,7 @@ pub(super) async fn create_remote_pools(
         per_member: old_source(plan::REMOTE_OSD_POOL),
         global: config(&global),
     };
-    create_cluster_object(object, plan, true, lxd, reverter).await?;
+    create_cluster_object(object, plan, true, lxd, journal).await?;
     step.done(format!(
         "Storage pool {:?} created on every member",
         plan::REMOTE_POOL
@@ -605,12 +582,9 @@ pub(super) async fn create_remote_pools(
         },
         global: cephfs_global_config(create_missing),
     };
-    // Its own reverter: a failed optional pool is removed at once, and the
-    // rest of the run stands.
-    let mut optional = Reverter::new();
-    match create_cluster_object(object, plan, true, lxd, &mut optional).await {
+    // A failed optional pool is removed at once, and the rest of the run stands.
+    match create_cluster_object(object, plan, true, lxd, journal).await {
         Ok(()) => {
-            reverter.absorb(optional);
             step.done(format!(
                 "Storage pool {:?} created on every member",
                 plan::REMOTE_FS_POOL
@@ -618,14 +592,18 @@ pub(super) async fn create_remote_pools(
         }
         Err(err) => {
             drop(step); // reports the step failed
-            let left = optional.revert(printer).await;
+            let undo = Undo::DeleteStoragePool {
+                name: plan::REMOTE_FS_POOL.into(),
+            };
+            let left = journal
+                .revert_one(&undo, &targets.undo_clients(), printer)
+                .await;
             printer.warn(format!(
                 "The optional CephFS pool {:?} could not be created: {err:#}.{} The rest of the cluster is set up. To add it on a host whose kernel can mount CephFS, run {}",
                 plan::REMOTE_FS_POOL,
-                if left.is_empty() {
-                    String::new()
-                } else {
-                    format!(" Its leftovers need attention: {}.", left.join("; "))
+                match left {
+                    Ok(()) => String::new(),
+                    Err(left) => format!(" Its leftovers need attention: {left:#}."),
                 },
                 cephfs_commands(plan, create_missing)
             ));
@@ -681,7 +659,7 @@ fn cephfs_commands(plan: &ClusterPlan, create_missing: bool) -> String {
 pub(super) async fn update_profile(
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let lxd = &targets.local;
@@ -710,25 +688,21 @@ pub(super) async fn update_profile(
     if profile == previous {
         return Ok(());
     }
+    journal.will_undo(Undo::RestoreProfile {
+        name: plan::DEFAULT_PROFILE.into(),
+        profile: previous,
+    })?;
     lxd.put_profile(plan::DEFAULT_PROFILE, &profile)
         .await
         .context("Failed to update the default profile")?;
-    let undo_lxd = lxd.clone();
-    reverter.add(
-        "restore the default profile",
-        Box::pin(async move {
-            undo_lxd
-                .put_profile(plan::DEFAULT_PROFILE, &previous)
-                .await?;
-            Ok(())
-        }),
-    );
     printer.success("Default profile configured");
     Ok(())
 }
 
 /// Undoing a deletion target that is already gone is a success.
-fn delete_unless_absent(result: Result<(), crate::clients::ApiError>) -> anyhow::Result<()> {
+pub(super) fn delete_unless_absent(
+    result: Result<(), crate::clients::ApiError>,
+) -> anyhow::Result<()> {
     match result {
         Err(err) if err.status() == Some(404) => Ok(()),
         other => Ok(other?),

@@ -8,6 +8,8 @@
 //! - [`gather`]: reading every machine before anything changes.
 //! - [`apply`]: the phases of a [`crate::plan::ClusterPlan`], with undo;
 //!   [`lxd`] holds LXD's phases.
+//! - [`resume`]: what the last run on this machine left, undone or
+//!   continued before a new run starts.
 //! - [`joiner`]: contacts the initiator, joins LXD when asked, and undoes its
 //!   own changes if the initiator aborts.
 
@@ -19,12 +21,14 @@ pub mod local;
 mod lxd;
 mod progress;
 pub mod remove;
+pub mod resume;
 mod revert;
 mod services;
 #[cfg(test)]
 mod tests;
 
 pub use local::{LocalMachine, Role};
+pub use revert::{Undo, UndoClients};
 
 /// `timeout` from now; a timeout too long for the clock waits as good as forever instead of
 /// overflowing it.

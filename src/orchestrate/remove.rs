@@ -69,13 +69,20 @@ pub async fn remove(
     let phases: Vec<&str> = labels.iter().map(String::as_str).collect();
     // Progress markers explain a failure afterwards; failing to write them
     // must not stop a removal half way.
-    let mut progress = state.and_then(|state| {
-        Progress::start(state, "remove", "member", &phases)
-            .map_err(|error| printer.warn(format!("Progress markers are not kept: {error}")))
-            .ok()
+    let progress = state.and_then(|state| {
+        Progress::start(
+            state,
+            &crate::state::new_run_id(),
+            "remove",
+            "member",
+            &phases,
+            Vec::new(),
+        )
+        .map_err(|error| printer.warn(format!("Progress markers are not kept: {error}")))
+        .ok()
     });
-    let mut mark = |label: &str, status| {
-        if let Some(progress) = progress.as_mut() {
+    let mark = |label: &str, status| {
+        if let Some(progress) = &progress {
             let _ = progress.set(label, status);
         }
     };
@@ -90,7 +97,7 @@ pub async fn remove(
                 left: plan.steps[i..].iter().map(|s| s.to_string()).collect(),
                 source,
             };
-            if let Some(progress) = progress.as_mut() {
+            if let Some(progress) = &progress {
                 let _ = progress.finish(RunOutcome::Failed(failed.to_string()));
             }
             return Err(failed);
@@ -98,7 +105,7 @@ pub async fn remove(
         shown.done(capitalized(&done(step)));
         mark(&labels[i], PhaseStatus::Done);
     }
-    if let Some(progress) = progress.as_mut() {
+    if let Some(progress) = &progress {
         let _ = progress.finish(RunOutcome::Succeeded);
     }
     Ok(())

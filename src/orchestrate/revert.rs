@@ -1,76 +1,220 @@
-//! A last-in-first-out list of undo steps, as MicroCloud's `revert`: each step
-//! that creates something registers how to remove it; on failure the steps run
-//! in reverse order, on success they are dropped.
+//! How to undo what a run changed, as data. A phase records the undo of each
+//! change in the run record before it makes the change (so a process killed
+//! between the request and the record still leaves the way back), and every
+//! undo accepts that its change never happened. A failed run runs its steps
+//! newest first, as MicroCloud's `revert`; a run killed before it could is
+//! undone by the next run on the same machine ([`super::resume`]).
 
-use futures_util::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
-use crate::ui::Printer;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
 
-type UndoStep = BoxFuture<'static, anyhow::Result<()>>;
+use super::{lxd, services};
+use crate::clients::lxd::{ClusterPut, LxdClient, Profile};
+use crate::clients::microceph::MicroCephClient;
+use crate::clients::microcluster::{MicroclusterClient, Service};
+use crate::clients::microovn::MicroOvnClient;
 
-#[derive(Default)]
-pub struct Reverter {
-    steps: Vec<(String, UndoStep)>,
+/// One change of a run, by how it is undone. Each undoes only its own run's
+/// change, and finds nothing to do when that change was never made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "undo", rename_all = "kebab-case")]
+pub enum Undo {
+    /// Put these keys of this machine's LXD server configuration back (an
+    /// empty value unsets a key).
+    RestoreLxdConfig {
+        config: BTreeMap<String, String>,
+    },
+    /// This machine's LXD leaves the cluster it bootstrapped.
+    DisableLxdClustering {
+        member: String,
+    },
+    /// A member this run joined to LXD's cluster is removed (it resets itself).
+    RemoveLxdMember {
+        name: String,
+    },
+    /// A join token this run issued (its operation, which holds no secret).
+    DeleteLxdOperation {
+        url: String,
+    },
+    DeleteStoragePool {
+        name: String,
+    },
+    DeleteNetwork {
+        name: String,
+    },
+    RestoreProfile {
+        name: String,
+        profile: Profile,
+    },
+    /// microcluster offers no way back from a bootstrap: the service stays
+    /// bootstrapped on `member`, alone, and the next run continues with it.
+    KeepServiceBootstrap {
+        service: Service,
+        member: String,
+    },
+    /// A join token this run issued for `name`.
+    RevokeServiceToken {
+        service: Service,
+        name: String,
+    },
+    /// A member this run joined to a service's cluster is removed (it resets itself).
+    RemoveServiceMember {
+        service: Service,
+        name: String,
+    },
+    /// The OSD this run made of `path` on `location`.
+    RemoveOsd {
+        location: String,
+        path: String,
+    },
+    RestoreCephReplication {
+        pools: Vec<String>,
+        size: u32,
+    },
 }
 
-impl Reverter {
-    pub fn new() -> Self {
-        Reverter::default()
-    }
-
-    /// Registers how to undo something that was just created.
-    pub fn add(&mut self, description: impl Into<String>, undo: UndoStep) {
-        self.steps.push((description.into(), undo));
-    }
-
-    /// Takes over `other`'s steps, as if they had been added here.
-    pub fn absorb(&mut self, other: Reverter) {
-        self.steps.extend(other.steps);
-    }
-
-    /// Runs every undo step, newest first. A failing step does not stop the
-    /// others; the failures are returned so the person knows what is left.
-    pub async fn revert(self, printer: &Printer) -> Vec<String> {
-        let mut left = Vec::new();
-        for (description, undo) in self.steps.into_iter().rev() {
-            match undo.await {
-                Ok(()) => printer.status(format!("Undone: {description}")),
-                Err(err) => {
-                    let message = format!("{description}: {err:#}");
-                    printer.warn(format!("Failed to undo {message}"));
-                    left.push(message);
-                }
+impl Undo {
+    /// What undoing it does, for the person.
+    pub fn describe(&self) -> String {
+        match self {
+            Undo::RestoreLxdConfig { config } => {
+                let keys: Vec<&str> = config.keys().map(String::as_str).collect();
+                format!("restore LXD's server configuration ({})", keys.join(", "))
+            }
+            Undo::DisableLxdClustering { member } => format!("disable clustering on {member}"),
+            Undo::RemoveLxdMember { name } => format!("remove {name} from the LXD cluster"),
+            Undo::DeleteLxdOperation { url } => format!("revoke LXD join token {url}"),
+            Undo::DeleteStoragePool { name } => format!("delete storage pool {name:?}"),
+            Undo::DeleteNetwork { name } => format!("delete network {name:?}"),
+            Undo::RestoreProfile { name, .. } => format!("restore the {name} profile"),
+            Undo::KeepServiceBootstrap { service, member } => {
+                format!("keep {service} bootstrapped on {member}")
+            }
+            Undo::RevokeServiceToken { service, name } => {
+                format!("revoke the {service} join token of {name}")
+            }
+            Undo::RemoveServiceMember { service, name } => {
+                format!("remove {name} from the {service} cluster")
+            }
+            Undo::RemoveOsd { location, path } => {
+                format!("remove OSD {path} on {location} from MicroCeph")
+            }
+            Undo::RestoreCephReplication { size, .. } => {
+                format!("restore the Ceph pools' replication to {size}")
             }
         }
-        left
+    }
+
+    /// The service bootstrap that stays for the next run to continue with.
+    pub fn kept_bootstrap(&self) -> Option<(Service, &str)> {
+        match self {
+            Undo::KeepServiceBootstrap { service, member } => Some((*service, member)),
+            _ => None,
+        }
+    }
+}
+
+/// Where undo steps run: this machine's LXD and services, each through its
+/// own socket (what a run changes elsewhere it changed through these).
+#[derive(Clone)]
+pub struct UndoClients {
+    pub lxd: LxdClient,
+    pub microceph: Option<MicroCephClient>,
+    pub microovn: Option<MicroOvnClient>,
+}
+
+impl UndoClients {
+    fn service(&self, service: Service) -> anyhow::Result<&MicroclusterClient> {
+        let client = match service {
+            Service::MicroCeph => self.microceph.as_ref().map(MicroCephClient::core),
+            Service::MicroOvn => self.microovn.as_ref().map(MicroOvnClient::core),
+        };
+        client.with_context(|| format!("{service} is not installed on this system"))
+    }
+
+    fn microceph(&self) -> anyhow::Result<&MicroCephClient> {
+        self.microceph
+            .as_ref()
+            .context("MicroCeph is not installed on this system")
+    }
+
+    /// Undoes `step`. A [`Undo::KeepServiceBootstrap`] is never run: callers
+    /// keep it ([`Undo::kept_bootstrap`]).
+    pub async fn run(&self, step: &Undo) -> anyhow::Result<()> {
+        match step {
+            Undo::RestoreLxdConfig { config } => {
+                self.lxd.patch_server_config(config, None).await?;
+            }
+            Undo::DisableLxdClustering { .. } => {
+                if !self.lxd.server().await?.environment.server_clustered {
+                    return Ok(());
+                }
+                self.lxd
+                    .put_cluster(&ClusterPut::default())
+                    .await
+                    .context("Failed to disable clustering")?;
+                // LXD re-executes itself after leaving clustering.
+                self.lxd.wait_ready(Duration::from_secs(60)).await?;
+            }
+            Undo::RemoveLxdMember { name } => lxd::remove_member(&self.lxd, name).await?,
+            Undo::DeleteLxdOperation { url } => match self.lxd.operation(url).await {
+                // A used token's operation has ended, or is gone.
+                Err(err) if err.status() == Some(404) => {}
+                Ok(operation) if operation.status != "Running" => {}
+                _ => lxd::delete_unless_absent(self.lxd.delete_operation(url).await)?,
+            },
+            Undo::DeleteStoragePool { name } => {
+                lxd::delete_unless_absent(self.lxd.delete_storage_pool(name).await)?
+            }
+            Undo::DeleteNetwork { name } => {
+                lxd::delete_unless_absent(self.lxd.delete_network(name).await)?
+            }
+            Undo::RestoreProfile { name, profile } => self.lxd.put_profile(name, profile).await?,
+            Undo::KeepServiceBootstrap { service, member } => anyhow::bail!(
+                "{service} stays bootstrapped on {member}: microcluster offers no way to undo that"
+            ),
+            Undo::RevokeServiceToken { service, name } => {
+                services::revoke_token(self.service(*service)?, name).await?
+            }
+            Undo::RemoveServiceMember { service, name } => {
+                services::remove_member(self.service(*service)?, name).await?
+            }
+            Undo::RemoveOsd { location, path } => {
+                services::remove_osd(self.microceph()?, location, path).await?
+            }
+            Undo::RestoreCephReplication { pools, size } => {
+                self.microceph()?.set_pool_size(pools, *size, None).await?
+            }
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
 
-    #[tokio::test]
-    async fn undoes_newest_first_and_continues_after_a_failure() {
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let mut reverter = Reverter::new();
-        for i in 0..3 {
-            let order = order.clone();
-            reverter.add(
-                format!("step {i}"),
-                Box::pin(async move {
-                    order.lock().unwrap().push(i);
-                    if i == 1 {
-                        anyhow::bail!("boom")
-                    } else {
-                        Ok(())
-                    }
-                }),
-            );
-        }
-        let left = reverter.revert(&Printer::new(true)).await;
-        assert_eq!(*order.lock().unwrap(), vec![2, 1, 0]);
-        assert_eq!(left, vec!["step 1: boom".to_string()]);
+    #[test]
+    fn undo_steps_read_back_as_written() {
+        let steps = vec![
+            Undo::RestoreLxdConfig {
+                config: BTreeMap::from([("core.https_address".into(), String::new())]),
+            },
+            Undo::KeepServiceBootstrap {
+                service: Service::MicroCeph,
+                member: "micro1".into(),
+            },
+            Undo::RemoveOsd {
+                location: "micro2".into(),
+                path: "/dev/sdb".into(),
+            },
+        ];
+        let json = serde_json::to_string(&steps).unwrap();
+        assert!(json.contains(r#""undo":"keep-service-bootstrap","service":"microceph""#));
+        let back: Vec<Undo> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, steps);
     }
 }

@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use futures_util::future::join_all;
 
 use super::apply::Targets;
-use super::revert::Reverter;
+use super::progress::Progress;
+use super::revert::Undo;
 use crate::clients::Transport;
 use crate::clients::microceph::{
     DiskRemoval, DisksPost, MIN_OSDS_TO_REMOVE_ONE, MicroCephClient, PoolPut, replication_size,
@@ -100,7 +101,7 @@ pub(super) async fn bootstrap(
     service: Service,
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     // Growing, or not in this run.
@@ -111,7 +112,21 @@ pub(super) async fn bootstrap(
         return Ok(());
     }
     let client = client(targets, service)?;
+    if client.is_initialized().await? {
+        // The local checks admit an initialized service only when an earlier
+        // run bootstrapped it here and left it alone: this run goes on from there.
+        wait_for_member(client, &initiator.name, BOOTSTRAP_TIMEOUT).await?;
+        printer.success(format!(
+            "Continuing with the {service} cluster an earlier run bootstrapped on {}",
+            initiator.name
+        ));
+        return Ok(());
+    }
     let step = printer.step(format!("Initializing {service} on {}", initiator.name));
+    journal.will_undo(Undo::KeepServiceBootstrap {
+        service,
+        member: initiator.name.clone(),
+    })?;
     client
         .bootstrap(
             &initiator.name,
@@ -120,16 +135,6 @@ pub(super) async fn bootstrap(
         )
         .await
         .with_context(|| format!("Failed to bootstrap local {service}"))?;
-    // microcluster has no way back from a bootstrap: say what is left.
-    let name = initiator.name.clone();
-    reverter.add(
-        format!("reset {service} on {name}"),
-        Box::pin(async move {
-            bail!(
-                "{service} on {name} stays bootstrapped: it offers no way to undo that. Reinstall {service} there before running MicroCloud again"
-            )
-        }),
-    );
     wait_for_member(client, &initiator.name, BOOTSTRAP_TIMEOUT)
         .await
         .with_context(|| format!("Timed out waiting for {service} cluster to initialize"))?;
@@ -143,7 +148,7 @@ pub(super) async fn join_members(
     service: Service,
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     if !planned(plan, service) {
@@ -153,6 +158,14 @@ pub(super) async fn join_members(
     for member in plan.joiners() {
         let step = printer.step(format!("Joining {} to the {service} cluster", member.name));
         let peer = targets.peer(&member.name)?;
+        journal.will_undo(Undo::RemoveServiceMember {
+            service,
+            name: member.name.clone(),
+        })?;
+        journal.will_undo(Undo::RevokeServiceToken {
+            service,
+            name: member.name.clone(),
+        })?;
         let token = client
             .issue_token(&member.name, TOKEN_LIFETIME)
             .await
@@ -183,12 +196,6 @@ pub(super) async fn join_members(
                 )
             });
         }
-        let undo = client.clone();
-        let name = member.name.clone();
-        reverter.add(
-            format!("remove {name} from the {service} cluster"),
-            Box::pin(async move { remove_member(&undo, &name).await }),
-        );
         wait_for_member(client, &member.name, JOIN_TIMEOUT)
             .await
             .with_context(|| {
@@ -206,7 +213,11 @@ pub(super) async fn join_members(
 }
 
 /// A removal tells the member to reset itself; `force` is the last resort.
-async fn remove_member(client: &MicroclusterClient, name: &str) -> anyhow::Result<()> {
+/// A member that never joined is left alone.
+pub(super) async fn remove_member(client: &MicroclusterClient, name: &str) -> anyhow::Result<()> {
+    if !client.is_initialized().await? || !client.members().await?.iter().any(|m| m.name == name) {
+        return Ok(());
+    }
     match client.remove_member(name, false).await {
         Ok(()) => Ok(()),
         Err(err) => {
@@ -217,6 +228,15 @@ async fn remove_member(client: &MicroclusterClient, name: &str) -> anyhow::Resul
             Ok(())
         }
     }
+}
+
+/// The join token issued for `name`, unless it was used or never issued.
+pub(super) async fn revoke_token(client: &MicroclusterClient, name: &str) -> anyhow::Result<()> {
+    if !client.is_initialized().await? || !client.tokens().await?.iter().any(|t| t.name == name) {
+        return Ok(());
+    }
+    client.revoke_token(name).await?;
+    Ok(())
 }
 
 /// Polls the member list until `name` is in it. Any error ends the wait at
@@ -247,7 +267,7 @@ async fn wait_for_member(
 pub(super) async fn add_ceph_disks(
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let Some(ceph) = plan.microceph.as_ref().filter(|c| c.disk_count() > 0) else {
@@ -262,20 +282,12 @@ pub(super) async fn add_ceph_disks(
             &member.name,
             target,
             disks,
+            journal,
             printer,
         ))
     });
     let mut first_failure = None;
-    for (location, added, result) in join_all(members).await {
-        // What a member added before one of its disks failed is undone too.
-        for path in added {
-            let undo = client.clone();
-            let location = location.to_string();
-            reverter.add(
-                format!("remove OSD {path} on {location} from MicroCeph"),
-                Box::pin(async move { remove_osd(&undo, &location, &path).await }),
-            );
-        }
+    for result in join_all(members).await {
         if let Err(err) = result {
             match first_failure {
                 None => first_failure = Some(err),
@@ -286,35 +298,40 @@ pub(super) async fn add_ceph_disks(
     first_failure.map_or(Ok(()), Err)
 }
 
-/// `location`'s disks, one after another, until one fails: the member, the
-/// paths added, and how it ended.
-async fn add_member_disks<'a>(
+/// `location`'s disks, one after another, until one fails.
+async fn add_member_disks(
     client: &MicroCephClient,
-    location: &'a str,
+    location: &str,
     target: Option<&str>,
     disks: &[CephDisk],
+    journal: &Progress,
     printer: &Printer,
-) -> (&'a str, Vec<String>, anyhow::Result<()>) {
-    let mut added = Vec::new();
+) -> anyhow::Result<()> {
     for disk in disks {
         let step = printer.step(format!("Adding {} on {location} to MicroCeph", disk.path));
+        journal.will_undo(Undo::RemoveOsd {
+            location: location.to_string(),
+            path: disk.path.clone(),
+        })?;
         let request = DisksPost::new(vec![disk.path.clone()], disk.wipe, disk.encrypt);
-        if let Err(err) = client.add_disks(&request, target).await {
-            let err = anyhow::Error::from(err)
-                .context(format!("Failed to add disk to MicroCeph on {location:?}"));
-            return (location, added, Err(err));
-        }
-        added.push(disk.path.clone());
+        client
+            .add_disks(&request, target)
+            .await
+            .with_context(|| format!("Failed to add disk to MicroCeph on {location:?}"))?;
         step.done(format!(
             "Using {} on {location} for remote storage pool",
             disk.path
         ));
     }
-    (location, added, Ok(()))
+    Ok(())
 }
 
 /// The OSD MicroCeph made of `path` on `location`, removed again.
-async fn remove_osd(client: &MicroCephClient, location: &str, path: &str) -> anyhow::Result<()> {
+pub(super) async fn remove_osd(
+    client: &MicroCephClient,
+    location: &str,
+    path: &str,
+) -> anyhow::Result<()> {
     let disks = client.disks().await?;
     let Some(disk) = disks
         .iter()
@@ -342,7 +359,7 @@ async fn remove_osd(client: &MicroCephClient, location: &str, path: &str) -> any
 pub(super) async fn set_replication(
     plan: &ClusterPlan,
     targets: &Targets,
-    reverter: &mut Reverter,
+    journal: &Progress,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     if plan
@@ -358,10 +375,6 @@ pub(super) async fn set_replication(
     let size = replication_size(total);
     let pools = client.pools(None).await?;
     let request = PoolPut::for_default_pools(&pools, size);
-    client
-        .set_pool_size(&request.pools, request.size, None)
-        .await
-        .context("Failed to set the Ceph pool size")?;
     let added: usize = plan
         .microceph
         .iter()
@@ -370,16 +383,15 @@ pub(super) async fn set_replication(
         .sum();
     let before = replication_size(total.saturating_sub(added));
     if before != size && total > added {
-        let undo = client.clone();
-        let pools = request.pools;
-        reverter.add(
-            format!("restore the Ceph pools' replication to {before}"),
-            Box::pin(async move {
-                undo.set_pool_size(&pools, before, None).await?;
-                Ok(())
-            }),
-        );
+        journal.will_undo(Undo::RestoreCephReplication {
+            pools: request.pools.clone(),
+            size: before,
+        })?;
     }
+    client
+        .set_pool_size(&request.pools, request.size, None)
+        .await
+        .context("Failed to set the Ceph pool size")?;
     printer.status(format!(
         "Ceph pools are replicated {size} times ({total} OSDs)"
     ));

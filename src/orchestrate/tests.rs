@@ -12,6 +12,8 @@ use super::apply::{self, Joiner, Targets};
 use super::gather;
 use super::joiner::{self, Joined};
 use super::progress::Progress;
+use super::resume::{self, Resumed};
+use super::revert::Undo;
 use crate::clients::ApiError;
 use crate::clients::lxd::JoinToken;
 use crate::disks::MachineDisks;
@@ -40,6 +42,8 @@ struct FakeJoiner {
     /// When set, its MicroCeph join waits until its LXD join is done: a run
     /// that set the services up before LXD would never finish.
     ceph_after_lxd: Option<Arc<tokio::sync::Semaphore>>,
+    /// Its LXD join never answers.
+    hung_lxd_join: bool,
 }
 
 impl FakeJoiner {
@@ -86,6 +90,9 @@ impl Joiner for FakeJoiner {
             let Some(join) = &request.lxd else {
                 return Ok(());
             };
+            if self.hung_lxd_join {
+                std::future::pending::<()>().await;
+            }
             let join = crate::session::LxdJoin {
                 token: join.token.clone(),
                 cluster_certificate: join.cluster_certificate.clone(),
@@ -116,6 +123,8 @@ struct Machines {
     state: tempfile::TempDir,
     /// Joiners' MicroCeph joins wait for their LXD joins.
     ceph_after_lxd: bool,
+    /// This joiner's LXD join never answers: the run is stopped there.
+    hung_lxd_join: Option<&'static str>,
 }
 
 const NAMES: [&str; 3] = ["micro1", "micro2", "micro3"];
@@ -139,6 +148,7 @@ impl Machines {
             services: vec![Vec::new(); NAMES.len()],
             state: tempfile::tempdir().unwrap(),
             ceph_after_lxd: false,
+            hung_lxd_join: None,
         }
     }
 
@@ -208,6 +218,7 @@ impl Machines {
                     ceph_after_lxd: self
                         .ceph_after_lxd
                         .then(|| Arc::new(tokio::sync::Semaphore::new(0))),
+                    hung_lxd_join: self.hung_lxd_join == Some(NAMES[i]),
                 };
                 (NAMES[i].to_string(), Arc::new(joiner) as Arc<dyn Joiner>)
             })
@@ -272,10 +283,23 @@ impl Machines {
     }
 
     async fn apply_plan(&self, plan: &ClusterPlan) -> anyhow::Result<()> {
+        self.apply_resumed(plan, &Resumed::default()).await
+    }
+
+    /// The next run on the initiator, after what it recovered of the last.
+    async fn apply_resumed(&self, plan: &ClusterPlan, resumed: &Resumed) -> anyhow::Result<()> {
         let names: Vec<&str> = apply::phases().iter().map(|p| p.name()).collect();
         let state = StateDir::new(self.state.path());
-        let mut progress = Progress::start(state, "init", "initiator", &names).unwrap();
-        let result = apply::apply(plan, &self.targets(), &mut progress, &Printer::new(true)).await;
+        let progress = Progress::start(
+            state,
+            "0123456789abcdef",
+            "init",
+            "initiator",
+            &names,
+            resumed.carried(),
+        )
+        .unwrap();
+        let result = apply::apply(plan, &self.targets(), &progress, &Printer::new(true)).await;
         let outcome = match &result {
             Ok(()) => RunOutcome::Succeeded,
             Err(err) => RunOutcome::Failed(format!("{err:#}")),
@@ -284,15 +308,33 @@ impl Machines {
         result
     }
 
+    fn record(&self) -> crate::state::RunRecord {
+        StateDir::new(self.state.path())
+            .read_run()
+            .unwrap()
+            .unwrap()
+    }
+
+    /// What the run record still has to undo, oldest first.
+    fn journal(&self) -> Vec<Undo> {
+        self.record().undo
+    }
+
     /// Each phase's status in the run record.
     fn phases(&self) -> Vec<(String, PhaseStatus)> {
-        let text = std::fs::read_to_string(StateDir::new(self.state.path()).run_file()).unwrap();
-        let record: crate::state::RunRecord = serde_json::from_str(&text).unwrap();
-        record
+        self.record()
             .phases
             .into_iter()
             .map(|p| (p.name, p.status))
             .collect()
+    }
+}
+
+/// The journal's note of `service` bootstrapped on micro1, kept for the next run.
+fn kept(service: Service) -> Undo {
+    Undo::KeepServiceBootstrap {
+        service,
+        member: "micro1".into(),
     }
 }
 
@@ -326,7 +368,10 @@ const NETWORK: &[&str] = &[
 ];
 const PROFILE: &[&str] = &["PUT /1.0/profiles/default"];
 
-/// What undoing each phase asks the initiator's LXD, newest first.
+/// What undoing each phase asks the initiator's LXD, newest first. A change
+/// is journaled before it is asked for, so a failed profile update is
+/// restored all the same.
+const UNDO_PROFILE: &[&str] = &["PUT /1.0/profiles/default"];
 const UNDO_NETWORK: &[&str] = &["DELETE /1.0/networks/lxdbr0"];
 const UNDO_POOL: &[&str] = &["DELETE /1.0/storage-pools/local"];
 const UNDO_JOINS: &[&str] = &[
@@ -451,6 +496,7 @@ async fn a_failing_phase_undoes_everything_before_it_newest_first() {
                 JOINS,
                 POOL,
                 NETWORK,
+                UNDO_PROFILE,
                 UNDO_NETWORK,
                 UNDO_POOL,
                 UNDO_JOINS,
@@ -547,6 +593,7 @@ async fn an_undo_that_fails_is_reported_as_needing_attention_and_the_rest_still_
             JOINS,
             POOL,
             NETWORK,
+            UNDO_PROFILE,
             UNDO_NETWORK,
             UNDO_JOINS,
             UNDO_BOOTSTRAP
@@ -564,6 +611,7 @@ async fn a_joiner_restores_its_addresses_once_the_initiator_removed_it() {
         services: Vec::new(),
         joined: Mutex::new(None),
         ceph_after_lxd: None,
+        hung_lxd_join: false,
     };
     machines.apply().await.unwrap();
     // What micro2 changed when it joined, as the real joiner records it.
@@ -718,7 +766,7 @@ async fn a_failed_ceph_disk_undoes_the_osds_and_joins_and_names_the_bootstrap_le
     );
     assert!(err.contains("device is currently mounted"), "{err}");
     // micro1's OSD is removed again, the joiners are removed from MicroCeph,
-    // and microcluster's bootstrap, which has no undo, is named.
+    // and microcluster's bootstrap, which has no undo, stays for the next run.
     assert!(
         machines.ceph(0).disks().is_empty(),
         "{:?}",
@@ -727,10 +775,7 @@ async fn a_failed_ceph_disk_undoes_the_osds_and_joins_and_names_the_bootstrap_le
     let members = machines.ceph(0).client().members().await.unwrap();
     let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["micro1"]);
-    assert!(
-        err.contains("MicroCeph on micro1 stays bootstrapped"),
-        "{err}"
-    );
+    assert_eq!(machines.journal(), [kept(Service::MicroCeph)]);
     // LXD was never touched.
     assert!(machines.initiator().requests().is_empty());
 }
@@ -900,12 +945,11 @@ async fn a_failing_ovn_network_undoes_lxd_then_microovn_then_microceph() {
     for fake in [machines.ceph(0), machines.ovn(0)] {
         assert_eq!(fake.client().members().await.unwrap().len(), 1);
     }
-    // What is left is named: the two bootstraps microcluster cannot undo.
-    assert!(
-        err.contains("MicroOVN on micro1 stays bootstrapped")
-            && err.contains("MicroCeph on micro1 stays bootstrapped"),
-        "{err}"
-    );
+    // What is left is the two bootstraps microcluster cannot undo, for the
+    // next run to continue with.
+    let mut journal = machines.journal();
+    journal.sort_by_key(|step| format!("{step:?}"));
+    assert_eq!(journal, [kept(Service::MicroCeph), kept(Service::MicroOvn)]);
     let phases = machines.phases();
     assert!(
         phases.contains(&("network".to_string(), PhaseStatus::Reverted)),
@@ -1135,4 +1179,129 @@ async fn a_local_pool_failing_on_the_cluster_is_undone_with_the_new_member() {
         .map(|m| m.server_name.as_str())
         .collect();
     assert_eq!(members, ["micro1", "micro2"]);
+}
+
+/// What the next run on the initiator recovers of the last one.
+async fn recover(machines: &Machines) -> anyhow::Result<Resumed> {
+    let state = StateDir::new(machines.state.path());
+    let clients = machines.targets().undo_clients();
+    resume::recover(&state, "micro1", &clients, false, &Printer::new(true)).await
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_join_is_undone_by_the_next_run_which_then_forms_the_cluster() {
+    let mut machines = Machines::new();
+    machines.hung_lxd_join = Some("micro2");
+    let plan = machines.plan().await;
+    // The process ends while micro2's join is in flight: nothing is undone.
+    let token_issued = async {
+        let state = StateDir::new(machines.state.path());
+        // Until the run's record exists and has journaled the token.
+        while !state.read_run().ok().flatten().is_some_and(|record| {
+            record
+                .undo
+                .iter()
+                .any(|step| matches!(step, Undo::DeleteLxdOperation { .. }))
+        }) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        result = machines.apply_plan(&plan) => panic!("the hung join ended: {result:?}"),
+        () = token_issued => {}
+    }
+    assert!(machines.initiator().state().clustered);
+    assert_eq!(machines.record().outcome, RunOutcome::InProgress);
+
+    let resumed = recover(&machines).await.unwrap();
+    assert!(resumed.adopted().is_empty());
+    let state = machines.initiator().state();
+    assert!(!state.clustered, "still clustered");
+    assert!(state.config.is_empty(), "{:?}", state.config);
+    assert!(machines.journal().is_empty(), "{:?}", machines.journal());
+    assert_eq!(
+        requests(machines.initiator())[BOOTSTRAP.len() + 1..],
+        concat(&[&["DELETE /1.0/operations/<token>"], UNDO_BOOTSTRAP])
+    );
+
+    // The same command again forms the cluster; nothing is left to undo.
+    machines.hung_lxd_join = None;
+    machines.apply_resumed(&plan, &resumed).await.unwrap();
+    assert!(machines.initiator().state().clustered);
+    assert_eq!(machines.record().outcome, RunOutcome::Succeeded);
+    assert!(machines.journal().is_empty());
+    assert!(recover(&machines).await.unwrap().adopted().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_run_keeps_the_service_bootstraps_and_the_next_run_continues_from_them() {
+    let machines = Machines::with_services();
+    machines
+        .initiator()
+        .fail("POST", "/1.0/networks", 5, 500, "injected failure");
+    let plan = machines.services_plan(false).await;
+    machines.apply_plan(&plan).await.unwrap_err();
+
+    let resumed = recover(&machines).await.unwrap();
+    assert_eq!(
+        resumed.adopted(),
+        [Service::MicroCeph, Service::MicroOvn]
+            .into_iter()
+            .collect()
+    );
+    let bootstraps = |fake: &FakeMicrocluster| {
+        service_requests(fake)
+            .iter()
+            .filter(|r| *r == "POST /core/control")
+            .count()
+    };
+    assert_eq!(
+        [bootstraps(machines.ceph(0)), bootstraps(machines.ovn(0))],
+        [1, 1]
+    );
+    machines.apply_resumed(&plan, &resumed).await.unwrap();
+    // Neither service was bootstrapped again; the joiners joined them.
+    assert_eq!(
+        [bootstraps(machines.ceph(0)), bootstraps(machines.ovn(0))],
+        [1, 1]
+    );
+    for fake in [machines.ceph(0), machines.ovn(0)] {
+        assert_eq!(fake.client().members().await.unwrap().len(), 3);
+    }
+    assert!(machines.journal().is_empty());
+}
+
+#[tokio::test]
+async fn an_undo_that_failed_is_retried_by_the_next_run() {
+    let machines = Machines::new();
+    let initiator = machines.initiator();
+    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
+    initiator.fail("DELETE", "/1.0/storage-pools/local", 1, 500, "pool is busy");
+    machines.apply().await.unwrap_err();
+    assert_eq!(
+        machines.journal(),
+        [Undo::DeleteStoragePool {
+            name: "local".into()
+        }]
+    );
+    recover(&machines).await.unwrap();
+    assert!(machines.initiator().state().pools.is_empty());
+    assert!(machines.journal().is_empty());
+}
+
+#[tokio::test]
+async fn an_undo_failing_again_stops_the_next_run_before_it_starts() {
+    let machines = Machines::new();
+    let initiator = machines.initiator();
+    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
+    initiator.fail_always("DELETE", "/1.0/storage-pools/local", 500, "pool is busy");
+    machines.apply().await.unwrap_err();
+    let err = format!("{:#}", recover(&machines).await.unwrap_err());
+    assert!(
+        err.contains("Could not undo what the earlier run left")
+            && err.contains("pool is busy")
+            && err.contains("run the same command again"),
+        "{err}"
+    );
+    assert_eq!(machines.journal().len(), 1);
 }

@@ -173,6 +173,11 @@ impl LxdClient {
         Ok((token.into(), operation_url))
     }
 
+    /// A background operation as it is now (a token's stays running until used).
+    pub async fn operation(&self, url: &str) -> Result<Operation, ApiError> {
+        self.get(url).await
+    }
+
     /// Cancels a background operation (revokes an unused join token).
     pub async fn delete_operation(&self, url: &str) -> Result<(), ApiError> {
         self.send(Method::DELETE, url, None).await.map(drop)
