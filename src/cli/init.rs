@@ -263,6 +263,7 @@ pub fn join(args: JoinArgs, global: &GlobalArgs, runtime: &Handle) -> anyhow::Re
         lookup_timeout: Duration::from_secs(args.lookup_timeout),
         session_timeout: Duration::from_secs(args.session_timeout),
         dry_run: false,
+        command: "join",
     };
-    runtime.block_on(joiner::run(machine, settings, &printer))
+    runtime.block_on(joiner::run(machine, settings, state, &printer))
 }

@@ -150,8 +150,9 @@ async fn apply(
                 lookup_timeout: preseed.lookup_timeout(),
                 session_timeout: preseed.session_timeout(),
                 dry_run,
+                command: "preseed",
             };
-            joiner::run(machine, settings, &printer).await?;
+            joiner::run(machine, settings, state, &printer).await?;
         }
     }
     Ok(())

@@ -162,6 +162,7 @@ impl Targets {
             lxd: self.local.clone(),
             microceph: self.microceph.clone(),
             microovn: self.microovn.clone(),
+            leave_timeout: super::revert::LEAVE_TIMEOUT,
         }
     }
 

@@ -3,14 +3,16 @@
 //! verdict, undoing this machine's own changes if it aborts.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::local::LocalMachine;
+use super::local::{LocalMachine, Role};
+use super::progress::Progress;
+use super::revert::{JoinedCluster, Undo, UndoClients};
 use super::services::local_transport;
 use crate::clients::Transport;
 use crate::clients::lxd::{ClusterPut, JoinToken, JoinTokenField, LxdClient};
@@ -20,6 +22,7 @@ use crate::session::{
     JoinHandler, MicroclusterJoin, PeerSession, SESSION_PORT, ServicesPut, SessionConfig,
     SessionEvent, SessionRole, SessionServer, SignedIntent, StopOutcome,
 };
+use crate::state::{PhaseStatus, RunOutcome, StateDir, new_run_id};
 use crate::trust::hmac::SessionKeys;
 use crate::trust::{self, CapturedCertificate, Identity, Secret, ServerPin};
 use crate::ui::Printer;
@@ -35,31 +38,52 @@ pub struct JoinerSettings {
     pub session_timeout: Duration,
     /// Let the initiator read this machine, and refuse any change.
     pub dry_run: bool,
+    /// The command, for the run record (`join`, `preseed`).
+    pub command: &'static str,
+}
+
+/// A joiner's phases in its run record: the clusters it joins.
+const JOINER_PHASES: [&str; 3] = ["microceph-join", "microovn-join", "join"];
+
+fn phase(cluster: JoinedCluster) -> &'static str {
+    match cluster {
+        JoinedCluster::MicroCeph => JOINER_PHASES[0],
+        JoinedCluster::MicroOvn => JOINER_PHASES[1],
+        JoinedCluster::Lxd => JOINER_PHASES[2],
+    }
 }
 
 /// How long to wait before contacting an initiator again that is not up yet
 /// (a refused connection costs nothing; the initiator may be a moment away).
 const RETRY_INTERVAL: Duration = Duration::from_millis(250);
-/// How long LXD may take to leave the cluster after the initiator removed us.
-const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
-
 pub async fn run(
     machine: LocalMachine,
     settings: JoinerSettings,
+    state: StateDir,
     printer: &Printer,
 ) -> anyhow::Result<()> {
     let me = machine.intent(settings.dry_run, None);
     let keys = Arc::new(SessionKeys::new(settings.passphrase.clone()));
     let signed_me = SignedIntent::start(&keys, &me);
-    let joined = Arc::new(Mutex::new(None));
+    // A dry run changes nothing, so it keeps no record either.
+    let journal = match settings.dry_run {
+        true => None,
+        false => Some(Progress::start(
+            state,
+            &new_run_id(),
+            settings.command,
+            Role::Joiner.as_str(),
+            &JOINER_PHASES,
+            Vec::new(),
+        )?),
+    };
     let handler = Arc::new(LxdJoiner {
         lxd: machine.lxd.clone(),
         name: machine.name.clone(),
         address: machine.address.address.to_string(),
         identity: machine.identity.clone(),
-        joined: joined.clone(),
+        journal: journal.clone(),
         printer: *printer,
-        dry_run: settings.dry_run,
     });
     let listen = std::net::SocketAddr::new(machine.address.address, SESSION_PORT);
     let (server, mut events) = SessionServer::start(
@@ -123,12 +147,29 @@ pub async fn run(
             Ok(())
         }
         Ok(_) => {
+            if let Some(journal) = &journal {
+                journal.finish(RunOutcome::Succeeded)?;
+            }
             printer.success("Successfully joined the MicroCloud cluster and closing the session.");
             Ok(())
         }
         Err(err) => {
-            undo_join(&machine.lxd, &joined, LEAVE_TIMEOUT, printer).await;
-            Err(err)
+            let Some(journal) = journal else {
+                return Err(err);
+            };
+            // The initiator removes this machine from what it joined; then
+            // what it changed itself is put back.
+            let clients = UndoClients::on_this_machine(machine.lxd.clone());
+            let reverted = journal.revert(&clients, printer).await;
+            journal.undone()?;
+            journal.finish(RunOutcome::Failed(format!("{err:#}")))?;
+            if reverted.failed.is_empty() {
+                return Err(err);
+            }
+            Err(err.context(format!(
+                "some changes could not be undone and need attention (running the same command again retries them first):\n  - {}",
+                reverted.failed.join("\n  - ")
+            )))
         }
     }
 }
@@ -247,27 +288,15 @@ async fn try_contact(
     Ok(hello.name)
 }
 
-/// What this machine changed when it joined, to undo it if the run aborts.
-pub(super) struct Joined {
-    previous_config: BTreeMap<String, String>,
-}
-
-#[cfg(test)]
-impl Joined {
-    pub(super) fn with_previous_config(previous_config: BTreeMap<String, String>) -> Joined {
-        Joined { previous_config }
-    }
-}
-
 /// Joins the local LXD to the initiator's cluster when asked.
 struct LxdJoiner {
     lxd: LxdClient,
     name: String,
     address: String,
     identity: Arc<Identity>,
-    joined: Arc<Mutex<Option<Joined>>>,
+    /// This run's record; none in a dry run, which refuses to join.
+    journal: Option<Progress>,
     printer: Printer,
-    dry_run: bool,
 }
 
 impl JoinHandler for LxdJoiner {
@@ -276,12 +305,19 @@ impl JoinHandler for LxdJoiner {
         let name = self.name.clone();
         let address = self.address.clone();
         let identity = self.identity.clone();
-        let joined = self.joined.clone();
+        let journal = self.journal.clone();
         let printer = self.printer;
-        let dry_run = self.dry_run;
         Box::pin(async move {
-            if dry_run {
+            let Some(journal) = journal else {
                 return Err("This system runs with --dry-run: it does not join".into());
+            };
+            let record = |cluster, status| {
+                journal
+                    .set(phase(cluster), status)
+                    .map_err(|e| format!("{e:#}"))
+            };
+            if let Some(run_id) = &request.run_id {
+                journal.join_run(run_id).map_err(|e| format!("{e:#}"))?;
             }
             for (service, join) in [
                 (Service::MicroCeph, request.microceph),
@@ -289,13 +325,15 @@ impl JoinHandler for LxdJoiner {
             ] {
                 if let Some(join) = join {
                     printer.status(format!("Joining the {service} cluster ..."));
+                    record(service.into(), PhaseStatus::Running)?;
                     let joined = async {
                         let client = MicroclusterClient::new(local_transport(service)?);
-                        join_microcluster(&client, service, &name, &address, join).await
+                        join_microcluster(&client, service, &name, &address, join, &journal).await
                     };
                     joined
                         .await
                         .map_err(|e| format!("Failed to join \"{service}\" cluster: {e:#}"))?;
+                    record(service.into(), PhaseStatus::Done)?;
                     printer.success(format!("Joined the {service} cluster as {name}"));
                 }
             }
@@ -303,12 +341,14 @@ impl JoinHandler for LxdJoiner {
                 return Ok(());
             };
             printer.status("Joining the LXD cluster ...");
+            record(JoinedCluster::Lxd, PhaseStatus::Running)?;
             let reach = |token: &JoinToken, fingerprint: &trust::Fingerprint| {
                 reachable_member(token.clone(), identity.clone(), fingerprint.clone())
             };
-            join_lxd(&lxd, &name, &address, join, &joined, &reach)
+            join_lxd(&lxd, &name, &address, join, &journal, &reach)
                 .await
                 .map_err(|e| format!("Failed to join \"LXD\" cluster: {e:#}"))?;
+            record(JoinedCluster::Lxd, PhaseStatus::Done)?;
             printer.success(format!("Joined the LXD cluster as {name}"));
             Ok(())
         })
@@ -324,8 +364,12 @@ pub(super) async fn join_microcluster(
     name: &str,
     address: &str,
     join: MicroclusterJoin,
+    journal: &Progress,
 ) -> anyhow::Result<()> {
     let listen = std::net::SocketAddr::new(address.parse()?, service.default_port()).to_string();
+    journal.will_undo(Undo::AwaitRemoval {
+        cluster: service.into(),
+    })?;
     client.join(name, &listen, &join.token, join.config).await?;
     Ok(())
 }
@@ -343,7 +387,7 @@ pub(super) async fn join_lxd(
     name: &str,
     address: &str,
     join: crate::session::LxdJoin,
-    joined: &Mutex<Option<Joined>>,
+    journal: &Progress,
     reach: &ReachMember<'_>,
 ) -> anyhow::Result<()> {
     let token = JoinToken::decode(join.token.expose())?;
@@ -366,10 +410,11 @@ pub(super) async fn join_lxd(
         .chain(join.server_config.keys().map(String::as_str))
         .map(|k| (k.to_string(), server.config_value(k).unwrap_or_default()))
         .collect();
+    // Put back once this machine has left the cluster again.
+    journal.will_undo(Undo::RestoreLxdConfig {
+        config: previous_config,
+    })?;
     if !join.server_config.is_empty() {
-        *joined.lock().unwrap_or_else(|e| e.into_inner()) = Some(Joined {
-            previous_config: previous_config.clone(),
-        });
         lxd.patch_server_config(&join.server_config, None).await?;
     }
     let server_address = std::net::SocketAddr::new(address.parse()?, 8443).to_string();
@@ -378,7 +423,9 @@ pub(super) async fn join_lxd(
         JoinTokenField::ClusterToken => (Some(secret), None),
         JoinTokenField::ClusterPassword => (None, Some(secret)),
     };
-    *joined.lock().unwrap_or_else(|e| e.into_inner()) = Some(Joined { previous_config });
+    journal.will_undo(Undo::AwaitRemoval {
+        cluster: JoinedCluster::Lxd,
+    })?;
     lxd.put_cluster(&ClusterPut {
         server_name: name.to_string(),
         enabled: true,
@@ -414,35 +461,4 @@ fn reachable_member(
         }
         bail!("Unable to connect to any of the cluster members specified in join token")
     })
-}
-
-/// After an abort the initiator removes this machine from the cluster; once
-/// LXD has left, restore the addresses the join set.
-pub(super) async fn undo_join(
-    lxd: &LxdClient,
-    joined: &Mutex<Option<Joined>>,
-    leave_timeout: Duration,
-    printer: &Printer,
-) {
-    let Some(Joined { previous_config }) = joined.lock().unwrap_or_else(|e| e.into_inner()).take()
-    else {
-        return;
-    };
-    let deadline = Instant::now() + leave_timeout;
-    loop {
-        match lxd.server().await {
-            Ok(server) if !server.environment.server_clustered => break,
-            _ if Instant::now() >= deadline => {
-                printer.warn(
-                    "LXD on this system is still clustered: the initiator could not remove it. Remove it with `lxc cluster remove --force` on a member, or reinstall LXD",
-                );
-                return;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-    match lxd.patch_server_config(&previous_config, None).await {
-        Ok(()) => printer.status("Undone: LXD's server addresses on this system"),
-        Err(err) => printer.warn(format!("Failed to restore LXD's server addresses: {err}")),
-    }
 }

@@ -115,6 +115,7 @@ pub(super) async fn join_members(
             url: operation.clone(),
         })?;
         let request = ServicesPut {
+            run_id: Some(journal.run_id()),
             lxd: Some(LxdJoin {
                 token: Secret::new(token.encode()),
                 cluster_certificate: cluster_certificate.clone(),

@@ -121,9 +121,10 @@ impl Progress {
         inner.write()
     }
 
-    /// Undoes the journal, newest first, every step even if one fails: an
-    /// undone step leaves the journal, a failed one stays for the next run to
-    /// retry, and so does a kept service bootstrap.
+    /// Undoes the journal, newest first, every step even if one fails (but
+    /// for a barrier, which holds back the older ones): an undone step leaves
+    /// the journal, a failed one stays for the next run to retry, and so
+    /// does a kept service bootstrap.
     pub async fn revert(&self, clients: &UndoClients, printer: &Printer) -> Reverted {
         let steps = self.lock().record.undo.clone();
         let mut reverted = Reverted::default();
@@ -161,6 +162,9 @@ impl Progress {
             if let Err(err) = inner.write() {
                 printer.warn(format!("{err:#}"));
             }
+            if stays && step.is_barrier() {
+                break;
+            }
         }
         reverted
     }
@@ -180,6 +184,20 @@ impl Progress {
         }
         inner.write()?;
         Ok(())
+    }
+
+    /// The initiator's run id, which a joiner's record takes as its own.
+    pub fn join_run(&self, run_id: &str) -> Result<(), StateError> {
+        let mut inner = self.lock();
+        if inner.record.run_id == run_id {
+            return Ok(());
+        }
+        inner.record.run_id = run_id.to_string();
+        inner.write()
+    }
+
+    pub fn run_id(&self) -> String {
+        self.lock().record.run_id.clone()
     }
 
     /// After a failure was undone: the phases under way when it came are

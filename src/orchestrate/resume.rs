@@ -11,9 +11,7 @@ use anyhow::bail;
 use super::local::Machine;
 use super::progress::Progress;
 use super::revert::{Undo, UndoClients};
-use crate::clients::microceph::MicroCephClient;
 use crate::clients::microcluster::Service;
-use crate::clients::microovn::MicroOvnClient;
 use crate::state::{PhaseStatus, RunLock, RunOutcome, RunRecord, StateDir};
 use crate::ui::Printer;
 
@@ -59,12 +57,7 @@ pub async fn begin(
     }
     let name = machine.hostname()?;
     let (lxd, _) = machine.lxd(&name)?;
-    let service = |service| super::services::local_transport(service).ok();
-    let clients = UndoClients {
-        lxd,
-        microceph: service(Service::MicroCeph).map(MicroCephClient::new),
-        microovn: service(Service::MicroOvn).map(MicroOvnClient::new),
-    };
+    let clients = UndoClients::on_this_machine(lxd);
     let resumed = recover(state, &name, &clients, dry_run, printer).await?;
     Ok((lock, resumed))
 }

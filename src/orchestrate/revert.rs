@@ -74,6 +74,39 @@ pub enum Undo {
         pools: Vec<String>,
         size: u32,
     },
+    /// A joiner's: the initiator removes this machine from `cluster` when
+    /// the run fails (its daemon then resets itself); this waits for that.
+    AwaitRemoval {
+        cluster: JoinedCluster,
+    },
+}
+
+/// A cluster a joiner joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinedCluster {
+    Lxd,
+    MicroCeph,
+    MicroOvn,
+}
+
+impl From<Service> for JoinedCluster {
+    fn from(service: Service) -> Self {
+        match service {
+            Service::MicroCeph => JoinedCluster::MicroCeph,
+            Service::MicroOvn => JoinedCluster::MicroOvn,
+        }
+    }
+}
+
+impl std::fmt::Display for JoinedCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinedCluster::Lxd => f.write_str("LXD"),
+            JoinedCluster::MicroCeph => write!(f, "{}", Service::MicroCeph),
+            JoinedCluster::MicroOvn => write!(f, "{}", Service::MicroOvn),
+        }
+    }
 }
 
 impl Undo {
@@ -105,7 +138,16 @@ impl Undo {
             Undo::RestoreCephReplication { size, .. } => {
                 format!("restore the Ceph pools' replication to {size}")
             }
+            Undo::AwaitRemoval { cluster } => {
+                format!("wait for the initiator to remove this system from the {cluster} cluster")
+            }
         }
+    }
+
+    /// Whether the older steps must wait for this one: a joiner restores its
+    /// addresses only once it has left the cluster.
+    pub fn is_barrier(&self) -> bool {
+        matches!(self, Undo::AwaitRemoval { .. })
     }
 
     /// The service bootstrap that stays for the next run to continue with.
@@ -124,9 +166,26 @@ pub struct UndoClients {
     pub lxd: LxdClient,
     pub microceph: Option<MicroCephClient>,
     pub microovn: Option<MicroOvnClient>,
+    /// How long a joiner waits for the initiator to remove it.
+    pub leave_timeout: Duration,
 }
 
+/// How long LXD or a service may take to leave a cluster after the
+/// initiator removed it.
+pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl UndoClients {
+    /// This machine's `lxd`, and its MicroCeph and MicroOVN where installed.
+    pub fn on_this_machine(lxd: LxdClient) -> UndoClients {
+        let service = |service| services::local_transport(service).ok();
+        UndoClients {
+            lxd,
+            microceph: service(Service::MicroCeph).map(MicroCephClient::new),
+            microovn: service(Service::MicroOvn).map(MicroOvnClient::new),
+            leave_timeout: LEAVE_TIMEOUT,
+        }
+    }
+
     fn service(&self, service: Service) -> anyhow::Result<&MicroclusterClient> {
         let client = match service {
             Service::MicroCeph => self.microceph.as_ref().map(MicroCephClient::core),
@@ -188,8 +247,42 @@ impl UndoClients {
             Undo::RestoreCephReplication { pools, size } => {
                 self.microceph()?.set_pool_size(pools, *size, None).await?
             }
+            Undo::AwaitRemoval { cluster } => self.await_removal(*cluster).await?,
         }
         Ok(())
+    }
+
+    /// Until this machine's `cluster` daemon is no longer a member, for at
+    /// most `leave_timeout`.
+    async fn await_removal(&self, cluster: JoinedCluster) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + self.leave_timeout;
+        loop {
+            let member = match cluster {
+                JoinedCluster::Lxd => self.lxd.server().await?.environment.server_clustered,
+                JoinedCluster::MicroCeph => {
+                    self.service(Service::MicroCeph)?.is_initialized().await?
+                }
+                JoinedCluster::MicroOvn => {
+                    self.service(Service::MicroOvn)?.is_initialized().await?
+                }
+            };
+            if !member {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let by_hand = match cluster {
+                    JoinedCluster::Lxd => {
+                        "`lxc cluster remove --force` on a member, or reinstall LXD here"
+                    }
+                    _ => "the service's `cluster remove` on a member, or reinstall it here",
+                };
+                anyhow::bail!(
+                    "{cluster} on this system is still a member of the run's cluster after {} s: the initiator did not remove it. If the run failed, run the same command on the initiator again (it undoes what the run left), then here; or remove it with {by_hand}",
+                    self.leave_timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }
 

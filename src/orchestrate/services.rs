@@ -178,10 +178,12 @@ pub(super) async fn join_members(
         };
         let request = match service {
             Service::MicroCeph => ServicesPut {
+                run_id: Some(journal.run_id()),
                 microceph: Some(join),
                 ..Default::default()
             },
             Service::MicroOvn => ServicesPut {
+                run_id: Some(journal.run_id()),
                 microovn: Some(join),
                 ..Default::default()
             },

@@ -3,17 +3,17 @@
 //! tests check what was undone, in which order, on which machine.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use super::apply::{self, Joiner, Targets};
 use super::gather;
-use super::joiner::{self, Joined};
+use super::joiner;
 use super::progress::Progress;
 use super::resume::{self, Resumed};
-use super::revert::Undo;
+use super::revert::{JoinedCluster, Undo, UndoClients};
 use crate::clients::ApiError;
 use crate::clients::lxd::JoinToken;
 use crate::disks::MachineDisks;
@@ -38,7 +38,8 @@ struct FakeJoiner {
     lxd: FakeLxd,
     /// This machine's MicroCeph and MicroOVN, when it has them.
     services: Vec<FakeMicrocluster>,
-    joined: Mutex<Option<Joined>>,
+    /// Its own run record, in a directory of its own.
+    journal: Progress,
     /// When set, its MicroCeph join waits until its LXD join is done: a run
     /// that set the services up before LXD would never finish.
     ceph_after_lxd: Option<Arc<tokio::sync::Semaphore>>,
@@ -81,11 +82,17 @@ impl Joiner for FakeJoiner {
                     token: join.token.clone(),
                     config: join.config.clone(),
                 };
-                joiner::join_microcluster(&fake.client(), service, &self.name, &self.address, join)
-                    .await
-                    .map_err(|e| {
-                        self.failed(format!("Failed to join \"{service}\" cluster: {e:#}"))
-                    })?;
+                let client = fake.client();
+                joiner::join_microcluster(
+                    &client,
+                    service,
+                    &self.name,
+                    &self.address,
+                    join,
+                    &self.journal,
+                )
+                .await
+                .map_err(|e| self.failed(format!("Failed to join \"{service}\" cluster: {e:#}")))?;
             }
             let Some(join) = &request.lxd else {
                 return Ok(());
@@ -104,7 +111,7 @@ impl Joiner for FakeJoiner {
                 Box::pin(async move { Ok(first) }) as BoxFuture<'static, anyhow::Result<String>>
             };
             let lxd = self.lxd.client();
-            joiner::join_lxd(&lxd, &self.name, &self.address, join, &self.joined, &reach)
+            joiner::join_lxd(&lxd, &self.name, &self.address, join, &self.journal, &reach)
                 .await
                 .map_err(|err| self.failed(format!("Failed to join \"LXD\" cluster: {err:#}")))?;
             if let Some(gate) = &self.ceph_after_lxd {
@@ -214,7 +221,15 @@ impl Machines {
                     address: address(i),
                     lxd: self.fakes[i].clone(),
                     services: self.services[i].clone(),
-                    joined: Mutex::new(None),
+                    journal: Progress::start(
+                        StateDir::new(self.state.path().join(NAMES[i])),
+                        "0123456789abcdef",
+                        "preseed",
+                        "joiner",
+                        &["join"],
+                        Vec::new(),
+                    )
+                    .unwrap(),
                     ceph_after_lxd: self
                         .ceph_after_lxd
                         .then(|| Arc::new(tokio::sync::Semaphore::new(0))),
@@ -601,30 +616,47 @@ async fn an_undo_that_fails_is_reported_as_needing_attention_and_the_rest_still_
     );
 }
 
+/// A joiner's record after it joined micro2's LXD, as the real joiner
+/// journals it: its addresses to put back, once it has left the cluster.
+fn joined_journal(machines: &Machines) -> (Progress, UndoClients) {
+    let state = StateDir::new(machines.state.path().join("micro2"));
+    let journal = Progress::start(
+        state,
+        "0123456789abcdef",
+        "preseed",
+        "joiner",
+        &["join"],
+        vec![
+            Undo::RestoreLxdConfig {
+                config: BTreeMap::from([
+                    ("core.https_address".to_string(), String::new()),
+                    ("cluster.https_address".to_string(), String::new()),
+                ]),
+            },
+            Undo::AwaitRemoval {
+                cluster: JoinedCluster::Lxd,
+            },
+        ],
+    )
+    .unwrap();
+    let clients = UndoClients {
+        lxd: machines.fakes[1].client(),
+        microceph: None,
+        microovn: None,
+        leave_timeout: Duration::from_secs(5),
+    };
+    (journal, clients)
+}
+
 #[tokio::test]
 async fn a_joiner_restores_its_addresses_once_the_initiator_removed_it() {
     let machines = Machines::new();
-    let joiner = FakeJoiner {
-        name: "micro2".into(),
-        address: address(1),
-        lxd: machines.fakes[1].clone(),
-        services: Vec::new(),
-        joined: Mutex::new(None),
-        ceph_after_lxd: None,
-        hung_lxd_join: false,
-    };
     machines.apply().await.unwrap();
-    // What micro2 changed when it joined, as the real joiner records it.
-    let before: BTreeMap<String, String> = BTreeMap::from([
-        ("core.https_address".to_string(), String::new()),
-        ("cluster.https_address".to_string(), String::new()),
-    ]);
-    *joiner.joined.lock().unwrap() = Some(Joined::with_previous_config(before));
+    let (journal, clients) = joined_journal(&machines);
     // The initiator aborts: it removes micro2, whose LXD then leaves.
     let initiator = machines.initiator().client();
-    let lxd = joiner.lxd.client();
     let printer = Printer::new(true);
-    let undo = joiner::undo_join(&lxd, &joiner.joined, Duration::from_secs(5), &printer);
+    let undo = journal.revert(&clients, &printer);
     let remove = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         initiator
@@ -632,37 +664,50 @@ async fn a_joiner_restores_its_addresses_once_the_initiator_removed_it() {
             .await
             .unwrap();
     };
-    tokio::join!(undo, remove);
-    let state = joiner.lxd.state();
+    let (reverted, ()) = tokio::join!(undo, remove);
+    assert!(reverted.failed.is_empty(), "{:?}", reverted.failed);
+    let state = machines.fakes[1].state();
     assert!(!state.clustered);
     assert_eq!(state.config.get("core.https_address"), None);
     assert_eq!(
-        requests(&joiner.lxd).last().map(String::as_str),
+        requests(&machines.fakes[1]).last().map(String::as_str),
         Some("PATCH /1.0")
     );
-    assert!(joiner.joined.lock().unwrap().is_none(), "undone once");
+    let record = StateDir::new(machines.state.path().join("micro2"))
+        .read_run()
+        .unwrap()
+        .unwrap();
+    assert!(record.undo.is_empty(), "undone once: {:?}", record.undo);
 }
 
 #[tokio::test]
 async fn a_joiner_still_clustered_after_the_timeout_is_told_what_to_do_and_changes_nothing() {
     let machines = Machines::new();
     machines.apply().await.unwrap();
-    let lxd = machines.fakes[1].client();
-    let joined = Mutex::new(Some(Joined::with_previous_config(BTreeMap::new())));
+    let (journal, mut clients) = joined_journal(&machines);
+    clients.leave_timeout = Duration::from_millis(300);
     let before = machines.fakes[1].requests().len();
-    joiner::undo_join(
-        &lxd,
-        &joined,
-        Duration::from_millis(300),
-        &Printer::new(true),
-    )
-    .await;
+    let reverted = journal.revert(&clients, &Printer::new(true)).await;
     assert_eq!(
         machines.fakes[1].requests().len(),
         before,
         "nothing changed"
     );
     assert!(machines.fakes[1].state().clustered);
+    let [failed] = &reverted.failed[..] else {
+        panic!("{:?}", reverted.failed);
+    };
+    assert!(
+        failed.contains("LXD on this system is still a member")
+            && failed.contains("run the same command on the initiator again"),
+        "{failed}"
+    );
+    // Both steps stay for the next run: the addresses wait for the removal.
+    let record = StateDir::new(machines.state.path().join("micro2"))
+        .read_run()
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.undo.len(), 2);
 }
 
 /// `METHOD path` of a fake service's changes, without query strings.

@@ -98,6 +98,9 @@ pub struct IntentAccepted {
 /// one service per request (each service's joins are serial).
 #[derive(Default, Serialize, Deserialize)]
 pub struct ServicesPut {
+    /// The initiator's run, which the joiner records as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lxd: Option<LxdJoin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
