@@ -8,12 +8,13 @@
 //! attacker made the session run, since at real cost each takes 64 MiB and
 //! about a second: that, not the HMAC, is what a guess costs the session.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use reqwest::Method;
 use tokio::sync::Semaphore;
 
 use super::client::SendIntentError;
@@ -23,6 +24,8 @@ use super::*;
 use crate::trust::hmac::{Salt, SessionKeys, format_header};
 use crate::trust::{Identity, ServerPin};
 
+const MISMATCH: &str =
+    "The TLS client certificate does not match the certificate in the join request";
 const NOT_CONTACTED: &str = "Confirmation does not come from the initiator this system contacted";
 
 /// A session of `role` for `identity`, checking with cheap keys.
@@ -74,6 +77,61 @@ fn assert_only_rejections(events: &[SessionEvent], count: usize, reason: &str) {
     }
 }
 
+/// Attack: a valid signed intent, captured (a rogue responder gets one:
+/// see `orchestrate::attacks`), sent again from another TLS client
+/// certificate, from none, more often than the failure limit, again after
+/// the real system joined, and to a later session under the same passphrase
+/// (a preseed file keeps it). The HMAC covers the body only (upstream's
+/// scheme: no timestamp, no nonce, nothing of the TLS connection), so what
+/// binds it is the body: it carries the sender's certificate, and is taken
+/// only over TLS with that certificate, which takes its private key.
+///
+/// Bound: every replay is refused before the passphrase is checked (no
+/// derivation, no failure counted), and changes nothing: the real system is
+/// accepted after them, once, and the replayer is trusted with nothing.
+#[tokio::test]
+async fn a_replayed_join_request_is_refused_and_changes_nothing() {
+    let mut session = cheap(identity("micro1"), initiator(&["micro2"])).await;
+    let (micro2, thief) = (identity("micro2"), identity("micro2"));
+    let captured = cheap_sign(&micro2, PASSPHRASE).await;
+    let (as_thief, anonymous) = (session.client(Some(&thief)), session.client(None));
+    // All at once (fewer than the connections one address may hold), more
+    // than the failure limit in all.
+    let replays = (0..30).flat_map(|_| [&as_thief, &anonymous]);
+    let answers = join_all(replays.map(|client| send(client, &captured))).await;
+    assert!(answers.len() > MAX_FAILED_ATTEMPTS as usize);
+    for answer in &answers {
+        assert_status(answer.as_ref().unwrap_err(), 403, MISMATCH);
+    }
+    assert_only_rejections(&drain(&mut session), answers.len(), MISMATCH);
+    assert_eq!(session.keys.derivations(), 0);
+    // The replayer is trusted with nothing, the LXD proxy included.
+    let proxied = as_thief
+        .request(Method::GET, "/1.0/services/lxd/1.0", None)
+        .await;
+    assert_refused(proxied, 403, MTLS_REFUSED);
+
+    // The real micro2 is accepted after them: none counted, none took its place.
+    let genuine = session.client(Some(&micro2));
+    send(&genuine, &captured).await.unwrap();
+    session.assert_accepted(&micro2);
+    assert_eq!(session.keys.derivations(), 1);
+
+    // Later, from the thief: the same refusal. From micro2 itself (which
+    // only its key can send): no second admission.
+    let late = send(&as_thief, &captured).await.unwrap_err();
+    session.assert_rejected(&late, 403, MISMATCH, "micro2");
+    let again = send(&genuine, &captured).await.unwrap_err();
+    session.assert_rejected(&again, 400, "Fingerprint already exists", "micro2");
+
+    // A later run under the same passphrase: the capture is worth as little.
+    let mut later = cheap(identity("micro1"), initiator(&["micro2"])).await;
+    let replayed = send(&later.client(Some(&thief)), &captured).await;
+    later.assert_rejected(&replayed.unwrap_err(), 403, MISMATCH, "micro2");
+    assert_eq!(later.keys.derivations(), 0);
+}
+
+/// A joiner serves its session to anyone, to receive one confirmation.
 /// Attack: strangers (each with a certificate of its own, matching its
 /// body) send it more forged confirmations than the failure limit, at once.
 ///
@@ -281,6 +339,131 @@ async fn a_flood_of_wrong_requests_leaves_the_session_serving_real_peers() {
     );
     assert_eq!(events.len(), total + 2);
     assert_eq!(session.keys.derivations(), guesses + 2);
+}
+
+/// The resident memory of this process, in bytes.
+fn resident() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Runs the ignored test `name` in a process of its own, where no other
+/// test's memory (an Argon2 derivation is 64 MiB) blurs what it measures.
+fn in_own_process(name: &str) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--ignored", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name} failed in its own process:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn large_bodies_in_parallel_keep_memory_bounded() {
+    in_own_process("session::attacks::memory_under_large_bodies_in_parallel");
+}
+
+/// Connections of the large-bodies flood, and what each offers to send.
+const BODIES: usize = 240;
+const OFFERED: usize = 4 * 1024 * 1024;
+/// What the process may grow by meanwhile: the server's share of each
+/// connection (a join body of 64 KiB, its 64 KiB read buffer, TLS buffers)
+/// and the attacker's client, in this process too. Had the server read
+/// the bodies whole, that would be BODIES × OFFERED = 960 MiB.
+const MEMORY_BOUND: usize = 64 * 1024 * 1024;
+
+/// Attack: 240 connections from 8 addresses at once, each sending a join
+/// request whose chunked body (no length announced, so it must be read to
+/// be refused) goes on for 4 MiB. Bound: the process grows by less than
+/// MEMORY_BOUND, every connection is ended within 5 s, no request reaches
+/// the handler (no event, no derivation). Run by
+/// [`large_bodies_in_parallel_keep_memory_bounded`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measures the process's memory: run in a process of its own by large_bodies_in_parallel_keep_memory_bounded"]
+async fn memory_under_large_bodies_in_parallel() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut session = cheap(identity("micro1"), initiator(&["micro2"])).await;
+    let pin = ServerPin::Fingerprint(session.identity.fingerprint().clone());
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(crate::trust::client_config(None, pin).unwrap()));
+    let head = format!(
+        "POST /1.0/session/join HTTP/1.1\r\nHost: micro1\r\nAuthorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        forged_header()
+    );
+    static CHUNK: [u8; 16 * 1024] = [b' '; 16 * 1024];
+    let framed_chunk = [format!("{:x}\r\n", CHUNK.len()).as_bytes(), &CHUNK, b"\r\n"].concat();
+
+    let baseline = resident();
+    let peak = Arc::new(AtomicUsize::new(baseline));
+    let measuring = Arc::new(AtomicBool::new(true));
+    let sampler = std::thread::spawn({
+        let (peak, measuring) = (peak.clone(), measuring.clone());
+        move || {
+            while measuring.load(Ordering::SeqCst) {
+                peak.fetch_max(resident(), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+
+    let started = Instant::now();
+    let bodies = (0..BODIES).map(|i| {
+        let source = SocketAddr::from(([127, 0, 0, 70 + (i % 8) as u8], 0));
+        let (connector, head, framed_chunk) = (connector.clone(), head.clone(), &framed_chunk);
+        let server = session.address;
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(source).unwrap();
+            let tcp = socket.connect(server).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("micro1").unwrap();
+            let tls = connector.connect(name, tcp).await.unwrap();
+            let (mut reader, mut writer) = tokio::io::split(tls);
+            let writing = async {
+                writer.write_all(head.as_bytes()).await?;
+                for _ in 0..OFFERED / CHUNK.len() {
+                    writer.write_all(framed_chunk).await?;
+                }
+                writer.write_all(b"0\r\n\r\n").await
+            };
+            let mut answer = Vec::new();
+            let (_, _) = tokio::join!(writing, reader.read_to_end(&mut answer));
+            answer
+        }
+    });
+    let answers = tokio::time::timeout(Duration::from_secs(5), join_all(bodies))
+        .await
+        .expect("every connection ended within 5 s");
+    let waited = started.elapsed();
+    measuring.store(false, Ordering::SeqCst);
+    sampler.join().unwrap();
+
+    let grown = peak.load(Ordering::SeqCst).saturating_sub(baseline);
+    assert!(
+        grown < MEMORY_BOUND,
+        "grew by {} MiB for {BODIES} bodies of {} MiB (in {waited:?})",
+        grown >> 20,
+        OFFERED >> 20
+    );
+    // An answer, when it arrives before the server's reset, refuses the body.
+    assert!(answers.iter().any(|a| !a.is_empty()), "no answer at all");
+    for answer in answers.iter().filter(|a| !a.is_empty()) {
+        let text = String::from_utf8_lossy(answer);
+        assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    }
+    session.assert_no_event();
+    assert_eq!(session.keys.derivations(), 0);
+    eprintln!(
+        "grew by {} KiB for {BODIES} bodies in {waited:?}; {} answered 413",
+        grown >> 10,
+        answers.iter().filter(|a| !a.is_empty()).count()
+    );
 }
 
 /// Attack: a stranger uses up the failure limit of an initiator's session.
