@@ -37,6 +37,19 @@ pub trait HttpBackend: Send + Sync {
     ) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>>;
 }
 
+/// The largest response body read. Far more than any answer of LXD, a
+/// microcluster service or a peer's session (LXD's resources of a large
+/// machine are a few hundred KiB), so that a server that answers without end
+/// (a hostile initiator, say) costs at most this much memory, not all of it.
+const RESPONSE_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A response body longer than [`RESPONSE_LIMIT`]: it is not read further.
+#[derive(Debug, thiserror::Error)]
+#[error("the response is larger than {limit} bytes")]
+struct ResponseTooLarge {
+    limit: usize,
+}
+
 /// The real backend: a reqwest client (unix socket or HTTPS).
 struct Reqwest(reqwest::Client);
 
@@ -49,6 +62,8 @@ impl HttpBackend for Reqwest {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>> {
+        // The timeout covers the whole exchange, the body's last byte too:
+        // a server that trickles its answer is cut off like a silent one.
         let mut request = self.0.request(method, url).timeout(timeout);
         for (name, value) in headers {
             request = request.header(name, value);
@@ -59,9 +74,30 @@ impl HttpBackend for Reqwest {
         Box::pin(async move {
             let response = request.send().await?;
             let status = response.status().as_u16();
-            Ok((status, response.bytes().await?))
+            Ok((status, read_body(response, RESPONSE_LIMIT).await?))
         })
     }
+}
+
+/// The body of `response`, unless it is longer than `limit`: a length
+/// announced beyond it is refused unread, and a body without one is read
+/// only up to it.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Bytes, BackendError> {
+    let too_large = || Box::new(ResponseTooLarge { limit });
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Where a service's REST API is reached, and how.
@@ -315,11 +351,14 @@ fn truncated(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
+    use axum::routing::get;
     use futures_util::future::join_all;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{UnixListener, UnixStream};
+    use tokio_util::sync::CancellationToken;
 
     use super::*;
 
@@ -455,5 +494,116 @@ mod tests {
         );
         // And the socket still serves.
         connect().request(Method::GET, "/1.0", None).await.unwrap();
+    }
+
+    /// A hostile server: `router` over TLS on an ephemeral port of 127.0.0.1,
+    /// and a transport to it pinned to its certificate.
+    async fn hostile(router: axum::Router) -> (Transport, CancellationToken) {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::load_or_create(dir.path(), "micro1").unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        let config = Arc::new(crate::trust::server_config(&identity).unwrap());
+        let stop = CancellationToken::new();
+        let limits = crate::trust::Limits::default();
+        tokio::spawn(crate::trust::serve_tls(
+            listener,
+            config,
+            router,
+            stop.clone(),
+            limits,
+        ));
+        let pin = ServerPin::Fingerprint(identity.fingerprint().clone());
+        let transport = Transport::https(&authority, "", None, pin, "the session on micro1");
+        (transport.unwrap(), stop)
+    }
+
+    fn failure(result: Result<Envelope, ApiError>) -> String {
+        match result {
+            Err(err @ ApiError::Transport { .. }) => crate::clients::error::chain(&err),
+            other => panic!("expected a transport failure, got {other:?}"),
+        }
+    }
+
+    /// Attack: an initiator that answers with a body that never ends, as
+    /// fast as it can. The client reads at most RESPONSE_LIMIT of it and
+    /// gives up; the server got to send little more than that (what the
+    /// sockets buffer), where a client without a limit would read forever.
+    #[tokio::test]
+    async fn an_endless_response_is_read_only_up_to_the_limit() {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counted = sent.clone();
+        let endless = move || {
+            let counted = counted.clone();
+            let chunks = futures_util::stream::repeat_with(move || {
+                counted.fetch_add(64 * 1024, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 64 * 1024]))
+            });
+            async move { axum::body::Body::from_stream(chunks) }
+        };
+        let (transport, _stop) = hostile(axum::Router::new().route("/1.0", get(endless))).await;
+        let started = std::time::Instant::now();
+        let err = failure(transport.request(Method::GET, "/1.0", None).await);
+        assert!(
+            err.contains("the response is larger than 16777216 bytes"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let sent = sent.load(Ordering::Relaxed);
+        assert!(sent < 2 * RESPONSE_LIMIT, "the server sent {sent} bytes");
+    }
+
+    /// A length announced beyond the limit is refused before any of the body is read.
+    #[tokio::test]
+    async fn a_response_announcing_more_than_the_limit_is_refused_unread() {
+        let huge = || async {
+            let length = (1u64 << 30).to_string();
+            let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+            (
+                [("content-length", length)],
+                axum::body::Body::from_stream(never),
+            )
+        };
+        let (transport, _stop) = hostile(axum::Router::new().route("/1.0", get(huge))).await;
+        let started = std::time::Instant::now();
+        let err = failure(transport.request(Method::GET, "/1.0", None).await);
+        assert!(err.contains("larger than"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Attack: an initiator that trickles its answer, a byte at a time. The
+    /// request's timeout (60 s unless a call sets its own) covers the whole
+    /// body, so the client gives up when it passes, whatever arrives.
+    #[tokio::test]
+    async fn a_trickling_response_is_cut_off_by_the_request_timeout() {
+        let trickle = || async {
+            let bytes = futures_util::stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((Ok::<_, std::io::Error>(Bytes::from_static(b" ")), ()))
+            });
+            axum::body::Body::from_stream(bytes)
+        };
+        let (transport, _stop) = hostile(axum::Router::new().route("/1.0", get(trickle))).await;
+        let timeout = Duration::from_millis(500);
+        let started = std::time::Instant::now();
+        let err = failure(
+            transport
+                .with_timeout(timeout)
+                .request(Method::GET, "/1.0", None)
+                .await,
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= timeout && waited < timeout + Duration::from_secs(1),
+            "{waited:?}: {err}"
+        );
     }
 }

@@ -66,9 +66,24 @@ impl ServerInfo {
 
 /// Reads one received discovery datagram, a query or a reply, from anyone on
 /// the network. The version is left to the caller: the responder ignores
-/// other versions, the lookup reports them.
-pub fn decode_datagram(datagram: &[u8]) -> Result<ServerInfo, serde_json::Error> {
-    serde_json::from_slice(datagram)
+/// other versions, the lookup reports them. An address must be an IP
+/// address: a joiner dials it, and anything else (a host name to resolve, a
+/// port, a path) would let whoever answers first choose what it connects to.
+pub fn decode_datagram(datagram: &[u8]) -> Result<ServerInfo, DatagramError> {
+    let info: ServerInfo = serde_json::from_slice(datagram)?;
+    if !info.address.is_empty() && info.address.parse::<IpAddr>().is_err() {
+        return Err(DatagramError::Address(info.address));
+    }
+    Ok(info)
+}
+
+/// Why a received datagram is not a discovery payload.
+#[derive(Debug, thiserror::Error)]
+pub enum DatagramError {
+    #[error("not a discovery payload")]
+    Json(#[from] serde_json::Error),
+    #[error("address {0:?} is not an IP address")]
+    Address(String),
 }
 
 /// The datagram [`decode_datagram`] reads back as `info`.
@@ -213,6 +228,30 @@ mod tests {
         assert!(decode_datagram(br#"{"version":2}"#).is_err());
         // A datagram cut short by the receive buffer.
         assert!(decode_datagram(br#"{"version":"2.0","na"#).is_err());
+    }
+
+    #[test]
+    fn payload_refuses_an_address_that_is_not_an_ip() {
+        for address in [
+            "micro1.example.com",
+            "10.0.0.1:8443",
+            "10.0.0.1/1.0/evil?",
+            "[fd42::1]",
+            "https://10.0.0.1",
+            " 10.0.0.1",
+            "10.0.0.1\u{1b}[2J",
+        ] {
+            let reply = serde_json::json!({"version": "2.0", "name": "micro1", "address": address});
+            let err = decode_datagram(reply.to_string().as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, DatagramError::Address(_)),
+                "{address}: {err:?}"
+            );
+        }
+        for address in ["10.0.0.1", "fd42::1"] {
+            let reply = encode_datagram(&ServerInfo::new("micro1", address));
+            assert_eq!(decode_datagram(&reply).unwrap().address, address);
+        }
     }
 
     #[test]

@@ -317,6 +317,57 @@ mod tests {
         assert!(start.elapsed() < QUICK, "took {:?}", start.elapsed());
     }
 
+    /// Attack: a rogue on the segment answers every query first, with
+    /// thousands of replies whose address is a host name, a URL, a port or
+    /// garbage, and datagrams larger than a reply can be. The lookup skips
+    /// them all (none reaches `accept`), and still finds the real initiator
+    /// within its resend interval, with memory bounded by one datagram.
+    #[tokio::test]
+    async fn ask_skips_replies_whose_address_is_not_an_ip_and_finds_the_initiator() {
+        let responder = loopback_socket().await;
+        let to = responder.local_addr().unwrap();
+        // Near the largest UDP payload; the lookup reads its first 500 bytes.
+        static OVERSIZED: [u8; 60 * 1024] = [b' '; 60 * 1024];
+        let bad: [&[u8]; 5] = [
+            br#"{"version":"2.0","name":"micro1","address":"evil.example.com"}"#,
+            br#"{"version":"2.0","name":"micro1","address":"https://10.9.9.9/x?"}"#,
+            br#"{"version":"2.0","name":"micro1","address":"10.9.9.9:443"}"#,
+            br#"{"version":"2.0","name":"micro1","address":"10.0.0.1\u001b[2J"}"#,
+            &OVERSIZED,
+        ];
+        tokio::spawn(async move {
+            let mut buf = [0u8; MAX_DATAGRAM];
+            // Every query (the first ones may be lost in the flood) gets the flood first.
+            while let Ok((_, from)) = responder.recv_from(&mut buf).await {
+                for _ in 0..1000 {
+                    for datagram in bad {
+                        responder.send_to(datagram, from).await.unwrap();
+                    }
+                }
+                let reply = encode_datagram(&ServerInfo::new("micro1", "10.0.0.1"));
+                responder.send_to(&reply, from).await.unwrap();
+            }
+        });
+
+        let start = Instant::now();
+        let offered = std::sync::Mutex::new(Vec::new());
+        let found = ask(
+            &loopback_socket().await,
+            to,
+            Duration::from_secs(10),
+            |info| {
+                offered.lock().unwrap().push(info.address.clone());
+                true
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(found, ServerInfo::new("micro1", "10.0.0.1"));
+        assert_eq!(*offered.lock().unwrap(), ["10.0.0.1"]);
+        let elapsed = start.elapsed();
+        assert!(elapsed < RESEND_INTERVAL * 4 + QUICK, "took {elapsed:?}");
+    }
+
     #[tokio::test]
     async fn ask_fails_on_a_version_mismatch() {
         let responder = loopback_socket().await;

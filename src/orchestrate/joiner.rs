@@ -131,7 +131,11 @@ pub async fn run(
                 SessionEvent::Rejected { remote, reason, .. } => {
                     printer.warn(format!("Refused a request from {remote}: {reason}"))
                 }
-                SessionEvent::TooManyFailures => {}
+                // Only the initiator this machine contacted can get this
+                // far: it failed to prove the passphrase too often.
+                SessionEvent::TooManyFailures => bail!(
+                    "Stopped the session: the system {initiator:?} failed to prove the passphrase too many times, so it is not the initiator it claims to be. Check the fingerprint the initiator shows, then run this command again"
+                ),
                 SessionEvent::Stopped(StopOutcome::Aborted(reason)) => {
                     bail!("Initiator aborted the setup: {reason}")
                 }
@@ -204,7 +208,8 @@ async fn contact_initiator(
         .as_deref()
         .unwrap_or("the initiator");
     loop {
-        match try_contact(machine, settings, me, server, label, &address, printer).await {
+        let identity = &machine.identity;
+        match try_contact(identity, settings, me, server, label, &address, printer).await {
             Ok(initiator) => return Ok(initiator),
             Err(ContactError::Final(err)) => return Err(err),
             Err(ContactError::Retry(err)) if Instant::now() >= deadline => {
@@ -218,13 +223,15 @@ async fn contact_initiator(
     }
 }
 
-enum ContactError {
+pub(super) enum ContactError {
     Retry(anyhow::Error),
     Final(anyhow::Error),
 }
 
-async fn try_contact(
-    machine: &LocalMachine,
+/// Learns the certificate of the system at `address`, then sends it this
+/// machine's intent over a connection pinned to that certificate.
+pub(super) async fn try_contact(
+    identity: &Identity,
     settings: &JoinerSettings,
     me: &SignedIntent,
     server: &SessionServer,
@@ -239,7 +246,7 @@ async fn try_contact(
     let probe = PeerSession::new(
         label,
         address,
-        &machine.identity,
+        identity,
         ServerPin::Capture(captured.clone()),
     )
     .map_err(|e| ContactError::Final(e.into()))?;
@@ -262,7 +269,7 @@ async fn try_contact(
     let session = PeerSession::new(
         &hello.name,
         address,
-        &machine.identity,
+        identity,
         ServerPin::Fingerprint(fingerprint.clone()),
     )
     .map_err(|e| ContactError::Final(e.into()))?;
@@ -271,6 +278,12 @@ async fn try_contact(
         Err(err) if err.is_wrong_passphrase() => {
             return Err(ContactError::Final(anyhow::anyhow!(
                 "Failed to join system {:?}: Wrong passphrase",
+                hello.name
+            )));
+        }
+        Err(err) if err.is_locked_out() => {
+            return Err(ContactError::Final(anyhow::anyhow!(
+                "Failed to join system {0:?}: its session stopped after too many attempts with a wrong passphrase, and accepts no system any more. Start a new session on {0:?}, then run this command again",
                 hello.name
             )));
         }

@@ -14,6 +14,8 @@
 //!   own changes if the initiator aborts.
 
 pub mod apply;
+#[cfg(test)]
+mod attacks;
 pub mod gather;
 pub mod initiator;
 pub mod joiner;

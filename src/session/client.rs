@@ -212,4 +212,10 @@ impl SendIntentError {
     pub fn is_wrong_passphrase(&self) -> bool {
         matches!(self, SendIntentError::Api(e) if e.status() == Some(403) && e.server_message() == Some("Invalid HMAC"))
     }
+
+    /// The peer's session stopped after too many requests with a wrong
+    /// passphrase: it accepts nobody any more, whatever the passphrase.
+    pub fn is_locked_out(&self) -> bool {
+        matches!(self, SendIntentError::Api(e) if e.status() == Some(403) && e.server_message() == Some(super::server::LOCKED_OUT))
+    }
 }

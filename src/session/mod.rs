@@ -26,4 +26,6 @@ pub use server::{JoinHandler, SessionConfig, SessionEvent, SessionRole, SessionS
 pub use types::*;
 
 #[cfg(test)]
+mod attacks;
+#[cfg(test)]
 mod tests;

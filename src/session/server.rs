@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use futures_util::future::BoxFuture;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::types::{
@@ -36,6 +36,9 @@ pub const LXD_PROXY_PREFIX: &str = "/1.0/services/lxd";
 
 /// After this many requests with a wrong passphrase the session stops, as upstream.
 pub const MAX_FAILED_ATTEMPTS: u32 = 50;
+/// What every join request is answered once the session stopped after
+/// [`MAX_FAILED_ATTEMPTS`]; [`super::SendIntentError::is_locked_out`] knows it.
+pub const LOCKED_OUT: &str = "Session stopped after too many failed attempts";
 /// The largest join request body the session reads.
 pub const JOIN_BODY_LIMIT: usize = 64 * 1024;
 /// Every join attempt is slowed down, so guessing a passphrase online is slow too.
@@ -94,6 +97,8 @@ pub struct SessionConfig {
 
 struct Shared {
     config: SessionConfig,
+    /// Passphrase checks that may still fail: see [`check_passphrase`].
+    failure_budget: Arc<Semaphore>,
     failed_attempts: AtomicU32,
     /// Certificates accepted in this session (the temporary trust store), by fingerprint.
     trusted: Mutex<HashMap<Fingerprint, String>>,
@@ -125,6 +130,7 @@ impl SessionServer {
         let (events, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
+            failure_budget: Arc::new(Semaphore::new(MAX_FAILED_ATTEMPTS as usize)),
             failed_attempts: AtomicU32::new(0),
             trusted: Mutex::new(HashMap::new()),
             seen_names: Mutex::new(HashMap::new()),
@@ -322,41 +328,27 @@ async fn session_join(
             "The TLS client certificate does not match the certificate in the join request".into(),
         );
     }
-    // Each check of the passphrase counts as a failure until it succeeds, so
-    // requests in parallel cannot race past the limit between the check and
-    // the count; one that proves the passphrase gives its count back.
-    let reserved =
-        shared
-            .failed_attempts
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |failures| {
-                (failures < MAX_FAILED_ATTEMPTS).then_some(failures + 1)
-            });
-    let Ok(failures_before) = reserved else {
-        return error(
+    // A joiner knows the certificate of the only system that may confirm
+    // it: anyone else is refused before the passphrase is checked, so a
+    // stranger can neither make it derive a key nor use up its failures.
+    if matches!(shared.config.role, SessionRole::Joiner { .. }) && !from_contacted_initiator {
+        return reject(
             StatusCode::FORBIDDEN,
-            "Session stopped after too many failed attempts",
+            "Confirmation does not come from the initiator this system contacted".into(),
         );
-    };
-    let checked = shared.config.keys.verify(authorization, &body).await;
-    if !matches!(checked, Err(trust::HmacError::Invalid)) {
-        shared.failed_attempts.fetch_sub(1, Ordering::SeqCst);
     }
-    let salt = match checked {
+    if let Err(trust::HmacError::Malformed(why)) = trust::hmac::parse_header(authorization) {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            format!("Malformed authorization: {why}"),
+        );
+    }
+    let salt = match check_passphrase(&shared, authorization, &body).await {
         Ok(salt) => salt,
-        Err(trust::HmacError::Invalid) => {
-            if failures_before + 1 == MAX_FAILED_ATTEMPTS {
-                let _ = shared.events.send(SessionEvent::TooManyFailures);
-            }
-            return reject(StatusCode::FORBIDDEN, "Invalid HMAC".into());
-        }
-        Err(trust::HmacError::Malformed(why)) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                format!("Malformed authorization: {why}"),
-            );
-        }
-        Err(other) => {
-            tracing::error!(error = %other, "failed to check a join request's HMAC");
+        Err(Unproved::LockedOut) => return error(StatusCode::FORBIDDEN, LOCKED_OUT),
+        Err(Unproved::Wrong) => return reject(StatusCode::FORBIDDEN, "Invalid HMAC".into()),
+        Err(Unproved::Failed(err)) => {
+            tracing::error!(error = %err, "failed to check a join request's HMAC");
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Failed to check the join request",
@@ -422,13 +414,6 @@ async fn session_join(
             seen.insert(intent.name.clone(), fingerprint.clone());
         }
         SessionRole::Joiner { initiator } => {
-            let contacted = lock(&shared.initiator_certificate).clone();
-            if contacted.as_ref() != Some(&fingerprint) {
-                return reject(
-                    StatusCode::FORBIDDEN,
-                    "Confirmation does not come from the initiator this system contacted".into(),
-                );
-            }
             if initiator.as_ref().is_some_and(|name| *name != intent.name) {
                 return reject(
                     StatusCode::FORBIDDEN,
@@ -460,6 +445,56 @@ async fn session_join(
     sync(json!(IntentAccepted {
         name: me.name.clone()
     }))
+}
+
+/// Why a join request did not prove the passphrase.
+enum Unproved {
+    /// The session stopped after [`MAX_FAILED_ATTEMPTS`]: nothing is checked.
+    LockedOut,
+    /// Checked, and wrong: one of the failures.
+    Wrong,
+    /// The check itself failed (the derivation's task), which is no guess.
+    Failed(trust::HmacError),
+}
+
+/// Checks a join request's passphrase within the session's failure budget.
+///
+/// Each check holds one of [`MAX_FAILED_ATTEMPTS`] permits: a wrong
+/// passphrase uses its permit up, anything else gives it back. So checks in
+/// parallel can never exceed the failures left, and a check that would fit
+/// waits for those in flight rather than being refused while the session
+/// still runs; once every permit is used up, the budget closes and every
+/// request is refused. The check runs in a task of its own, so a client
+/// that hangs up cannot cancel it between the derivation and the count.
+async fn check_passphrase(
+    shared: &Arc<Shared>,
+    authorization: &str,
+    body: &Bytes,
+) -> Result<Salt, Unproved> {
+    let Ok(permit) = shared.failure_budget.clone().acquire_owned().await else {
+        return Err(Unproved::LockedOut);
+    };
+    let (task_shared, authorization, body) =
+        (shared.clone(), authorization.to_owned(), body.clone());
+    let checking = tokio::spawn(async move {
+        let shared = task_shared;
+        match shared.config.keys.verify(&authorization, &body).await {
+            Ok(salt) => Ok(salt),
+            Err(trust::HmacError::Invalid) => {
+                permit.forget();
+                let failures = shared.failed_attempts.fetch_add(1, Ordering::SeqCst) + 1;
+                if failures == MAX_FAILED_ATTEMPTS {
+                    shared.failure_budget.close();
+                    let _ = shared.events.send(SessionEvent::TooManyFailures);
+                }
+                Err(Unproved::Wrong)
+            }
+            Err(other) => Err(Unproved::Failed(other)),
+        }
+    });
+    checking
+        .await
+        .unwrap_or_else(|e| Err(Unproved::Failed(trust::HmacError::Task(e))))
 }
 
 /// Why a session for `purpose` refuses `intent`'s system, if it does.

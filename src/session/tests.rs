@@ -39,16 +39,16 @@ fn root_disk_in_use() -> Result<MachineDisks, crate::sys::block::BlockReadError>
     })
 }
 
-const PASSPHRASE: &str = "hundred pebble toast lantern";
-const MTLS_REFUSED: &str = "Failed to authenticate using mTLS";
+pub(super) const PASSPHRASE: &str = "hundred pebble toast lantern";
+pub(super) const MTLS_REFUSED: &str = "Failed to authenticate using mTLS";
 
-fn identity(name: &str) -> Identity {
+pub(super) fn identity(name: &str) -> Identity {
     let dir = tempfile::tempdir().unwrap();
     Identity::load_or_create(dir.path(), name).unwrap()
 }
 
 /// The intent `identity` sends: this version, LXD, its own certificate.
-fn intent(identity: &Identity) -> JoinIntent {
+pub(super) fn intent(identity: &Identity) -> JoinIntent {
     JoinIntent {
         name: identity.name().to_string(),
         version: crate::VERSION.to_string(),
@@ -61,36 +61,40 @@ fn intent(identity: &Identity) -> JoinIntent {
     }
 }
 
-fn initiator(expected: &[&str]) -> SessionRole {
+pub(super) fn initiator(expected: &[&str]) -> SessionRole {
     SessionRole::Initiator {
         expected: Some(expected.iter().map(|s| s.to_string()).collect()),
     }
 }
 
 /// A local LXD that is not there: for tests that do not use the proxy.
-fn no_lxd() -> Transport {
+pub(super) fn no_lxd() -> Transport {
     Transport::unix(Path::new("/nonexistent/microcloud/lxd.socket"), "LXD").unwrap()
 }
 
 /// A running session server and what it reports.
-struct Session {
-    server: SessionServer,
-    events: UnboundedReceiver<SessionEvent>,
-    identity: Identity,
-    address: SocketAddr,
+pub(super) struct Session {
+    pub(super) server: SessionServer,
+    pub(super) events: UnboundedReceiver<SessionEvent>,
+    pub(super) identity: Identity,
+    pub(super) address: SocketAddr,
     /// The keys its server checks requests with.
-    keys: Arc<SessionKeys>,
+    pub(super) keys: Arc<SessionKeys>,
 }
 
 impl Session {
-    async fn start(identity: Identity, role: SessionRole, local_lxd: Transport) -> Session {
+    pub(super) async fn start(
+        identity: Identity,
+        role: SessionRole,
+        local_lxd: Transport,
+    ) -> Session {
         let me = intent(&identity);
         let keys = Arc::new(SessionKeys::new(Secret::new(PASSPHRASE.to_string())));
         Session::start_as(identity, role, local_lxd, me, keys).await
     }
 
     /// [`Session::start`] with this machine's own intent `me`.
-    async fn start_as(
+    pub(super) async fn start_as(
         identity: Identity,
         role: SessionRole,
         local_lxd: Transport,
@@ -130,16 +134,16 @@ impl Session {
     }
 
     /// A client of this session presenting `identity` (or no certificate).
-    fn client(&self, identity: Option<&Identity>) -> Transport {
+    pub(super) fn client(&self, identity: Option<&Identity>) -> Transport {
         client_of(self.address, &self.identity, identity)
     }
 
     /// The event the last request caused: handlers report before they answer.
-    fn event(&mut self) -> SessionEvent {
+    pub(super) fn event(&mut self) -> SessionEvent {
         self.events.try_recv().expect("the request was reported")
     }
 
-    fn assert_no_event(&mut self) {
+    pub(super) fn assert_no_event(&mut self) {
         match self.events.try_recv() {
             Err(TryRecvError::Empty) => {}
             other => panic!("unexpected event {other:?}"),
@@ -148,7 +152,13 @@ impl Session {
 
     /// The request failed with `status` and `message` and was reported as a
     /// rejection of `claimed` from loopback.
-    fn assert_rejected(&mut self, err: &ApiError, status: u16, message: &str, claimed: &str) {
+    pub(super) fn assert_rejected(
+        &mut self,
+        err: &ApiError,
+        status: u16,
+        message: &str,
+        claimed: &str,
+    ) {
         assert_status(err, status, message);
         match self.event() {
             SessionEvent::Rejected {
@@ -166,7 +176,7 @@ impl Session {
     }
 
     /// The intent was reported as accepted, from `identity` over loopback.
-    fn assert_accepted(&mut self, identity: &Identity) {
+    pub(super) fn assert_accepted(&mut self, identity: &Identity) {
         match self.event() {
             SessionEvent::Intent {
                 intent: received,
@@ -186,18 +196,26 @@ impl Session {
 
 /// A client of the session at `address` served by `server`, presenting
 /// `identity` (or no certificate), pinned to the server's certificate.
-fn client_of(address: SocketAddr, server: &Identity, identity: Option<&Identity>) -> Transport {
+pub(super) fn client_of(
+    address: SocketAddr,
+    server: &Identity,
+    identity: Option<&Identity>,
+) -> Transport {
     let pin = ServerPin::Fingerprint(server.fingerprint().clone());
     let target = format!("the session on {}", server.name());
     Transport::https(&address.to_string(), "", identity, pin, target).unwrap()
 }
 
-fn assert_status(err: &ApiError, status: u16, message: &str) {
+pub(super) fn assert_status(err: &ApiError, status: u16, message: &str) {
     assert_eq!(err.status(), Some(status), "{err}");
     assert_eq!(err.server_message(), Some(message), "{err}");
 }
 
-fn assert_refused<T: std::fmt::Debug>(result: Result<T, ApiError>, status: u16, message: &str) {
+pub(super) fn assert_refused<T: std::fmt::Debug>(
+    result: Result<T, ApiError>,
+    status: u16,
+    message: &str,
+) {
     assert_status(
         &result.expect_err("the request must be refused"),
         status,
@@ -206,18 +224,18 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<T, ApiError>, status: u16, 
 }
 
 /// A request body and its `Authorization` header.
-struct Signed {
-    body: Vec<u8>,
-    authorization: String,
+pub(super) struct Signed {
+    pub(super) body: Vec<u8>,
+    pub(super) authorization: String,
 }
 
 /// `identity`'s intent, signed with `passphrase`.
-async fn sign(identity: &Identity, passphrase: &str) -> Signed {
+pub(super) async fn sign(identity: &Identity, passphrase: &str) -> Signed {
     sign_body(serde_json::to_vec(&intent(identity)).unwrap(), passphrase).await
 }
 
 /// `body` signed with `passphrase` by a peer of its own (no key in common).
-async fn sign_body(body: Vec<u8>, passphrase: &str) -> Signed {
+pub(super) async fn sign_body(body: Vec<u8>, passphrase: &str) -> Signed {
     let authorization = SessionKeys::new(Secret::new(passphrase.to_string()))
         .sign(&body)
         .await
@@ -229,7 +247,7 @@ async fn sign_body(body: Vec<u8>, passphrase: &str) -> Signed {
 }
 
 /// `POST /1.0/session/join`, as [`PeerSession::send_intent`] sends it.
-async fn send(client: &Transport, signed: &Signed) -> Result<IntentAccepted, ApiError> {
+pub(super) async fn send(client: &Transport, signed: &Signed) -> Result<IntentAccepted, ApiError> {
     post_join(
         client,
         &[("Authorization", &signed.authorization)],
@@ -238,7 +256,7 @@ async fn send(client: &Transport, signed: &Signed) -> Result<IntentAccepted, Api
     .await
 }
 
-async fn post_join(
+pub(super) async fn post_join(
     client: &Transport,
     headers: &[(&str, &str)],
     body: &[u8],
@@ -250,7 +268,7 @@ async fn post_join(
     client.metadata(&Method::POST, path, envelope)
 }
 
-async fn stop(client: &Transport, reason: &str) -> Result<(), ApiError> {
+pub(super) async fn stop(client: &Transport, reason: &str) -> Result<(), ApiError> {
     let body = json!({ "reason": reason });
     client
         .request(Method::PUT, "/1.0/session/stop", Some(&body))

@@ -105,6 +105,9 @@ pub struct SessionKeys {
     /// Only keys of salts this session chose or verified a request under:
     /// forged requests add nothing.
     known: Mutex<HashMap<Salt, Key>>,
+    /// How many derivations ran: what the requests checked so far cost.
+    #[cfg(test)]
+    derived: std::sync::atomic::AtomicUsize,
 }
 
 impl SessionKeys {
@@ -127,7 +130,15 @@ impl SessionKeys {
             passphrase,
             params,
             known: Mutex::new(HashMap::new()),
+            #[cfg(test)]
+            derived: Default::default(),
         }
+    }
+
+    /// How many Argon2 derivations these keys ran.
+    #[cfg(test)]
+    pub(crate) fn derivations(&self) -> usize {
+        self.derived.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The `Authorization` header value for `body`, under a fresh salt.
@@ -182,6 +193,9 @@ impl SessionKeys {
 
     /// Argon2id of the passphrase under `salt`, on the blocking pool.
     async fn derive(&self, salt: &Salt) -> Result<Key, HmacError> {
+        #[cfg(test)]
+        self.derived
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let slot = KDF_SLOTS
             .acquire()
             .await

@@ -181,7 +181,7 @@ impl Identity {
     }
 
     /// Certificate plus signing key, ready for a rustls resolver.
-    pub(super) fn certified_key(&self) -> Arc<CertifiedKey> {
+    pub(crate) fn certified_key(&self) -> Arc<CertifiedKey> {
         Arc::clone(&self.certified)
     }
 }

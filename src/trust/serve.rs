@@ -42,6 +42,13 @@ pub struct Limits {
     pub body_idle: Duration,
     /// Connections open at once from one address; more are closed at once.
     pub per_address: usize,
+    /// Connections open at once from all addresses; more are closed at once.
+    /// A client with many addresses is held here instead of running the
+    /// process out of file descriptors (which would break its own calls to
+    /// LXD and the peers too) or memory: each connection holds at most its
+    /// read buffer ([`READ_BUFFER`]), a request body (the session's join
+    /// limit, for a peer without a pinned certificate) and its TLS buffers.
+    pub total: usize,
 }
 
 impl Default for Limits {
@@ -52,9 +59,18 @@ impl Default for Limits {
             body_idle: Duration::from_secs(10),
             // A joiner uses a few; LXD's proxied calls a few more.
             per_address: 64,
+            // Two at once from each of 100 joiners contacting the initiator
+            // together, with room to spare: every joiner opens one to learn
+            // the initiator's certificate and one to send its intent.
+            total: 256,
         }
     }
 }
+
+/// The most hyper buffers of one connection's input (headers, and body bytes
+/// not yet taken). Its default, about 400 KiB, times [`Limits::total`] would
+/// be memory any client could fill; requests here have small headers.
+pub const READ_BUFFER: usize = 64 * 1024;
 /// Pause after running out of file descriptors or memory, instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long shutdown waits for in-flight requests before closing connections.
@@ -82,7 +98,7 @@ pub async fn serve_tls(
 ) -> io::Result<()> {
     let acceptor = TlsAcceptor::from(config);
     let connections = TaskTracker::new();
-    let open = Arc::new(Mutex::new(HashMap::new()));
+    let open = OpenConnections::default();
     // `stopping` also fires when the listener fails; `force` ends the drain.
     let stopping = shutdown.child_token();
     let force = CancellationToken::new();
@@ -94,9 +110,12 @@ pub async fn serve_tls(
         };
         match accepted {
             Ok((tcp, remote)) => {
-                let Some(slot) = OpenSlot::take(&open, remote.ip(), limits.per_address) else {
-                    tracing::debug!(%remote, "too many connections from this address, closing");
-                    continue;
+                let slot = match OpenSlot::take(&open, remote.ip(), &limits) {
+                    Ok(slot) => slot,
+                    Err(full) => {
+                        tracing::debug!(%remote, "too many connections {full}, closing");
+                        continue;
+                    }
                 };
                 let served = connection(
                     acceptor.clone(),
@@ -142,8 +161,15 @@ pub async fn serve_tls(
     result
 }
 
-/// Connections open from each address, for [`Limits::per_address`].
-type OpenConnections = Arc<Mutex<HashMap<IpAddr, usize>>>;
+/// Connections open, in all and from each address, for [`Limits::total`]
+/// and [`Limits::per_address`].
+type OpenConnections = Arc<Mutex<OpenCounts>>;
+
+#[derive(Default)]
+struct OpenCounts {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
 
 /// One connection's place in [`OpenConnections`], given back when dropped.
 struct OpenSlot {
@@ -152,14 +178,23 @@ struct OpenSlot {
 }
 
 impl OpenSlot {
-    fn take(open: &OpenConnections, address: IpAddr, limit: usize) -> Option<OpenSlot> {
+    /// A place, or which limit is met (for the log).
+    fn take(
+        open: &OpenConnections,
+        address: IpAddr,
+        limits: &Limits,
+    ) -> Result<OpenSlot, &'static str> {
         let mut counts = open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(address).or_default();
-        if *count >= limit {
-            return None;
+        if counts.total >= limits.total {
+            return Err("in all");
+        }
+        let count = counts.by_address.entry(address).or_default();
+        if *count >= limits.per_address {
+            return Err("from this address");
         }
         *count += 1;
-        Some(OpenSlot {
+        counts.total += 1;
+        Ok(OpenSlot {
             open: open.clone(),
             address,
         })
@@ -169,10 +204,11 @@ impl OpenSlot {
 impl Drop for OpenSlot {
     fn drop(&mut self) {
         let mut counts = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.address) {
+        counts.total -= 1;
+        if let Some(count) = counts.by_address.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
-                counts.remove(&self.address);
+                counts.by_address.remove(&self.address);
             }
         }
     }
@@ -215,7 +251,8 @@ async fn connection(
     });
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read);
+        .header_read_timeout(limits.header_read)
+        .max_buf_size(READ_BUFFER);
     let mut conn = pin!(
         http.serve_connection(TokioIo::new(tls), service)
             .with_upgrades()
@@ -428,6 +465,7 @@ mod tests {
             header_read: Duration::from_secs(30),
             body_idle: Duration::from_millis(300),
             per_address: 4,
+            total: 64,
         }
     }
 
@@ -492,5 +530,97 @@ mod tests {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+    }
+
+    /// The most files this process may open (`ulimit -n`), from /proc.
+    fn open_files_limit() -> usize {
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap();
+        line.split_whitespace().nth(3).unwrap().parse().unwrap()
+    }
+
+    /// Whether the server closed `tcp` (it reads end of file or an error
+    /// at once), rather than holding it open waiting for a handshake.
+    async fn closed_by_server(tcp: &mut TcpStream) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut byte));
+        matches!(read.await, Ok(Ok(0) | Err(_)))
+    }
+
+    /// Attack: thousands of connections from many addresses, none of which
+    /// ever starts its handshake. The server holds at most `total` of them
+    /// (and `per_address` from each address), closes the rest at once, and
+    /// serves a real peer as soon as the held ones reach their handshake
+    /// timeout: an idle flood blocks for at most that long.
+    #[tokio::test]
+    async fn thousands_of_connections_from_many_addresses_hold_at_most_the_total() {
+        let limits = Limits {
+            handshake: Duration::from_millis(1500),
+            per_address: 16,
+            total: 128,
+            ..tight()
+        };
+        let server_id = identity("server");
+        let server = start_with(&server_id, limits).await;
+        let address: SocketAddr = server.url.trim_start_matches("https://").parse().unwrap();
+        // Two thousand, if this process may open that many files besides
+        // what the server and the tests running beside this one hold.
+        let count = 2000.min(open_files_limit().saturating_sub(limits.total + 400));
+        assert!(count > 2 * limits.total, "ulimit -n is too low: {count}");
+        let sources: Vec<IpAddr> = (10..50).map(|i| IpAddr::from([127, 0, 0, i])).collect();
+        let started = std::time::Instant::now();
+        let mut flood = Vec::with_capacity(count);
+        for batch in (0..count).collect::<Vec<_>>().chunks(100) {
+            for &i in batch {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket
+                    .bind(SocketAddr::new(sources[i % sources.len()], 0))
+                    .unwrap();
+                flood.push(socket.connect(address).await.unwrap());
+            }
+            // Lets the accept loop take them before the listen queue fills.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let checks = flood.iter_mut().map(closed_by_server);
+        let closed = futures_util::future::join_all(checks).await;
+        let held = closed.iter().filter(|closed| !**closed).count();
+        assert!(
+            started.elapsed() < limits.handshake,
+            "the flood took {:?}: the held connections may have timed out meanwhile",
+            started.elapsed()
+        );
+        assert_eq!(
+            held, limits.total,
+            "{held} of {count} connections held open, the total is {}",
+            limits.total
+        );
+
+        // A peer arriving now is closed at once; once the held connections
+        // reach their handshake timeout, it is served.
+        let client = https_client(
+            None,
+            ServerPin::Fingerprint(server_id.fingerprint().clone()),
+        )
+        .unwrap();
+        let url = format!("{}/whoami", server.url);
+        assert!(
+            get_text(&client, &url).await.is_err(),
+            "served past the total"
+        );
+        let deadline = started + limits.handshake + Duration::from_secs(2);
+        loop {
+            match get_text(&client, &url).await {
+                Ok(_) => break,
+                Err(err) if std::time::Instant::now() > deadline => {
+                    panic!("still refused 2 s after the flood timed out: {err}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        drop(flood);
     }
 }

@@ -2,7 +2,12 @@
 //! be piped), every status line goes to stderr. Colour is used only on a
 //! terminal and never when `NO_COLOR` or `--no-color` is set. Long steps show
 //! a spinner where colour is used, and plain start and end lines elsewhere.
+//!
+//! Status lines carry text other machines sent (names, addresses, errors),
+//! so each is [`neutralise`]d before it reaches the terminal: another
+//! machine's text cannot move the cursor, rewrite lines or retitle the window.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -44,6 +49,29 @@ fn spinners() -> &'static MultiProgress {
     SPINNERS.get_or_init(MultiProgress::new)
 }
 
+/// `text` with every character that can steer a terminal shown as an escape
+/// (`\u{1b}` for ESC): C0 and C1 control characters, so escape and control
+/// sequences, carriage returns and backspaces, except the newline; and the
+/// bidirectional overrides and isolates, which make text read other than it is.
+pub fn neutralise(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(steers_terminal) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if steers_terminal(c) {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
+}
+
+fn steers_terminal(c: char) -> bool {
+    (c.is_control() && c != '\n') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Prints `text` as a line on stderr, above the spinners if any run.
 fn emit(text: &str) {
     spinners().suspend(|| {
@@ -66,34 +94,37 @@ impl Printer {
 
     /// A progress line ("Joining the LXD cluster ...").
     pub fn status(&self, message: impl AsRef<str>) {
-        emit(message.as_ref());
+        emit(&neutralise(message.as_ref()));
     }
 
     /// A step that completed.
     pub fn success(&self, message: impl AsRef<str>) {
-        emit(&format!(
-            "{} {}",
-            paint(self.color, GREEN, "✓"),
-            message.as_ref()
-        ));
+        emit(&self.marked(GREEN, "✓", message.as_ref()));
     }
 
     /// Something the person should know but that does not stop the run.
     pub fn warn(&self, message: impl AsRef<str>) {
-        emit(&format!(
-            "{} {}",
-            paint(self.color, YELLOW, "!"),
-            message.as_ref()
-        ));
+        emit(&self.marked(YELLOW, "!", message.as_ref()));
     }
 
     /// The final error, with its chain of causes.
     pub fn error(&self, error: &anyhow::Error) {
-        let mut text = format!("{} {error}", paint(self.color, RED, "Error:"));
+        emit(&self.error_text(error));
+    }
+
+    /// `message` after its painted `mark`.
+    fn marked(&self, code: &str, mark: &str, message: &str) -> String {
+        format!("{} {}", paint(self.color, code, mark), neutralise(message))
+    }
+
+    /// An error and its causes, one a line.
+    fn error_text(&self, error: &anyhow::Error) -> String {
+        let mut text = self.marked(RED, "Error:", &error.to_string());
         for cause in error.chain().skip(1) {
-            text.push_str(&format!("\n  Caused by: {cause}"));
+            text.push_str("\n  Caused by: ");
+            text.push_str(&neutralise(&cause.to_string()));
         }
-        emit(&text);
+        text
     }
 
     /// Data for stdout.
@@ -110,7 +141,7 @@ impl Printer {
     /// or, off a terminal, one line `message ...`. Steps may overlap: each
     /// has its own spinner, or its own lines.
     pub fn step(&self, message: impl Into<String>) -> Step {
-        let message = message.into();
+        let message = neutralise(&message.into()).into_owned();
         let shown = if self.spinner {
             let bar =
                 spinners().add(ProgressBar::new_spinner().with_message(format!("{message} ...")));
@@ -164,7 +195,7 @@ impl Step {
         let line = format!(
             "{} {} ({:.1} s)",
             paint(self.color, GREEN, "✓"),
-            message.as_ref(),
+            neutralise(message.as_ref()),
             self.started.elapsed().as_secs_f64()
         );
         self.finish(&line);
@@ -269,5 +300,50 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:?}");
         let (text, _) = seconds(&lines[1], " (failed after ");
         assert_eq!(text, "\x1b[31m✗\x1b[0m Creating network \"lxdbr0\"");
+    }
+
+    /// What a hostile machine might put in a name or an error: a clear
+    /// screen, a window title, a hidden line rewritten by a carriage return,
+    /// a backspace, an 8-bit CSI (C1) and a right-to-left override.
+    const HOSTILE: &str = "micro2\x1b[2J\x1b]0;pwned\x07\rok\x08 \u{9b}31m \u{202e}txt.exe";
+
+    #[test]
+    fn remote_text_cannot_steer_the_terminal() {
+        let shown = neutralise(HOSTILE);
+        assert_eq!(
+            shown,
+            r"micro2\u{1b}[2J\u{1b}]0;pwned\u{7}\u{d}ok\u{8} \u{9b}31m \u{202e}txt.exe"
+        );
+        assert!(!shown.chars().any(steers_terminal), "{shown}");
+        // Newlines stay (multi-line messages), and so does ordinary text, unchanged.
+        assert!(matches!(neutralise("a\nb ✓ é"), Cow::Borrowed("a\nb ✓ é")));
+        // What is shown once is shown the same again.
+        assert_eq!(neutralise(&shown), shown);
+    }
+
+    #[test]
+    fn warnings_errors_and_steps_neutralise_what_they_show() {
+        let printer = Printer {
+            color: true,
+            spinner: false,
+        };
+        let line = printer.marked(YELLOW, "!", HOSTILE);
+        // Only the printer's own colour codes reach the terminal.
+        assert_eq!(line.matches('\x1b').count(), 2, "{line:?}");
+        assert!(
+            line.starts_with("\x1b[33m!\x1b[0m micro2\\u{1b}[2J"),
+            "{line:?}"
+        );
+
+        let error = anyhow::anyhow!("{HOSTILE}").context("Failed to join system \"\x1b[1Amicro1\"");
+        let text = printer.error_text(&error);
+        assert_eq!(text.matches('\x1b').count(), 2, "{text:?}");
+        assert!(text.contains("\n  Caused by: micro2\\u{1b}[2J"), "{text:?}");
+
+        let out = Buffer::default();
+        let step = Step::start("Joining".into(), false, Shown::Lines(Box::new(out.clone())));
+        step.done(format!("Joined {HOSTILE}"));
+        let done = &out.lines()[1];
+        assert!(!done.chars().any(steers_terminal), "{done:?}");
     }
 }

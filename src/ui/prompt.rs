@@ -12,6 +12,7 @@
 //! on only while a question is being answered, and a guard restores the
 //! terminal however the question ends, a panic included.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, IsTerminal, Write};
 use std::sync::mpsc::Receiver;
@@ -23,6 +24,7 @@ use crossterm::style::{Attribute, Print, SetAttribute};
 use crossterm::terminal::{self, Clear, ClearType};
 use crossterm::{cursor, execute, queue};
 
+use super::printer::neutralise;
 pub use super::select_table::RowFeed;
 use super::select_table::{self, Action, Feed, Incoming, TableState};
 use crate::trust::passphrase;
@@ -326,7 +328,7 @@ impl Console for TtyPrompter {
     }
 
     fn say(&mut self, line: &str) {
-        let _ = writeln!(io::stderr(), "{line}");
+        let _ = writeln!(io::stderr(), "{}", neutralise(line));
     }
 
     fn run_table(
@@ -418,6 +420,9 @@ impl Region {
             rows => queue!(out, MoveToPreviousLine(rows))?,
         }
         queue!(out, Clear(ClearType::FromCursorDown))?;
+        // Questions and tables show what other machines sent (names, disk
+        // models): none of it may steer the terminal.
+        let lines: Vec<Cow<'_, str>> = lines.iter().map(|line| neutralise(line)).collect();
         let lines: Vec<&str> = lines.iter().flat_map(|line| line.split('\n')).collect();
         out.write_all(lines.join("\r\n").as_bytes())?;
         // After n characters the cursor is on row (n - 1) / width of the line:
@@ -900,6 +905,18 @@ mod tests {
         let lines: Vec<String> = lines.iter().map(|line| line.to_string()).collect();
         region.draw(&mut out, 10, &lines, suggestion).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// A question that shows another machine's text (a disk model, say)
+    /// draws its control characters escaped: only the region's own cursor
+    /// moves reach the terminal, and wrapping is counted on what is shown.
+    #[test]
+    fn a_region_neutralises_what_it_draws() {
+        let mut region = Region::default();
+        let drawn = draw(&mut region, &["a\x1b[2Jb"], "");
+        assert_eq!(drawn, "\x1b[1G\x1b[Ja\\u{1b}[2Jb");
+        // 13 characters on a 10-column terminal: the second row.
+        assert!(draw(&mut region, &[""], "").starts_with("\x1b[1F"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind};
 use crossterm::{cursor, queue};
 
+use super::printer::neutralise;
 use super::prompt::{PromptError, Region, Selection, is_interrupt, terminal_width, typed_char};
 
 /// Rows on screen at once; longer tables scroll with the cursor.
@@ -61,7 +62,7 @@ impl TableState {
     pub(crate) fn new(headers: &[&str], rows: Vec<Vec<String>>, selection: Selection) -> Self {
         TableState {
             headers: headers.iter().map(|h| h.to_string()).collect(),
-            rows,
+            rows: rows.into_iter().map(shown).collect(),
             selection,
             selected: BTreeSet::new(),
             filter: String::new(),
@@ -73,7 +74,7 @@ impl TableState {
     /// Appends a row that arrived while the table is shown. The cursor stays on
     /// its row because rows only ever arrive at the end.
     pub(crate) fn push(&mut self, row: Vec<String>) {
-        self.rows.push(row);
+        self.rows.push(shown(row));
     }
 
     /// The rows, in arrival order, for the next showing of the table.
@@ -242,6 +243,14 @@ impl TableState {
         );
         lines
     }
+}
+
+/// `row` as it is shown: its cells come from other machines (names, disk
+/// models), so they are neutralised here, where the columns are measured.
+fn shown(row: Vec<String>) -> Vec<String> {
+    row.into_iter()
+        .map(|cell| neutralise(&cell).into_owned())
+        .collect()
 }
 
 /// Where more rows come from while a table is shown.
@@ -523,6 +532,27 @@ mod tests {
         assert!(
             narrow[1..].iter().all(|line| line.chars().count() <= 11),
             "{narrow:?}"
+        );
+    }
+
+    /// Names and disk models come from other machines: shown in a table,
+    /// their control characters are escaped, and the columns still line up.
+    #[test]
+    fn remote_cells_cannot_steer_the_terminal() {
+        let mut t = TableState::new(
+            &["NAME", "ADDRESS"],
+            vec![row("micro2\x1b[2J", "10.0.0.2")],
+            Selection::Many,
+        );
+        t.push(row("\rmicro3\u{9b}1A", "10.0.0.3"));
+        let screen = t.render("Select systems:", 80);
+        assert_eq!(
+            &screen[1..4],
+            [
+                r"       NAME                 ADDRESS",
+                r" > [ ] micro2\u{1b}[2J      10.0.0.2",
+                r"   [ ] \u{d}micro3\u{9b}1A  10.0.0.3",
+            ]
         );
     }
 
