@@ -25,7 +25,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
-use super::joiner::{self, ContactError, Joined, JoinerSettings};
+use super::joiner::{self, ContactError, JoinerSettings};
+use super::progress::Progress;
 use crate::clients::Transport;
 use crate::clients::lxd::JoinToken;
 use crate::clients::microcluster::{Service, TOKEN_LIFETIME};
@@ -35,6 +36,7 @@ use crate::session::{
     JoinIntent, LxdJoin, MicroclusterJoin, SESSION_PORT, SessionConfig, SessionEvent, SessionRole,
     SessionServer, SignedIntent,
 };
+use crate::state::StateDir;
 use crate::testing::{FakeLxd, FakeMicrocluster};
 use crate::trust::hmac::{HmacError, Salt, SessionKeys, format_header};
 use crate::trust::{self, Identity, Secret, ServerPin};
@@ -158,6 +160,7 @@ impl Joiner {
             lookup_timeout: Duration::from_secs(5),
             session_timeout: Duration::from_secs(5),
             dry_run: false,
+            command: "join",
         };
         let address = address.to_string();
         let (identity, signed, server) = (&self.identity, &self.signed, &self.server);
@@ -484,12 +487,21 @@ async fn an_lxd_join_token_for_another_name_is_refused_before_lxd_is_asked() {
             server_config: BTreeMap::new(),
         }
     };
-    let (joined, asked) = (Mutex::new(None::<Joined>), Mutex::new(Vec::new()));
+    let state = tempfile::tempdir().unwrap();
+    let journal = joiner_journal(&state);
+    let asked = Mutex::new(Vec::new());
     let reach = unreachable_member(&asked);
     let lxd = micro3.client();
-    let err = joiner::join_lxd(&lxd, "micro3", "10.0.0.3", token("micro2"), &joined, &reach)
-        .await
-        .unwrap_err();
+    let err = joiner::join_lxd(
+        &lxd,
+        "micro3",
+        "10.0.0.3",
+        token("micro2"),
+        &journal,
+        &reach,
+    )
+    .await
+    .unwrap_err();
     let err = format!("{err:#}");
     assert_eq!(
         err,
@@ -498,14 +510,37 @@ async fn an_lxd_join_token_for_another_name_is_refused_before_lxd_is_asked() {
     assert!(!err.contains("a3f1c0ffee"));
     assert!(micro3.calls().is_empty(), "{:?}", micro3.requests());
     assert!(asked.lock().unwrap().is_empty());
-    assert!(joined.lock().unwrap().is_none());
+    // Refused before any change: nothing to undo.
+    let record = StateDir::new(state.path()).read_run().unwrap().unwrap();
+    assert!(record.undo.is_empty(), "{:?}", record.undo);
 
     // Issued for its own name, the same token gets past the check.
-    let err = joiner::join_lxd(&lxd, "micro3", "10.0.0.3", token("micro3"), &joined, &reach)
-        .await
-        .unwrap_err();
+    let err = joiner::join_lxd(
+        &lxd,
+        "micro3",
+        "10.0.0.3",
+        token("micro3"),
+        &journal,
+        &reach,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(format!("{err:#}"), "no member is reachable in this test");
     assert_eq!(*asked.lock().unwrap(), ["micro3"]);
+}
+
+/// A joiner's run record in `dir`.
+fn joiner_journal(dir: &tempfile::TempDir) -> Progress {
+    let state = StateDir::new(dir.path());
+    Progress::start(
+        state,
+        "0123456789abcdef",
+        "join",
+        "joiner",
+        &["join"],
+        Vec::new(),
+    )
+    .unwrap()
 }
 
 /// Attack: a MicroCeph join token issued for micro2 presented by micro3.
@@ -520,6 +555,8 @@ async fn a_microcluster_token_for_another_name_is_refused_and_not_used_up() {
         FakeMicrocluster::microceph(),
     );
     FakeMicrocluster::link(&[&micro1, &micro2, &micro3]);
+    let state = tempfile::tempdir().unwrap();
+    let journal = joiner_journal(&state);
     let leader = micro1.client();
     leader
         .bootstrap("micro1", "10.0.0.1:7443", BTreeMap::new())
@@ -531,9 +568,16 @@ async fn a_microcluster_token_for_another_name_is_refused_and_not_used_up() {
         config: BTreeMap::new(),
     };
     let service = Service::MicroCeph;
-    let err = joiner::join_microcluster(&micro3.client(), service, "micro3", "10.0.0.3", join())
-        .await
-        .unwrap_err();
+    let err = joiner::join_microcluster(
+        &micro3.client(),
+        service,
+        "micro3",
+        "10.0.0.3",
+        join(),
+        &journal,
+    )
+    .await
+    .unwrap_err();
     assert!(
         format!("{err:#}")
             .contains("Joining server certificate SAN does not contain join token name"),
@@ -545,8 +589,15 @@ async fn a_microcluster_token_for_another_name_is_refused_and_not_used_up() {
     assert_eq!(names(leader.members().await.unwrap()), ["micro1"]);
     assert_eq!(leader.tokens().await.unwrap().len(), 1, "the token is left");
 
-    joiner::join_microcluster(&micro2.client(), service, "micro2", "10.0.0.2", join())
-        .await
-        .unwrap();
+    joiner::join_microcluster(
+        &micro2.client(),
+        service,
+        "micro2",
+        "10.0.0.2",
+        join(),
+        &journal,
+    )
+    .await
+    .unwrap();
     assert_eq!(names(leader.members().await.unwrap()), ["micro1", "micro2"]);
 }
