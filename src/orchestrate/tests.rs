@@ -1350,3 +1350,22 @@ async fn an_undo_failing_again_stops_the_next_run_before_it_starts() {
     );
     assert_eq!(machines.journal().len(), 1);
 }
+
+#[tokio::test]
+async fn a_dry_run_says_what_it_would_undo_and_changes_nothing() {
+    let machines = Machines::new();
+    let initiator = machines.initiator();
+    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
+    initiator.fail("DELETE", "/1.0/storage-pools/local", 1, 500, "pool is busy");
+    machines.apply().await.unwrap_err();
+    let journal = machines.journal();
+    let changes = initiator.requests().len();
+    let state = StateDir::new(machines.state.path());
+    let clients = machines.targets().undo_clients();
+    let resumed = resume::recover(&state, "micro1", &clients, true, &Printer::new(true))
+        .await
+        .unwrap();
+    assert!(resumed.adopted().is_empty());
+    assert_eq!(initiator.requests().len(), changes, "nothing changed");
+    assert_eq!(machines.journal(), journal, "nothing forgotten");
+}
