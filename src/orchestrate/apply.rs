@@ -215,6 +215,11 @@ pub async fn apply(
         }
     };
     let Err(err) = result else {
+        // Said in LXD's cluster, which outlives this process: a joiner that
+        // missed the outcome, or a re-run, finds the run completed there.
+        if let Err(err) = lxd::mark_completed(&targets.local, &progress.run_id()).await {
+            printer.warn(format!("{err:#}"));
+        }
         return Ok(());
     };
     // Newest first: the journal's order is the order the changes were made.

@@ -382,6 +382,7 @@ pub(super) async fn join_microcluster(
     let listen = std::net::SocketAddr::new(address.parse()?, service.default_port()).to_string();
     journal.will_undo(Undo::AwaitRemoval {
         cluster: service.into(),
+        run_id: journal.run_id(),
     })?;
     client.join(name, &listen, &join.token, join.config).await?;
     Ok(())
@@ -438,6 +439,7 @@ pub(super) async fn join_lxd(
     };
     journal.will_undo(Undo::AwaitRemoval {
         cluster: JoinedCluster::Lxd,
+        run_id: journal.run_id(),
     })?;
     lxd.put_cluster(&ClusterPut {
         server_name: name.to_string(),

@@ -81,6 +81,32 @@ pub(super) async fn bootstrap(
     Ok(())
 }
 
+/// Where a run that completed leaves its id, in LXD's cluster-wide
+/// configuration (`user.*` keys are the cluster's): what a joiner killed
+/// before it heard the outcome, or a re-run, asks to tell a finished run
+/// from one to undo.
+const COMPLETED_RUN_KEY: &str = "user.microcloud.run";
+
+/// Records in LXD's cluster that run `run_id` completed.
+pub(super) async fn mark_completed(lxd: &LxdClient, run_id: &str) -> anyhow::Result<()> {
+    let config = BTreeMap::from([(COMPLETED_RUN_KEY.to_string(), run_id.to_string())]);
+    lxd.patch_server_config(&config, None)
+        .await
+        .context("Failed to record the completed run in LXD")?;
+    Ok(())
+}
+
+/// The run the cluster this LXD is a member of last completed, if any.
+pub(super) async fn completed_run(lxd: &LxdClient) -> Option<String> {
+    let server = lxd.server().await.ok()?;
+    if !server.environment.server_clustered {
+        return None;
+    }
+    server
+        .config_value(COMPLETED_RUN_KEY)
+        .filter(|id| !id.is_empty())
+}
+
 /// Joins the other members one at a time: parallel joins hang LXD from 5
 /// members up.
 pub(super) async fn join_members(

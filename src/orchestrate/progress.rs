@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::revert::{Undo, UndoClients};
+use super::revert::{Undo, UndoClients, Undone};
 use crate::state::{PhaseRecord, PhaseStatus, RunOutcome, RunRecord, StateDir, StateError};
 use crate::ui::Printer;
 
@@ -37,6 +37,8 @@ pub struct Reverted {
     pub failed: Vec<String>,
     /// The service bootstraps that stay for the next run to continue with.
     pub kept: Vec<Undo>,
+    /// The run completed after all: the journal was dropped, nothing undone.
+    pub completed: bool,
 }
 
 impl Progress {
@@ -136,7 +138,16 @@ impl Progress {
                 true
             } else {
                 match clients.run(step).await {
-                    Ok(()) => {
+                    Ok(Undone::RunCompleted) => {
+                        reverted.completed = true;
+                        let mut inner = self.lock();
+                        inner.record.undo.clear();
+                        if let Err(err) = inner.write() {
+                            printer.warn(format!("{err:#}"));
+                        }
+                        return reverted;
+                    }
+                    Ok(Undone::Done) => {
                         printer.status(format!("Undone: {}", step.describe()));
                         false
                     }

@@ -113,6 +113,16 @@ pub async fn recover(
         record.run_id,
         why_unfinished(&record)
     );
+    if completed(&record, clients, dry_run).await {
+        printer.status(format!(
+            "The earlier `microcloud {}` run {} on this system completed every phase before its process ended: there is nothing to undo",
+            record.command, record.run_id
+        ));
+        if !dry_run {
+            Progress::resume(state.clone(), record).finish(RunOutcome::Succeeded)?;
+        }
+        return Ok(Resumed::default());
+    }
     let kept = still_alone(kept, me, clients).await;
     if to_undo.is_empty() {
         printer.status(format!("{earlier}."));
@@ -125,9 +135,15 @@ pub async fn recover(
         }
     } else {
         printer.warn(format!("{earlier}: undoing its changes first"));
-        let reverted = Progress::resume(state.clone(), record)
-            .revert(clients, printer)
-            .await;
+        let progress = Progress::resume(state.clone(), record);
+        let reverted = progress.revert(clients, printer).await;
+        if reverted.completed {
+            printer.status(
+                "The run completed on the initiator after all: this system is a member of the cluster it formed",
+            );
+            progress.finish(RunOutcome::Succeeded)?;
+            return Ok(Resumed::default());
+        }
         if !reverted.failed.is_empty() {
             bail!(
                 "Could not undo what the earlier run left, so nothing new was started:\n  - {}\nFix the cause (a stopped LXD or service, an unreachable member) and run the same command again",
@@ -143,6 +159,26 @@ pub async fn recover(
         }
     }
     Ok(Resumed { kept })
+}
+
+/// Whether the run of `record` completed though its process ended first:
+/// the initiator's every phase is done, or LXD's cluster says so (the
+/// initiator marks it at the end, [`super::lxd::mark_completed`]). The
+/// initiator then marks it, if it had not (not in a dry run).
+async fn completed(record: &RunRecord, clients: &UndoClients, dry_run: bool) -> bool {
+    if record.outcome != RunOutcome::InProgress {
+        return false;
+    }
+    let marked = super::lxd::completed_run(&clients.lxd).await.as_deref() == Some(&record.run_id);
+    let initiator = record.role == super::Role::Initiator.as_str();
+    let all_done = record.phases.iter().all(|p| p.status == PhaseStatus::Done);
+    if initiator && all_done && !marked {
+        return dry_run
+            || super::lxd::mark_completed(&clients.lxd, &record.run_id)
+                .await
+                .is_ok();
+    }
+    marked
 }
 
 /// The kept bootstraps this run can continue from: `me`'s, and the service

@@ -76,8 +76,10 @@ pub enum Undo {
     },
     /// A joiner's: the initiator removes this machine from `cluster` when
     /// the run fails (its daemon then resets itself); this waits for that.
+    /// Unless the run (`run_id`) completed: then the machine stays.
     AwaitRemoval {
         cluster: JoinedCluster,
+        run_id: String,
     },
 }
 
@@ -138,7 +140,7 @@ impl Undo {
             Undo::RestoreCephReplication { size, .. } => {
                 format!("restore the Ceph pools' replication to {size}")
             }
-            Undo::AwaitRemoval { cluster } => {
+            Undo::AwaitRemoval { cluster, .. } => {
                 format!("wait for the initiator to remove this system from the {cluster} cluster")
             }
         }
@@ -157,6 +159,15 @@ impl Undo {
             _ => None,
         }
     }
+}
+
+/// What running an undo step found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undone {
+    Done,
+    /// The run it belongs to completed after all (its initiator said so in
+    /// LXD's cluster): nothing of it is to be undone.
+    RunCompleted,
 }
 
 /// Where undo steps run: this machine's LXD and services, each through its
@@ -202,14 +213,14 @@ impl UndoClients {
 
     /// Undoes `step`. A [`Undo::KeepServiceBootstrap`] is never run: callers
     /// keep it ([`Undo::kept_bootstrap`]).
-    pub async fn run(&self, step: &Undo) -> anyhow::Result<()> {
+    pub async fn run(&self, step: &Undo) -> anyhow::Result<Undone> {
         match step {
             Undo::RestoreLxdConfig { config } => {
                 self.lxd.patch_server_config(config, None).await?;
             }
             Undo::DisableLxdClustering { .. } => {
                 if !self.lxd.server().await?.environment.server_clustered {
-                    return Ok(());
+                    return Ok(Undone::Done);
                 }
                 self.lxd
                     .put_cluster(&ClusterPut::default())
@@ -247,16 +258,21 @@ impl UndoClients {
             Undo::RestoreCephReplication { pools, size } => {
                 self.microceph()?.set_pool_size(pools, *size, None).await?
             }
-            Undo::AwaitRemoval { cluster } => self.await_removal(*cluster).await?,
+            Undo::AwaitRemoval { cluster, run_id } => {
+                return self.await_removal(*cluster, run_id).await;
+            }
         }
-        Ok(())
+        Ok(Undone::Done)
     }
 
     /// Until this machine's `cluster` daemon is no longer a member, for at
-    /// most `leave_timeout`.
-    async fn await_removal(&self, cluster: JoinedCluster) -> anyhow::Result<()> {
+    /// most `leave_timeout`, or until LXD's cluster says the run completed.
+    async fn await_removal(&self, cluster: JoinedCluster, run_id: &str) -> anyhow::Result<Undone> {
         let deadline = tokio::time::Instant::now() + self.leave_timeout;
         loop {
+            if lxd::completed_run(&self.lxd).await.as_deref() == Some(run_id) {
+                return Ok(Undone::RunCompleted);
+            }
             let member = match cluster {
                 JoinedCluster::Lxd => self.lxd.server().await?.environment.server_clustered,
                 JoinedCluster::MicroCeph => {
@@ -267,7 +283,7 @@ impl UndoClients {
                 }
             };
             if !member {
-                return Ok(());
+                return Ok(Undone::Done);
             }
             if tokio::time::Instant::now() >= deadline {
                 let by_hand = match cluster {

@@ -382,6 +382,8 @@ const NETWORK: &[&str] = &[
     "POST /1.0/networks",
 ];
 const PROFILE: &[&str] = &["PUT /1.0/profiles/default"];
+/// The completed run's id, in LXD's cluster configuration.
+const COMPLETED: &[&str] = &["PATCH /1.0"];
 
 /// What undoing each phase asks the initiator's LXD, newest first. A change
 /// is journaled before it is asked for, so a failed profile update is
@@ -410,9 +412,10 @@ async fn every_phase_applies_in_order() {
     let initiator = machines.initiator();
     assert_eq!(
         requests(initiator),
-        concat(&[BOOTSTRAP, JOINS, POOL, NETWORK, PROFILE])
+        concat(&[BOOTSTRAP, JOINS, POOL, NETWORK, PROFILE, COMPLETED])
     );
     let state = initiator.state();
+    assert_eq!(state.config["user.microcloud.run"], "0123456789abcdef");
     let members: Vec<(&str, &str)> = state
         .members
         .iter()
@@ -635,6 +638,7 @@ fn joined_journal(machines: &Machines) -> (Progress, UndoClients) {
             },
             Undo::AwaitRemoval {
                 cluster: JoinedCluster::Lxd,
+                run_id: "0123456789abcdef".into(),
             },
         ],
     )
@@ -759,7 +763,7 @@ async fn services_phases_form_microceph_and_microovn_then_lxd_builds_on_them() {
     assert_eq!(
         requests(machines.initiator()),
         concat(&[
-            BOOTSTRAP, JOINS, POOL, POOL, &nb, NETWORK, &default, PROFILE
+            BOOTSTRAP, JOINS, POOL, POOL, &nb, NETWORK, &default, PROFILE, COMPLETED
         ])
     );
     let state = machines.initiator().state();
@@ -1069,7 +1073,7 @@ async fn service_add_sets_up_microovn_on_every_member_and_lxd_on_it() {
     let default = ["POST /1.0/networks"];
     assert_eq!(
         requests(machines.initiator())[before..],
-        concat(&[&nb, NETWORK, &default, PROFILE])
+        concat(&[&nb, NETWORK, &default, PROFILE, COMPLETED])
     );
     let state = machines.initiator().state();
     assert_eq!(state.members.len(), 3);
@@ -1368,4 +1372,65 @@ async fn a_dry_run_says_what_it_would_undo_and_changes_nothing() {
     assert!(resumed.adopted().is_empty());
     assert_eq!(initiator.requests().len(), changes, "nothing changed");
     assert_eq!(machines.journal(), journal, "nothing forgotten");
+}
+
+#[tokio::test]
+async fn a_run_killed_after_its_last_phase_is_not_undone() {
+    let machines = Machines::new();
+    let plan = machines.plan().await;
+    let names: Vec<&str> = apply::phases().iter().map(|p| p.name()).collect();
+    let state = StateDir::new(machines.state.path());
+    let progress = Progress::start(
+        state,
+        "0123456789abcdef",
+        "init",
+        "initiator",
+        &names,
+        Vec::new(),
+    )
+    .unwrap();
+    // Every phase done; the process ends before it records the outcome.
+    apply::apply(&plan, &machines.targets(), &progress, &Printer::new(true))
+        .await
+        .unwrap();
+    drop(progress);
+    assert_eq!(machines.record().outcome, RunOutcome::InProgress);
+    assert!(!machines.journal().is_empty());
+    let changes = machines.initiator().requests().len();
+
+    assert!(recover(&machines).await.unwrap().adopted().is_empty());
+    assert_eq!(
+        machines.initiator().requests().len(),
+        changes,
+        "nothing undone"
+    );
+    assert_eq!(machines.record().outcome, RunOutcome::Succeeded);
+    assert!(machines.journal().is_empty());
+}
+
+#[tokio::test]
+async fn a_joiner_whose_run_completed_keeps_its_membership_and_addresses() {
+    let machines = Machines::new();
+    machines.apply().await.unwrap();
+    let (journal, clients) = joined_journal(&machines);
+    // micro2's LXD reads the cluster's configuration: the run completed.
+    machines.fakes[1].update(|state| {
+        state
+            .config
+            .insert("user.microcloud.run".into(), "0123456789abcdef".into());
+    });
+    let changes = machines.fakes[1].requests().len();
+    let reverted = journal.revert(&clients, &Printer::new(true)).await;
+    assert!(reverted.completed && reverted.failed.is_empty());
+    assert_eq!(
+        machines.fakes[1].requests().len(),
+        changes,
+        "nothing changed"
+    );
+    assert!(machines.fakes[1].state().clustered);
+    let record = StateDir::new(machines.state.path().join("micro2"))
+        .read_run()
+        .unwrap()
+        .unwrap();
+    assert!(record.undo.is_empty(), "{:?}", record.undo);
 }
