@@ -178,6 +178,13 @@ impl Lab {
     /// switches and every chassis; containers on two members get OVN DHCP
     /// leases and reach each other.
     pub fn assert_microcloud(&self) {
+        self.assert_microcloud_objects();
+        self.assert_containers_on_ovn();
+    }
+
+    /// [`Lab::assert_microcloud`] without the containers: Ceph's OSDs and
+    /// replication, LXD's pools and networks, OVN's databases.
+    pub fn assert_microcloud_objects(&self) {
         // Real Ceph: an OSD per Ceph disk, and LXD's pool replicated three times.
         let osds = ok(&self.exec(1, &["ceph", "osd", "ls"]));
         assert_eq!(osds.lines().count(), 3, "ceph osd ls:\n{osds}");
@@ -225,7 +232,11 @@ impl Lab {
         );
         let chassis = ok(&self.exec(1, &["ovn-sbctl", "--columns=name", "list", "Chassis"]));
         assert_eq!(chassis.matches("name").count(), 3, "{chassis}");
+    }
 
+    /// Containers on micro1 and micro2 with the default profile get OVN
+    /// DHCP leases and reach each other.
+    pub fn assert_containers_on_ovn(&self) {
         // Containers on two members, on `default`, root on `local` (RBD volumes
         // cannot be mapped here): OVN DHCP leases, and they reach each other.
         self.import_busybox();
@@ -313,42 +324,282 @@ impl Lab {
 
     /// LXD on machine `i` is as the lab made it: never initialized.
     pub fn assert_untouched(&self, i: usize) {
-        let server = self.lxd_get(i, "/1.0");
-        assert_eq!(
-            server["environment"]["server_clustered"], false,
-            "machine {i} is clustered"
-        );
+        let problems = self.untouched_problems(i);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// How LXD on machine `i` differs from what the lab made (never
+    /// initialized): empty when it is untouched.
+    pub fn untouched_problems(&self, i: usize) -> Vec<String> {
+        let mut problems = Vec::new();
+        let Some(server) = self.lxd_try_get(i, "/1.0") else {
+            return vec![format!("machine {i}: LXD does not answer")];
+        };
+        if server["environment"]["server_clustered"] != false {
+            problems.push(format!("machine {i} is clustered"));
+        }
         for key in [
             "core.https_address",
             "cluster.https_address",
             "user.microcloud",
         ] {
             let value = server["config"][key].as_str().unwrap_or("");
-            assert!(value.is_empty(), "machine {i}: {key} is set to {value:?}");
+            if !value.is_empty() {
+                problems.push(format!("machine {i}: {key} is set to {value:?}"));
+            }
         }
-        assert_eq!(
-            self.lxd_get(i, "/1.0/storage-pools"),
-            serde_json::json!([]),
-            "machine {i} has pools"
-        );
-        let managed: Vec<Value> = self
+        let pools = self.lxd_get(i, "/1.0/storage-pools");
+        if pools != serde_json::json!([]) {
+            problems.push(format!("machine {i} has pools: {pools}"));
+        }
+        let managed: Vec<String> = self
             .lxd_get(i, "/1.0/networks?recursion=1")
             .as_array()
-            .unwrap()
-            .iter()
+            .into_iter()
+            .flatten()
             .filter(|n| n["managed"] == true)
-            .cloned()
+            .map(|n| n["name"].as_str().unwrap_or("?").to_string())
             .collect();
-        assert!(
-            managed.is_empty(),
-            "machine {i} has managed networks: {managed:?}"
-        );
+        if !managed.is_empty() {
+            problems.push(format!("machine {i} has managed networks: {managed:?}"));
+        }
         let profile = self.lxd_get(i, "/1.0/profiles/default");
-        assert_eq!(
-            profile["devices"],
-            serde_json::json!({}),
-            "machine {i}'s default profile changed"
+        if profile["devices"] != serde_json::json!({}) {
+            problems.push(format!(
+                "machine {i}'s default profile changed: {}",
+                profile["devices"]
+            ));
+        }
+        let trusted = self.lxd_get(i, "/1.0/certificates?recursion=1");
+        for cert in trusted.as_array().into_iter().flatten() {
+            problems.push(format!(
+                "machine {i} trusts a certificate: {} ({})",
+                cert["name"], cert["type"]
+            ));
+        }
+        problems
+    }
+
+    /// `GET path` on machine `i`'s LXD, or `None` when it does not answer
+    /// (stopped, or its socket is gone) or answers with an error.
+    pub fn lxd_try_get(&self, i: usize, path: &str) -> Option<Value> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--unix-socket"])
+            .arg(self.socket(i))
+            .arg(format!("http://lxd{path}"))
+            .output()
+            .ok()?;
+        let value: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (value["type"] != "error").then(|| value["metadata"].clone())
+    }
+
+    /// Machine `i`'s control socket of `service` (`microceph` or `microovn`).
+    pub fn service_socket(&self, i: usize, service: &str) -> PathBuf {
+        lab_dir().join(format!("m{i}/{service}/control.socket"))
+    }
+
+    /// `GET path` on machine `i`'s MicroCeph or MicroOVN control socket: the
+    /// whole answer (its `status_code` and `error` matter), `None` when the
+    /// socket does not answer (the emulator is stopped).
+    pub fn service_get(&self, i: usize, service: &str, path: &str) -> Option<Value> {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--unix-socket"])
+            .arg(self.service_socket(i, service))
+            .arg(format!("http://control.socket{path}"))
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The members of `service` as machine `i` lists them (name, role,
+    /// status), or `None` before it is set up (microcluster's 503) or when
+    /// its socket does not answer.
+    pub fn service_members(
+        &self,
+        i: usize,
+        service: &str,
+    ) -> Option<Vec<(String, String, String)>> {
+        let answer = self.service_get(i, service, "/core/1.0/cluster")?;
+        let members = answer["metadata"].as_array()?;
+        let field = |m: &Value, k: &str| m[k].as_str().unwrap_or("").to_string();
+        Some(
+            members
+                .iter()
+                .map(|m| (field(m, "name"), field(m, "role"), field(m, "status")))
+                .collect(),
+        )
+    }
+
+    /// What a run can leave behind on the lab's machines, as text; empty
+    /// when there is nothing: LXD join tokens (running `token` operations),
+    /// storage pools and networks that are not Created, trust entries that
+    /// are not the server certificate of a cluster member (on a machine that
+    /// is not clustered: any), and, for each of `services` (`microceph`,
+    /// `microovn`), members that are not ONLINE voters or the like, members
+    /// LXD does not have, join tokens, and Ceph OSDs that are not up and in
+    /// or that MicroCeph does not list.
+    pub fn leftovers(&self, services: &[&str]) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut tokens = std::collections::BTreeSet::new();
+        let mut lxd_members: Vec<String> = Vec::new();
+        for i in self.machines() {
+            let Some(server) = self.lxd_try_get(i, "/1.0") else {
+                found.push(format!("micro{i}: LXD does not answer"));
+                continue;
+            };
+            let clustered = server["environment"]["server_clustered"] == true;
+            let members: Vec<String> = if clustered {
+                self.lxd_get(i, "/1.0/cluster/members?recursion=1")
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m["server_name"].as_str().map(String::from))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if lxd_members.is_empty() {
+                lxd_members = members.clone();
+            }
+            let operations = self.lxd_get(i, "/1.0/operations?recursion=1");
+            for op in operations
+                .as_object()
+                .into_iter()
+                .flat_map(|by_status| by_status.values())
+                .filter_map(Value::as_array)
+                .flatten()
+            {
+                if op["class"] == "token" && op["status"] == "Running" {
+                    let id = op["id"].as_str().unwrap_or("?").to_string();
+                    if tokens.insert(id.clone()) {
+                        found.push(format!(
+                            "micro{i}: an LXD join token for {} (operation {id})",
+                            op["metadata"]["serverName"]
+                        ));
+                    }
+                }
+            }
+            for (kind, path) in [
+                ("storage pool", "/1.0/storage-pools?recursion=1"),
+                ("network", "/1.0/networks?recursion=1"),
+            ] {
+                let objects = self.lxd_get(i, path);
+                for object in objects.as_array().into_iter().flatten() {
+                    if kind == "network" && object["managed"] != true {
+                        continue;
+                    }
+                    if object["status"] != "Created" {
+                        found.push(format!(
+                            "micro{i}: {kind} {} is {}",
+                            object["name"], object["status"]
+                        ));
+                    }
+                }
+            }
+            let trusted = self.lxd_get(i, "/1.0/certificates?recursion=1");
+            for cert in trusted.as_array().into_iter().flatten() {
+                let name = cert["name"].as_str().unwrap_or("");
+                let member = cert["type"] == "server" && members.iter().any(|m| m == name);
+                if !member {
+                    found.push(format!(
+                        "micro{i}: trusts {:?} ({}), which is not a member's server certificate",
+                        name, cert["type"]
+                    ));
+                }
+            }
+        }
+        for &service in services {
+            let mut listed_anywhere = false;
+            for i in self.machines() {
+                let Some(members) = self.service_members(i, service) else {
+                    let answer = self.service_get(i, service, "/core/1.0");
+                    if answer.is_none() {
+                        found.push(format!("micro{i}: {service} does not answer"));
+                    }
+                    continue;
+                };
+                listed_anywhere = true;
+                for (name, role, status) in &members {
+                    if status != "ONLINE" || role == "PENDING" {
+                        found.push(format!(
+                            "micro{i}: {service} member {name} is {role} {status}"
+                        ));
+                    }
+                    if !lxd_members.contains(name) {
+                        found.push(format!(
+                            "micro{i}: {service} has member {name}, which LXD's cluster ({lxd_members:?}) has not"
+                        ));
+                    }
+                }
+                let tokens = self.service_get(i, service, "/core/control/tokens");
+                for token in tokens
+                    .as_ref()
+                    .and_then(|t| t["metadata"].as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    found.push(format!(
+                        "micro{i}: a {service} join token for {}",
+                        token["name"]
+                    ));
+                }
+            }
+            // Ceph's own view, once MicroCeph is set up somewhere.
+            if service == "microceph" && listed_anywhere {
+                found.extend(self.ceph_leftovers());
+            }
+        }
+        // Members list each other: say each leftover once.
+        let mut seen = std::collections::BTreeSet::new();
+        found.retain(|f| seen.insert(f.split_once(": ").map_or(f.clone(), |(_, x)| x.to_string())));
+        found
+    }
+
+    /// Ceph OSDs that are not up and in, or that MicroCeph does not list.
+    fn ceph_leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let Some(i) = self
+            .machines()
+            .find(|&i| self.service_members(i, "microceph").is_some())
+        else {
+            return found;
+        };
+        let out = self.exec(
+            i,
+            &[
+                "ceph",
+                "osd",
+                "dump",
+                "--format",
+                "json",
+                "--connect-timeout",
+                "10",
+            ],
         );
+        let Ok(dump) = serde_json::from_slice::<Value>(&out.stdout) else {
+            return vec![format!("micro{i}: ceph osd dump failed:\n{}", text(&out))];
+        };
+        let listed: Vec<i64> = self
+            .service_get(i, "microceph", "/1.0/disks")
+            .and_then(|d| d["metadata"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|d| d["osd"].as_i64())
+            .collect();
+        for osd in dump["osds"].as_array().into_iter().flatten() {
+            let id = osd["osd"].as_i64().unwrap_or(-1);
+            if osd["up"] != 1 || osd["in"] != 1 {
+                found.push(format!(
+                    "Ceph: osd.{id} is {} and {}",
+                    if osd["up"] == 1 { "up" } else { "down" },
+                    if osd["in"] == 1 { "in" } else { "out" }
+                ));
+            }
+            if !listed.contains(&id) {
+                found.push(format!("Ceph: osd.{id} is not one of MicroCeph's disks"));
+            }
+        }
+        found
     }
 
     /// Machines 1..=`size` form one cluster, seen by `microcloud cluster list`

@@ -111,12 +111,6 @@ impl App {
             .with_context(|| format!("creating {}", state_dir.display()))?;
         std::fs::create_dir_all(&cluster_dir)
             .with_context(|| format!("creating {}", cluster_dir.display()))?;
-        if state_dir.join("daemon.json").exists() {
-            anyhow::bail!(
-                "{} holds an initialised member: restarting an emulated member is not supported (remove the state directory first)",
-                state_dir.display()
-            );
-        }
         let server = match Pair::read(&state_dir, "server")? {
             Some(pair) => pair,
             None => {
@@ -145,6 +139,60 @@ impl App {
             control: tokio::sync::Mutex::new(()),
             disks: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// A member that was stopped (or killed) comes back as microcluster's
+    /// daemon does after a restart: daemons a killed run left are stopped,
+    /// then, if the state directory holds a member (`daemon.json` and the
+    /// cluster keypair) that the shared database still lists with this
+    /// server certificate, its HTTPS listener and the Ceph or OVN daemons
+    /// the database says run here start again from their existing data. A
+    /// member the cluster no longer lists resets (as one removed while it
+    /// was down). Runs before the control socket is served.
+    pub async fn restart(self: &Arc<Self>) -> Result<()> {
+        self.procs.reap_stale().await?;
+        let Some(daemon) = files::read_json::<DaemonFile>(&self.state_dir.join("daemon.json"))?
+        else {
+            return Ok(());
+        };
+        let cluster = Pair::read(&self.state_dir, "cluster")?;
+        let server = self.local().server;
+        let listed = self
+            .db
+            .read()?
+            .members
+            .iter()
+            .any(|m| m.name == daemon.name && m.certificate == server.cert);
+        let Some(cluster) = cluster.filter(|_| listed) else {
+            tracing::warn!(
+                "{} was a member, but the cluster no longer lists it: resetting",
+                daemon.name
+            );
+            return self.reset().await;
+        };
+        tracing::info!(
+            "restarting member {} at {} from {}",
+            daemon.name,
+            daemon.address,
+            self.state_dir.display()
+        );
+        self.start_https(&daemon.address, &cluster).await?;
+        self.set_local(|local| {
+            local.name = daemon.name.clone();
+            local.address = daemon.address.clone();
+            local.initialized = true;
+            local.cluster = Some(cluster);
+        });
+        let daemons = match self.kind {
+            Kind::Microceph => ceph::restart(self).await,
+            Kind::Microovn => ovn::restart(self).await,
+        };
+        // A daemon that cannot start again is the member's trouble, not the
+        // emulator's: it keeps serving, as microcluster does.
+        if let Err(error) = daemons {
+            tracing::error!("restarting the daemons: {}", error.message);
+        }
+        Ok(())
     }
 
     pub fn local(&self) -> Local {

@@ -419,16 +419,7 @@ pub async fn post_bootstrap(
         ]),
     )
     .await?;
-    app.procs
-        .spawn(Spec {
-            label: format!("mon.{name}"),
-            program: "ceph-mon",
-            args: s(&["-f", "-c", &c, "-i", &name]),
-            env: vec![],
-            log: d.join("log").join(format!("mon.{name}.out")),
-            grace: Duration::from_secs(10),
-        })
-        .await?;
+    spawn_service(app, "mon", &name).await?;
     ceph(app, &["mon", "stat"]).await?;
     timed("monitor up", t);
 
@@ -498,20 +489,7 @@ pub async fn post_bootstrap(
         args.extend(caps.iter().copied());
         args.extend(["-o", &keyring]);
         ceph(app, &args).await?;
-        app.procs
-            .spawn(Spec {
-                label: entity.clone(),
-                program: if kind == "mgr" {
-                    "ceph-mgr"
-                } else {
-                    "ceph-mds"
-                },
-                args: s(&["-f", "-c", &c, "-i", &name]),
-                env: vec![],
-                log: d.join("log").join(format!("{entity}.out")),
-                grace: Duration::from_secs(10),
-            })
-            .await?;
+        spawn_service(app, kind, &name).await?;
     }
     // MicroCeph's failure-domain rules: OSD level until there are 3 hosts.
     ceph(
@@ -545,6 +523,75 @@ pub async fn post_bootstrap(
         Ok::<_, ApiError>(())
     })?;
     timed("bootstrap", all);
+    Ok(())
+}
+
+/// Starts this member's `mon`, `mgr` or `mds` (data made already).
+async fn spawn_service(app: &App, kind: &str, name: &str) -> Result<(), ApiError> {
+    let c = conf(app).display().to_string();
+    let entity = format!("{kind}.{name}");
+    app.procs
+        .spawn(Spec {
+            label: entity.clone(),
+            program: match kind {
+                "mon" => "ceph-mon",
+                "mgr" => "ceph-mgr",
+                _ => "ceph-mds",
+            },
+            args: s(&["-f", "-c", &c, "-i", name]),
+            env: vec![],
+            log: dir(app).join("log").join(format!("{entity}.out")),
+            grace: Duration::from_secs(10),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Starts OSD `id` (its data directory made by `ceph-osd --mkfs` already).
+async fn spawn_osd(app: &App, id: i64) -> Result<(), ApiError> {
+    let c = conf(app).display().to_string();
+    app.procs
+        .spawn(Spec {
+            label: format!("osd.{id}"),
+            program: "ceph-osd",
+            args: s(&["-f", "-c", &c, "-i", &id.to_string()]),
+            env: vec![],
+            log: dir(app).join("log").join(format!("osd.{id}.out")),
+            grace: Duration::from_secs(30),
+        })
+        .await?;
+    Ok(())
+}
+
+/// After the member restarted (`App::restart`): the monitor, manager and
+/// metadata server the database places here, then this member's OSDs, from
+/// their existing data, as MicroCeph's daemons start with the snap.
+pub async fn restart(app: &Arc<App>) -> Result<(), ApiError> {
+    let name = app.local().name;
+    let db = app.db.read()?;
+    let Some(cluster) = db.ceph.clone() else {
+        return Ok(());
+    };
+    write_confs(app, &cluster, &name)?;
+    for kind in ["mon", "mgr", "mds"] {
+        if db
+            .services
+            .iter()
+            .any(|s| s.service == kind && s.location == name)
+        {
+            spawn_service(app, kind, &name).await?;
+        }
+    }
+    for disk in db.disks.iter().filter(|d| d.location == name) {
+        if dir(app)
+            .join("osd")
+            .join(format!("ceph-{}", disk.osd))
+            .join("ready")
+            .exists()
+        {
+            spawn_osd(app, disk.osd).await?;
+        }
+    }
     Ok(())
 }
 
@@ -853,16 +900,7 @@ async fn create_osd(app: &Arc<App>, recorded: &str, block: &str) -> Result<i64, 
         .await
         .map_err(|e| e.context("failed to bootstrap OSD"))?;
         std::fs::write(data.join("ready"), b"").map_err(anyhow::Error::from)?;
-        app.procs
-            .spawn(Spec {
-                label: format!("osd.{id}"),
-                program: "ceph-osd",
-                args: s(&["-f", "-c", &c, "-i", &id_text]),
-                env: vec![],
-                log: dir(app).join("log").join(format!("osd.{id}.out")),
-                grace: Duration::from_secs(30),
-            })
-            .await?;
+        spawn_osd(app, id).await?;
         let record = Disk {
             osd: id,
             path: recorded.to_string(),

@@ -108,6 +108,7 @@ async fn main() -> Result<()> {
         cli.ovs_db.clone(),
     )?);
 
+    app.restart().await?;
     if cli.socket.exists() {
         std::fs::remove_file(&cli.socket)
             .with_context(|| format!("removing the stale socket {}", cli.socket.display()))?;

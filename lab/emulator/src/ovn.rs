@@ -165,29 +165,33 @@ async fn wait_for_socket(path: &Path, what: &str) -> Result<(), ApiError> {
 async fn start_central(app: &App, ip: &str, ca: &Pair) -> Result<(), ApiError> {
     let d = dir(app);
     let pki = pki(app);
-    let cacert = pki.join("cacert.pem").display().to_string();
     let address = parse_ip(ip)?;
-    for (db, schema, port, socket) in [
-        (
-            "nb",
-            "/usr/share/ovn/ovn-nb.ovsschema",
-            6641,
-            nb_socket(app),
-        ),
-        (
-            "sb",
-            "/usr/share/ovn/ovn-sb.ovsschema",
-            6642,
-            sb_socket(app),
-        ),
+    for (db, schema) in [
+        ("nb", "/usr/share/ovn/ovn-nb.ovsschema"),
+        ("sb", "/usr/share/ovn/ovn-sb.ovsschema"),
     ] {
-        let (cert, key) = write_pem(
+        write_pem(
             &pki,
             &format!("ovn{db}"),
             &certs::signed_by_ca(ca, &format!("ovn{db}"), &[address])?,
         )?;
         let file = d.join(format!("ovn{db}_db.db")).display().to_string();
         run("ovsdb-tool", s(&["create", &file, schema])).await?;
+    }
+    spawn_central(app, ip, true).await
+}
+
+/// The central daemons over the databases and certificates `start_central`
+/// made: at bootstrap (`fresh`: the databases are initialised too) and when
+/// the member restarts.
+async fn spawn_central(app: &App, ip: &str, fresh: bool) -> Result<(), ApiError> {
+    let d = dir(app);
+    let pki = pki(app);
+    let cacert = pki.join("cacert.pem").display().to_string();
+    for (db, port, socket) in [("nb", 6641, nb_socket(app)), ("sb", 6642, sb_socket(app))] {
+        let cert = pki.join(format!("ovn{db}-cert.pem"));
+        let key = pki.join(format!("ovn{db}-privkey.pem"));
+        let file = d.join(format!("ovn{db}_db.db")).display().to_string();
         let _ = std::fs::remove_file(&socket);
         app.procs
             .spawn(Spec {
@@ -218,12 +222,14 @@ async fn start_central(app: &App, ip: &str, ca: &Pair) -> Result<(), ApiError> {
             })
             .await?;
         wait_for_socket(&socket, &format!("ovsdb-server-{db}")).await?;
-        let ctl = if db == "nb" { "ovn-nbctl" } else { "ovn-sbctl" };
-        run(
-            ctl,
-            vec![format!("--db=unix:{}", socket.display()), "init".into()],
-        )
-        .await?;
+        if fresh {
+            let ctl = if db == "nb" { "ovn-nbctl" } else { "ovn-sbctl" };
+            run(
+                ctl,
+                vec![format!("--db=unix:{}", socket.display()), "init".into()],
+            )
+            .await?;
+        }
     }
     app.procs
         .spawn(Spec {
@@ -257,10 +263,8 @@ async fn start_chassis(
     ca: &Pair,
 ) -> Result<(), ApiError> {
     let db = ovs_db(app)?;
-    let d = dir(app);
-    let pki = pki(app);
-    let (cert, key) = write_pem(
-        &pki,
+    write_pem(
+        &pki(app),
         "ovn-controller",
         &certs::signed_by_ca(ca, name, &[parse_ip(encap_ip)?])?,
     )?;
@@ -281,6 +285,17 @@ async fn start_chassis(
     )
     .await
     .map_err(|e| e.context("failed to configure the chassis on Open vSwitch"))?;
+    spawn_controller(app).await
+}
+
+/// `ovn-controller` with the certificate `start_chassis` made, on the
+/// switch it configured: at bootstrap or join, and when the member restarts.
+async fn spawn_controller(app: &App) -> Result<(), ApiError> {
+    let db = ovs_db(app)?;
+    let d = dir(app);
+    let pki = pki(app);
+    let cert = pki.join("ovn-controller-cert.pem");
+    let key = pki.join("ovn-controller-privkey.pem");
     let mut environment = env(app);
     // br-int.mgmt is in the switch's run directory.
     environment.retain(|(k, _)| k != "OVS_RUNDIR");
@@ -454,6 +469,30 @@ pub async fn post_join(app: &Arc<App>, config: &BTreeMap<String, String>) -> Res
     }
     record_services(app, &local.name, &services)?;
     tracing::info!("ovn: join in {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// After the member restarted (`App::restart`): central if the database
+/// places it here, then the chassis, from their existing databases and
+/// certificates (the switch keeps the chassis keys set at bootstrap or join).
+pub async fn restart(app: &Arc<App>) -> Result<(), ApiError> {
+    let local = app.local();
+    let db = app.db.read()?;
+    if db.ovn.is_none() {
+        return Ok(());
+    }
+    let here = |service: &str| {
+        db.services
+            .iter()
+            .any(|s| s.service == service && s.location == local.name)
+    };
+    if here("central") {
+        let ip = crate::wire::host_of(&local.address).to_string();
+        spawn_central(app, &ip, false).await?;
+    }
+    if here("chassis") {
+        spawn_controller(app).await?;
+    }
     Ok(())
 }
 

@@ -98,6 +98,53 @@ impl Supervisor {
         Ok(pid)
     }
 
+    /// Daemons a previous run of this member left running (it was killed
+    /// before it could stop them: they are in process groups of their own):
+    /// each recorded PID that still runs the recorded program gets SIGTERM,
+    /// then SIGKILL after 30 s, and the record is emptied. Called once at
+    /// start, before anything is spawned.
+    pub async fn reap_stale(&self) -> Result<()> {
+        let text = match std::fs::read_to_string(&self.record) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", self.record.display()));
+            }
+        };
+        let mut left = Vec::new();
+        for line in text.lines() {
+            let mut fields = line.splitn(3, ' ');
+            let (Some(label), Some(pid), Some(exe)) = (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let Ok(pid) = pid.parse::<i32>() else {
+                continue;
+            };
+            if running(pid, exe) {
+                tracing::warn!(label, pid, "left running by a previous run: stopping it");
+                // SAFETY: the PID runs the program recorded for it (checked just above).
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                left.push((label.to_string(), pid, exe.to_string()));
+            }
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while left.iter().any(|(_, pid, exe)| running(*pid, exe)) {
+            if std::time::Instant::now() >= until {
+                for (label, pid, exe) in &left {
+                    if running(*pid, exe) {
+                        tracing::warn!(label = %label, pid, "still running, SIGKILL");
+                        // SAFETY: as above.
+                        unsafe { libc::kill(*pid, libc::SIGKILL) };
+                    }
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        files::write(&self.record, b"", 0o644)
+    }
+
     fn save(&self, procs: &[Proc]) -> Result<()> {
         let text: String = procs
             .iter()
@@ -147,6 +194,21 @@ async fn stop(mut proc: Proc) {
             let _ = proc.child.wait().await;
         }
     }
+}
+
+/// Whether `pid` is alive (not a zombie) and runs `exe`.
+fn running(pid: i32, exe: &str) -> bool {
+    let same = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map(|p| p.display().to_string() == exe)
+        .unwrap_or(false);
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+        })
+        .is_none_or(|state| state == 'Z');
+    same && !zombie
 }
 
 /// The last `lines` lines of a log file, on one line.
