@@ -123,7 +123,6 @@ pub async fn recover(
         }
         return Ok(Resumed::default());
     }
-    let kept = still_alone(kept, me, clients).await;
     if to_undo.is_empty() {
         printer.status(format!("{earlier}."));
     } else if dry_run {
@@ -151,6 +150,11 @@ pub async fn recover(
             );
         }
     }
+    // Once the members the run joined are gone (a dry run sees them still).
+    let kept = match dry_run {
+        true => kept,
+        false => still_alone(kept, me, clients).await,
+    };
     for step in &kept {
         if let Some((service, member)) = step.kept_bootstrap() {
             printer.status(format!(

@@ -146,10 +146,14 @@ impl Undo {
         }
     }
 
-    /// Whether the older steps must wait for this one: a joiner restores its
-    /// addresses only once it has left the cluster.
+    /// Whether the older steps must wait for this one when it fails: a
+    /// joiner restores its addresses only once it has left the cluster.
     pub fn is_barrier(&self) -> bool {
-        matches!(self, Undo::AwaitRemoval { .. })
+        // Nor may the initiator leave a cluster it could not remove a member from.
+        matches!(
+            self,
+            Undo::AwaitRemoval { .. } | Undo::RemoveLxdMember { .. }
+        )
     }
 
     /// The service bootstrap that stays for the next run to continue with.
@@ -265,6 +269,10 @@ impl UndoClients {
         Ok(Undone::Done)
     }
 
+    async fn is_initialized(&self, service: Service) -> anyhow::Result<bool> {
+        Ok(self.service(service)?.is_initialized().await?)
+    }
+
     /// Until this machine's `cluster` daemon is no longer a member, for at
     /// most `leave_timeout`, or until LXD's cluster says the run completed.
     async fn await_removal(&self, cluster: JoinedCluster, run_id: &str) -> anyhow::Result<Undone> {
@@ -273,19 +281,20 @@ impl UndoClients {
             if lxd::completed_run(&self.lxd).await.as_deref() == Some(run_id) {
                 return Ok(Undone::RunCompleted);
             }
-            let member = match cluster {
-                JoinedCluster::Lxd => self.lxd.server().await?.environment.server_clustered,
-                JoinedCluster::MicroCeph => {
-                    self.service(Service::MicroCeph)?.is_initialized().await?
-                }
-                JoinedCluster::MicroOvn => {
-                    self.service(Service::MicroOvn)?.is_initialized().await?
-                }
+            // A daemon that was just removed restarts: not answering is
+            // part of leaving, not a reason to stop waiting.
+            let member: anyhow::Result<bool> = match cluster {
+                JoinedCluster::Lxd => (self.lxd.server().await)
+                    .map(|server| server.environment.server_clustered)
+                    .map_err(Into::into),
+                JoinedCluster::MicroCeph => self.is_initialized(Service::MicroCeph).await,
+                JoinedCluster::MicroOvn => self.is_initialized(Service::MicroOvn).await,
             };
-            if !member {
+            if matches!(member, Ok(false)) {
                 return Ok(Undone::Done);
             }
             if tokio::time::Instant::now() >= deadline {
+                member?;
                 let by_hand = match cluster {
                     JoinedCluster::Lxd => {
                         "`lxc cluster remove --force` on a member, or reinstall LXD here"
