@@ -268,6 +268,10 @@ pub(super) async fn create_local_pool(
     };
     let step = printer.step(format!("Creating storage pool {:?}", plan::LOCAL_POOL));
     let lxd = &targets.local;
+    let can_wipe = lxd
+        .server()
+        .await?
+        .has_extension("storage_pool_source_wipe");
     journal.will_undo(Undo::DeleteStoragePool {
         name: plan::LOCAL_POOL.into(),
     })?;
@@ -280,8 +284,17 @@ pub(super) async fn create_local_pool(
         if let Some(path) = source.lxd_source() {
             config.insert("source".to_string(), path.to_string());
         }
-        if source.wipe() {
-            config.insert("source.wipe".into(), "true".into());
+        if let plan::LocalSource::Disk { path, wipe } = source {
+            // A disk an earlier run had LXD format holds only that run's
+            // file system, which LXD refuses to format over.
+            if *wipe || (can_wipe && journal.formatted(member, path)) {
+                config.insert("source.wipe".into(), "true".into());
+            } else {
+                journal.will_undo(Undo::KeepFormattedDisk {
+                    member: member.to_string(),
+                    path: path.clone(),
+                })?;
+            }
         }
         if pool.driver == "zfs" {
             config.insert("zfs.pool_name".into(), plan::LOCAL_POOL.into());

@@ -133,7 +133,7 @@ impl Progress {
         // Newest first, as they are met.
         let mut staying: Vec<Undo> = Vec::new();
         for (index, step) in steps.iter().enumerate().rev() {
-            let stays = if step.kept_bootstrap().is_some() {
+            let stays = if step.is_kept() {
                 reverted.kept.push(step.clone());
                 true
             } else {
@@ -195,6 +195,14 @@ impl Progress {
         }
         inner.write()?;
         Ok(())
+    }
+
+    /// Whether an earlier run had LXD format `path` on `member` (its
+    /// [`Undo::KeepFormattedDisk`] is carried): it held nothing of anyone's.
+    pub fn formatted(&self, member: &str, path: &str) -> bool {
+        self.lock().record.undo.iter().any(|step| {
+            matches!(step, Undo::KeepFormattedDisk { member: m, path: p } if m == member && p == path)
+        })
     }
 
     /// The initiator's run id, which a joiner's record takes as its own.

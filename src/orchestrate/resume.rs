@@ -102,11 +102,8 @@ pub async fn recover(
     if record.undo.is_empty() {
         return Ok(Resumed::default());
     }
-    let (kept, to_undo): (Vec<Undo>, Vec<Undo>) = record
-        .undo
-        .iter()
-        .cloned()
-        .partition(|step| step.kept_bootstrap().is_some());
+    let (kept, to_undo): (Vec<Undo>, Vec<Undo>) =
+        record.undo.iter().cloned().partition(Undo::is_kept);
     let earlier = format!(
         "The earlier `microcloud {}` run {} on this system {}",
         record.command,
@@ -193,6 +190,7 @@ async fn still_alone(kept: Vec<Undo>, me: &str, clients: &UndoClients) -> Vec<Un
     let mut alone = Vec::new();
     for step in kept {
         let Some((service, member)) = step.kept_bootstrap() else {
+            alone.push(step);
             continue;
         };
         let client = match service {
@@ -218,11 +216,7 @@ async fn still_alone(kept: Vec<Undo>, me: &str, clients: &UndoClients) -> Vec<Un
 /// one left changes standing: its record would be replaced.
 pub fn refuse_unfinished(state: &StateDir) -> anyhow::Result<()> {
     if let Some(record) = state.read_run()? {
-        if record
-            .undo
-            .iter()
-            .any(|step| step.kept_bootstrap().is_none())
-        {
+        if record.undo.iter().any(|step| !step.is_kept()) {
             bail!(
                 "The earlier `microcloud {}` run {} on this system {}. Run that command again first: it undoes what the run left, or finishes it",
                 record.command,

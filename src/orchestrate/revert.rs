@@ -31,6 +31,12 @@ pub enum Undo {
     DisableLxdClustering {
         member: String,
     },
+    /// LXD formatted this disk for the `local` pool: deleting the pool
+    /// leaves the file system, so it is kept, and the next run wipes it.
+    KeepFormattedDisk {
+        member: String,
+        path: String,
+    },
     /// A member this run joined to LXD's cluster is removed (it resets itself).
     RemoveLxdMember {
         name: String,
@@ -128,6 +134,9 @@ impl Undo {
             Undo::KeepServiceBootstrap { service, member } => {
                 format!("keep {service} bootstrapped on {member}")
             }
+            Undo::KeepFormattedDisk { member, path } => {
+                format!("note that LXD formatted {path} on {member}")
+            }
             Undo::RevokeServiceToken { service, name } => {
                 format!("revoke the {service} join token of {name}")
             }
@@ -153,6 +162,14 @@ impl Undo {
         matches!(
             self,
             Undo::AwaitRemoval { .. } | Undo::RemoveLxdMember { .. }
+        )
+    }
+
+    /// What no undo can take back, which the next run goes on from.
+    pub fn is_kept(&self) -> bool {
+        matches!(
+            self,
+            Undo::KeepServiceBootstrap { .. } | Undo::KeepFormattedDisk { .. }
         )
     }
 
@@ -215,8 +232,7 @@ impl UndoClients {
             .context("MicroCeph is not installed on this system")
     }
 
-    /// Undoes `step`. A [`Undo::KeepServiceBootstrap`] is never run: callers
-    /// keep it ([`Undo::kept_bootstrap`]).
+    /// Undoes `step`. What [`Undo::is_kept`] is never run: callers keep it.
     pub async fn run(&self, step: &Undo) -> anyhow::Result<Undone> {
         match step {
             Undo::RestoreLxdConfig { config } => {
@@ -249,6 +265,9 @@ impl UndoClients {
             Undo::RestoreProfile { name, profile } => self.lxd.put_profile(name, profile).await?,
             Undo::KeepServiceBootstrap { service, member } => anyhow::bail!(
                 "{service} stays bootstrapped on {member}: microcluster offers no way to undo that"
+            ),
+            Undo::KeepFormattedDisk { member, path } => anyhow::bail!(
+                "{path} on {member} keeps the file system LXD made: LXD offers no way to wipe it"
             ),
             Undo::RevokeServiceToken { service, name } => {
                 services::revoke_token(self.service(*service)?, name).await?
