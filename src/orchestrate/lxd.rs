@@ -272,6 +272,7 @@ pub(super) async fn create_local_pool(
         .server()
         .await?
         .has_extension("storage_pool_source_wipe");
+    let mut unwipeable = Vec::new();
     journal.will_undo(Undo::DeleteStoragePool {
         name: plan::LOCAL_POOL.into(),
     })?;
@@ -287,8 +288,11 @@ pub(super) async fn create_local_pool(
         if let plan::LocalSource::Disk { path, wipe } = source {
             // A disk an earlier run had LXD format holds only that run's
             // file system, which LXD refuses to format over.
-            if *wipe || (can_wipe && journal.formatted(member, path)) {
+            let formatted = journal.formatted(member, path);
+            if *wipe || (can_wipe && formatted) {
                 config.insert("source.wipe".into(), "true".into());
+            } else if formatted {
+                unwipeable.push(format!("`wipefs -a {path}` on {member}"));
             } else {
                 journal.will_undo(Undo::KeepFormattedDisk {
                     member: member.to_string(),
@@ -319,9 +323,16 @@ pub(super) async fn create_local_pool(
         description: format!("Local storage on {}", pool.driver),
         config: BTreeMap::new(),
     };
-    lxd.create_storage_pool(&request, None)
-        .await
-        .context("Failed to create the local storage pool")?;
+    if let Err(err) = lxd.create_storage_pool(&request, None).await {
+        let err = anyhow::Error::from(err).context("Failed to create the local storage pool");
+        if unwipeable.is_empty() {
+            return Err(err);
+        }
+        return Err(err.context(format!(
+            "An earlier run's local pool left its file system on the disks, and this LXD cannot wipe disks (it lacks storage_pool_source_wipe). Run {}, then the same command again",
+            unwipeable.join(", ")
+        )));
+    }
     step.done(format!(
         "Storage pool {:?} created on every member",
         plan::LOCAL_POOL
