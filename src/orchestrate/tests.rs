@@ -1320,13 +1320,29 @@ async fn a_failed_run_keeps_the_service_bootstraps_and_the_next_run_continues_fr
     assert!(machines.journal().is_empty());
 }
 
-#[tokio::test]
-async fn an_undo_that_failed_is_retried_by_the_next_run() {
+enum Busy {
+    Once,
+    Always,
+}
+
+/// A run whose profile update failed and whose `local` pool could not be
+/// deleted when it was undone (once, or every time).
+async fn failed_with_a_busy_pool(busy: Busy) -> Machines {
     let machines = Machines::new();
     let initiator = machines.initiator();
     initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
-    initiator.fail("DELETE", "/1.0/storage-pools/local", 1, 500, "pool is busy");
+    let (method, path) = ("DELETE", "/1.0/storage-pools/local");
+    match busy {
+        Busy::Once => initiator.fail(method, path, 1, 500, "pool is busy"),
+        Busy::Always => initiator.fail_always(method, path, 500, "pool is busy"),
+    }
     machines.apply().await.unwrap_err();
+    machines
+}
+
+#[tokio::test]
+async fn an_undo_that_failed_is_retried_by_the_next_run() {
+    let machines = failed_with_a_busy_pool(Busy::Once).await;
     assert_eq!(
         machines.journal(),
         [Undo::DeleteStoragePool {
@@ -1340,11 +1356,7 @@ async fn an_undo_that_failed_is_retried_by_the_next_run() {
 
 #[tokio::test]
 async fn an_undo_failing_again_stops_the_next_run_before_it_starts() {
-    let machines = Machines::new();
-    let initiator = machines.initiator();
-    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
-    initiator.fail_always("DELETE", "/1.0/storage-pools/local", 500, "pool is busy");
-    machines.apply().await.unwrap_err();
+    let machines = failed_with_a_busy_pool(Busy::Always).await;
     let err = format!("{:#}", recover(&machines).await.unwrap_err());
     assert!(
         err.contains("Could not undo what the earlier run left")
@@ -1357,11 +1369,8 @@ async fn an_undo_failing_again_stops_the_next_run_before_it_starts() {
 
 #[tokio::test]
 async fn a_dry_run_says_what_it_would_undo_and_changes_nothing() {
-    let machines = Machines::new();
+    let machines = failed_with_a_busy_pool(Busy::Once).await;
     let initiator = machines.initiator();
-    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
-    initiator.fail("DELETE", "/1.0/storage-pools/local", 1, 500, "pool is busy");
-    machines.apply().await.unwrap_err();
     let journal = machines.journal();
     let changes = initiator.requests().len();
     let state = StateDir::new(machines.state.path());
