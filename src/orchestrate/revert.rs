@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::{lxd, services};
+use crate::clients::ApiError;
 use crate::clients::lxd::{ClusterPut, LxdClient, Profile};
 use crate::clients::microceph::MicroCephClient;
 use crate::clients::microcluster::{MicroclusterClient, Service};
@@ -202,6 +203,9 @@ pub struct UndoClients {
     pub leave_timeout: Duration,
 }
 
+/// How long LXD may take to come back after it re-executed itself.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long LXD or a service may take to leave a cluster after the
 /// initiator removed it.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -235,9 +239,7 @@ impl UndoClients {
     /// Undoes `step`. What [`Undo::is_kept`] is never run: callers keep it.
     pub async fn run(&self, step: &Undo) -> anyhow::Result<Undone> {
         match step {
-            Undo::RestoreLxdConfig { config } => {
-                self.lxd.patch_server_config(config, None).await?;
-            }
+            Undo::RestoreLxdConfig { config } => self.restore_lxd_config(config).await?,
             Undo::DisableLxdClustering { .. } => {
                 if !self.lxd.server().await?.environment.server_clustered {
                     return Ok(Undone::Done);
@@ -286,6 +288,20 @@ impl UndoClients {
             }
         }
         Ok(Undone::Done)
+    }
+
+    /// LXD re-executes itself after it left clustering, and may not answer
+    /// for a moment after its reply: not answering is waited out.
+    async fn restore_lxd_config(&self, config: &BTreeMap<String, String>) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + RESTART_TIMEOUT;
+        loop {
+            match self.lxd.patch_server_config(config, None).await {
+                Err(ApiError::Transport { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
+                result => return Ok(result?),
+            }
+        }
     }
 
     async fn is_initialized(&self, service: Service) -> anyhow::Result<bool> {
