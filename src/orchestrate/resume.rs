@@ -121,7 +121,11 @@ pub async fn recover(
         return Ok(Resumed::default());
     }
     if to_undo.is_empty() {
-        printer.status(format!("{earlier}."));
+        // Only what no undo takes back is left: nothing failed to undo.
+        printer.status(format!(
+            "The earlier `microcloud {}` run {} on this system did not finish",
+            record.command, record.run_id
+        ));
     } else if dry_run {
         printer.warn(format!(
             "{earlier}: a run without --dry-run first undoes, newest first:"
