@@ -994,26 +994,10 @@ fn cell(text: &str) -> String {
 /// failures in the table, with the reason, and left out of the verdict
 /// until they are fixed (a known case that passes says so in the log: some
 /// pass now and then, as where a fault lands varies).
-const KNOWN_FAILURES: &[(&str, &str)] = &[
-    (
-        "services-microceph-join-running-stop-microceph3",
-        LXD_CANNOT_WIPE,
-    ),
-    (
-        "services-microceph-disks-running-stop-microceph2",
-        LXD_CANNOT_WIPE,
-    ),
-    (
-        "services-microceph-disks-done-kill-initiator",
-        LXD_CANNOT_WIPE,
-    ),
-    (
-        "lxd-join-done-stop-lxd2",
-        "with micro2's LXD stopped, the faulted run's undo fails (LXD: lost leadership) and keeps the cluster whole for the re-run; the re-run removed micro3, then was still removing micro2 when the harness pressed Ctrl-C at 150 s (once before, micro1's LXD answered `socket: too many open files`): not investigated yet",
-    ),
-];
-
-const LXD_CANNOT_WIPE: &str = "the undone `local` pool leaves the btrfs LXD made on each disk, and LXD 5.0.2 lacks `storage_pool_source_wipe`, so the re-run cannot format them again; the re-run says to run `wipefs -a` on each disk (with the extension it wipes them itself)";
+const KNOWN_FAILURES: &[(&str, &str)] = &[(
+    "lxd-join-done-stop-lxd2",
+    "with micro2's LXD stopped, the faulted run's undo fails (LXD: lost leadership) and keeps the cluster whole for the re-run; the re-run removed micro3, then was still removing micro2 when the harness pressed Ctrl-C at 150 s (once before, micro1's LXD answered `socket: too many open files`): not investigated yet",
+)];
 
 fn known_failure(name: &str) -> Option<&'static str> {
     KNOWN_FAILURES

@@ -15,7 +15,7 @@ use futures_util::future::{BoxFuture, join_all};
 use anyhow::Context;
 
 use super::progress::Progress;
-use super::revert::{Undo, UndoClients};
+use super::revert::UndoClients;
 use super::{lxd, services};
 use crate::clients::ApiError;
 use crate::clients::lxd::LxdClient;
@@ -229,10 +229,6 @@ pub async fn apply(
         if let Some((service, member)) = kept.kept_bootstrap() {
             printer.warn(format!(
                 "{service} stays bootstrapped on {member}: microcluster offers no way to undo that. Running the same command again continues with it"
-            ));
-        } else if let Undo::KeepFormattedDisk { member, path } = kept {
-            printer.warn(format!(
-                "{path} on {member} keeps the file system LXD made for the local pool. Running the same command again wipes it"
             ));
         }
     }

@@ -485,6 +485,7 @@ async fn an_lxd_join_token_for_another_name_is_refused_before_lxd_is_asked() {
             cluster_certificate: cluster_certificate.clone(),
             member_config: Vec::new(),
             server_config: BTreeMap::new(),
+            local_pool_disk: None,
         }
     };
     let state = tempfile::tempdir().unwrap();

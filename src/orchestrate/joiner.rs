@@ -428,6 +428,10 @@ pub(super) async fn join_lxd(
     journal.will_undo(Undo::RestoreLxdConfig {
         config: previous_config,
     })?;
+    // Wiped once this machine has left, which takes the pool off its disk.
+    if let Some(path) = &join.local_pool_disk {
+        journal.will_undo(Undo::wipe_local_pool_disk(path)?)?;
+    }
     if !join.server_config.is_empty() {
         lxd.patch_server_config(&join.server_config, None).await?;
     }

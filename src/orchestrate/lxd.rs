@@ -13,7 +13,7 @@ use super::revert::Undo;
 use crate::clients::lxd::{
     ClusterPut, LxdClient, MemberConfig, NetworksPost, Server, StoragePoolsPost,
 };
-use crate::plan::{self, ClusterPlan, MemberPlan, NetworkPlan, UplinkPlan};
+use crate::plan::{self, ClusterPlan, LocalSource, MemberPlan, NetworkPlan, UplinkPlan};
 use crate::session::{LxdJoin, ServicesPut};
 use crate::trust::Secret;
 use crate::ui::Printer;
@@ -147,6 +147,7 @@ pub(super) async fn join_members(
                 cluster_certificate: cluster_certificate.clone(),
                 member_config: member_config(plan, member),
                 server_config: server_config.clone(),
+                local_pool_disk: local_pool_disk(plan, member),
             }),
             ..Default::default()
         };
@@ -179,6 +180,13 @@ fn joiner_server_config(plan: &ClusterPlan, server: &Server) -> BTreeMap<String,
         }
         _ => BTreeMap::new(),
     }
+}
+
+/// The disk LXD formats on `member` for the `local` pool, now or when the
+/// pool is created.
+fn local_pool_disk(plan: &ClusterPlan, member: &MemberPlan) -> Option<String> {
+    let pool = plan.lxd.local_pool.as_ref()?;
+    pool.sources.get(&member.name)?.disk().map(str::to_string)
 }
 
 /// What a member joining an existing `local` pool or `UPLINK` must be told:
@@ -268,11 +276,15 @@ pub(super) async fn create_local_pool(
     };
     let step = printer.step(format!("Creating storage pool {:?}", plan::LOCAL_POOL));
     let lxd = &targets.local;
-    let can_wipe = lxd
-        .server()
-        .await?
-        .has_extension("storage_pool_source_wipe");
-    let mut unwipeable = Vec::new();
+    // Each machine wipes its own disk again: the joiners theirs, told in
+    // their join, and this one its own, once the pool is deleted.
+    if let Some(path) = pool
+        .sources
+        .get(&plan.initiator)
+        .and_then(LocalSource::disk)
+    {
+        journal.will_undo(Undo::wipe_local_pool_disk(path)?)?;
+    }
     journal.will_undo(Undo::DeleteStoragePool {
         name: plan::LOCAL_POOL.into(),
     })?;
@@ -285,20 +297,8 @@ pub(super) async fn create_local_pool(
         if let Some(path) = source.lxd_source() {
             config.insert("source".to_string(), path.to_string());
         }
-        if let plan::LocalSource::Disk { path, wipe } = source {
-            // A disk an earlier run had LXD format holds only that run's
-            // file system, which LXD refuses to format over.
-            let formatted = journal.formatted(member, path);
-            if *wipe || (can_wipe && formatted) {
-                config.insert("source.wipe".into(), "true".into());
-            } else if formatted {
-                unwipeable.push(format!("`wipefs -a {path}` on {member}"));
-            } else {
-                journal.will_undo(Undo::KeepFormattedDisk {
-                    member: member.to_string(),
-                    path: path.clone(),
-                })?;
-            }
+        if source.wipe() {
+            config.insert("source.wipe".into(), "true".into());
         }
         if pool.driver == "zfs" {
             config.insert("zfs.pool_name".into(), plan::LOCAL_POOL.into());
@@ -323,16 +323,9 @@ pub(super) async fn create_local_pool(
         description: format!("Local storage on {}", pool.driver),
         config: BTreeMap::new(),
     };
-    if let Err(err) = lxd.create_storage_pool(&request, None).await {
-        let err = anyhow::Error::from(err).context("Failed to create the local storage pool");
-        if unwipeable.is_empty() {
-            return Err(err);
-        }
-        return Err(err.context(format!(
-            "An earlier run's local pool left its file system on the disks, and this LXD cannot wipe disks (it lacks storage_pool_source_wipe). Run {}, then the same command again",
-            unwipeable.join(", ")
-        )));
-    }
+    lxd.create_storage_pool(&request, None)
+        .await
+        .context("Failed to create the local storage pool")?;
     step.done(format!(
         "Storage pool {:?} created on every member",
         plan::LOCAL_POOL

@@ -197,14 +197,6 @@ impl Progress {
         Ok(())
     }
 
-    /// Whether an earlier run had LXD format `path` on `member` (its
-    /// [`Undo::KeepFormattedDisk`] is carried): it held nothing of anyone's.
-    pub fn formatted(&self, member: &str, path: &str) -> bool {
-        self.lock().record.undo.iter().any(|step| {
-            matches!(step, Undo::KeepFormattedDisk { member: m, path: p } if m == member && p == path)
-        })
-    }
-
     /// The initiator's run id, which a joiner's record takes as its own.
     pub fn join_run(&self, run_id: &str) -> Result<(), StateError> {
         let mut inner = self.lock();

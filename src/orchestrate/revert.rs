@@ -6,6 +6,7 @@
 //! undone by the next run on the same machine ([`super::resume`]).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,6 +18,8 @@ use crate::clients::lxd::{ClusterPut, LxdClient, Profile};
 use crate::clients::microceph::MicroCephClient;
 use crate::clients::microcluster::{MicroclusterClient, Service};
 use crate::clients::microovn::MicroOvnClient;
+use crate::plan;
+use crate::sys::btrfs;
 
 /// One change of a run, by how it is undone. Each undoes only its own run's
 /// change, and finds nothing to do when that change was never made.
@@ -32,11 +35,13 @@ pub enum Undo {
     DisableLxdClustering {
         member: String,
     },
-    /// LXD formatted this disk for the `local` pool: deleting the pool
-    /// leaves the file system, so it is kept, and the next run wipes it.
-    KeepFormattedDisk {
-        member: String,
+    /// LXD formats this machine's disk `path` for the `local` pool, and
+    /// deleting the pool leaves that btrfs (LXD 5.0 cannot format over it):
+    /// it is wiped, if it is still the one LXD made (`before`: the UUID of
+    /// the btrfs the disk held before the run, if any).
+    WipeLocalPoolDisk {
         path: String,
+        before: Option<String>,
     },
     /// A member this run joined to LXD's cluster is removed (it resets itself).
     RemoveLxdMember {
@@ -119,6 +124,15 @@ impl std::fmt::Display for JoinedCluster {
 }
 
 impl Undo {
+    /// The undo of LXD formatting this machine's disk `path` for the
+    /// `local` pool, which notes what the disk holds now.
+    pub fn wipe_local_pool_disk(path: &str) -> Result<Undo, btrfs::BtrfsError> {
+        Ok(Undo::WipeLocalPoolDisk {
+            path: path.to_string(),
+            before: btrfs::identity(path.as_ref())?.map(|found| found.fsid),
+        })
+    }
+
     /// What undoing it does, for the person.
     pub fn describe(&self) -> String {
         match self {
@@ -135,8 +149,8 @@ impl Undo {
             Undo::KeepServiceBootstrap { service, member } => {
                 format!("keep {service} bootstrapped on {member}")
             }
-            Undo::KeepFormattedDisk { member, path } => {
-                format!("note that LXD formatted {path} on {member}")
+            Undo::WipeLocalPoolDisk { path, .. } => {
+                format!("wipe the file system LXD made on {path} for the local pool")
             }
             Undo::RevokeServiceToken { service, name } => {
                 format!("revoke the {service} join token of {name}")
@@ -168,10 +182,7 @@ impl Undo {
 
     /// What no undo can take back, which the next run goes on from.
     pub fn is_kept(&self) -> bool {
-        matches!(
-            self,
-            Undo::KeepServiceBootstrap { .. } | Undo::KeepFormattedDisk { .. }
-        )
+        matches!(self, Undo::KeepServiceBootstrap { .. })
     }
 
     /// The service bootstrap that stays for the next run to continue with.
@@ -268,9 +279,13 @@ impl UndoClients {
             Undo::KeepServiceBootstrap { service, member } => anyhow::bail!(
                 "{service} stays bootstrapped on {member}: microcluster offers no way to undo that"
             ),
-            Undo::KeepFormattedDisk { member, path } => anyhow::bail!(
-                "{path} on {member} keeps the file system LXD made: LXD offers no way to wipe it"
-            ),
+            Undo::WipeLocalPoolDisk { path, before } => {
+                let (path, before) = (PathBuf::from(path), before.clone());
+                tokio::task::spawn_blocking(move || {
+                    btrfs::wipe_made(&path, plan::LOCAL_POOL, before.as_deref())
+                })
+                .await??;
+            }
             Undo::RevokeServiceToken { service, name } => {
                 services::revoke_token(self.service(*service)?, name).await?
             }

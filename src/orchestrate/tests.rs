@@ -105,6 +105,7 @@ impl Joiner for FakeJoiner {
                 cluster_certificate: join.cluster_certificate.clone(),
                 member_config: join.member_config.clone(),
                 server_config: join.server_config.clone(),
+                local_pool_disk: join.local_pool_disk.clone(),
             };
             let reach = |token: &JoinToken, _: &crate::trust::Fingerprint| {
                 let first = token.addresses[0].clone();

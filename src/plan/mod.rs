@@ -242,7 +242,15 @@ impl LocalSource {
     }
 
     pub fn is_disk(&self) -> bool {
-        matches!(self, LocalSource::Disk { .. })
+        self.disk().is_some()
+    }
+
+    /// The whole disk LXD formats for the pool, if it is one.
+    pub fn disk(&self) -> Option<&str> {
+        match self {
+            LocalSource::Disk { path, .. } => Some(path),
+            _ => None,
+        }
     }
 
     pub fn wipe(&self) -> bool {

@@ -134,6 +134,11 @@ pub struct LxdJoin {
     /// starts the cluster's OVN networks with them when it joins.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub server_config: BTreeMap<String, String>,
+    /// The joiner's disk that LXD formats for the `local` pool (when it
+    /// joins, or when the pool is created): the joiner wipes it again if
+    /// the run fails, since deleting the pool leaves LXD's file system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_pool_disk: Option<String>,
 }
 
 /// `PUT /1.0/session/stop`: ends the peer's session. An empty reason means the

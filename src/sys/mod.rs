@@ -1,6 +1,7 @@
 //! Facts about this machine that the product reads from the OS.
 
 pub mod block;
+pub mod btrfs;
 pub mod services;
 
 use std::path::Path;
