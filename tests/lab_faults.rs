@@ -990,22 +990,6 @@ fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-/// Cases that fail for a reason known and not fixed yet: reported as
-/// failures in the table, with the reason, and left out of the verdict
-/// until they are fixed (a known case that passes says so in the log: some
-/// pass now and then, as where a fault lands varies).
-const KNOWN_FAILURES: &[(&str, &str)] = &[(
-    "lxd-join-done-stop-lxd2",
-    "with micro2's LXD stopped, the faulted run's undo fails (LXD: lost leadership) and keeps the cluster whole for the re-run; the re-run removed micro3, then was still removing micro2 when the harness pressed Ctrl-C at 150 s (once before, micro1's LXD answered `socket: too many open files`): not investigated yet",
-)];
-
-fn known_failure(name: &str) -> Option<&'static str> {
-    KNOWN_FAILURES
-        .iter()
-        .find(|(case, _)| *case == name)
-        .map(|(_, why)| *why)
-}
-
 fn report(results: &[CaseResult], total: Duration, complete: bool) -> String {
     let passed = results.iter().filter(|r| r.pass).count();
     let commit = std::process::Command::new("git")
@@ -1071,10 +1055,9 @@ fn report(results: &[CaseResult], total: Duration, complete: bool) -> String {
             cell(&r.role),
             cell(&r.fault),
             cell(&r.struck),
-            cell(&match (r.pass, known_failure(&r.name)) {
-                (true, _) => r.outcome.clone(),
-                (false, None) => format!("**{}**", r.outcome),
-                (false, Some(why)) => format!("**{}** (known: {why})", r.outcome),
+            cell(&match r.pass {
+                true => r.outcome.clone(),
+                false => format!("**{}**", r.outcome),
             }),
             r.seconds
         ));
@@ -1175,18 +1158,9 @@ fn every_fault_at_a_phase_boundary_ends_formed_or_untouched_with_nothing_left() 
         std::fs::write(common::root().join("docs/reliability.md"), &md)
             .expect("write docs/reliability.md");
     }
-    for r in results
-        .iter()
-        .filter(|r| r.pass && known_failure(&r.name).is_some())
-    {
-        eprintln!(
-            "[faults] {}. {} is a known failure and passed this time: once it always does, take it off KNOWN_FAILURES",
-            r.number, r.name
-        );
-    }
     let failed: Vec<String> = results
         .iter()
-        .filter(|r| !r.pass && known_failure(&r.name).is_none())
+        .filter(|r| !r.pass)
         .map(|r| format!("{}. {}: {}\n{}", r.number, r.name, r.outcome, r.detail))
         .collect();
     assert!(

@@ -224,14 +224,28 @@ fn member_config(plan: &ClusterPlan, member: &MemberPlan) -> Vec<MemberConfig> {
 /// state; `force` only drops it from the database, so it is the last resort.
 /// A member that never joined is left alone.
 pub(super) async fn remove_member(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
-    if !lxd.server().await?.environment.server_clustered
-        || !lxd
-            .cluster_members()
-            .await?
-            .iter()
-            .any(|m| m.server_name == name)
-    {
+    let server = lxd.server().await?;
+    if !server.environment.server_clustered {
         return Ok(());
+    }
+    let members = lxd.cluster_members().await?;
+    if !members.iter().any(|m| m.server_name == name) {
+        return Ok(());
+    }
+    // Raft needs a majority of the members that remain: removing one while
+    // another is away can leave the cluster without a leader (LXD 5.0 then
+    // fails every request, and leaks connections until it runs out of
+    // files). And a member that is away cannot be told to leave.
+    for member in members
+        .iter()
+        .filter(|m| m.server_name != server.environment.server_name)
+    {
+        let away = &member.server_name;
+        if let Err(err) = lxd.server_of(away).await {
+            anyhow::bail!(
+                "{away} does not answer ({err}), so {name} stays in the LXD cluster for now: removing members while one is away can leave the cluster without a quorum. Start LXD on {away} (or, if it is gone for good, remove it with `lxc cluster remove --force {away}`), then run the same command again"
+            );
+        }
     }
     match lxd.delete_cluster_member(name, false).await {
         Ok(()) => Ok(()),

@@ -620,6 +620,42 @@ async fn an_undo_that_fails_is_reported_as_needing_attention_and_the_rest_still_
     );
 }
 
+#[tokio::test]
+async fn no_member_is_removed_while_another_is_away_so_the_cluster_keeps_its_quorum() {
+    let machines = Machines::new();
+    let initiator = machines.initiator();
+    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
+    // micro2's LXD stopped after it joined: forwarded requests find nobody.
+    initiator.fail_always(
+        "GET",
+        "/1.0?target=micro2",
+        500,
+        "Unable to connect to: 10.0.0.2:8443",
+    );
+    let err = format!("{:#}", machines.apply().await.unwrap_err());
+    assert!(
+        err.contains("micro2 does not answer")
+            && err.contains("micro3 stays in the LXD cluster")
+            && err.contains("Start LXD on micro2"),
+        "{err}"
+    );
+    // Undone up to the first removal, which waits for micro2, as does
+    // everything older (clustering stays, for the next run to undo).
+    assert_eq!(
+        requests(initiator),
+        concat(&[
+            BOOTSTRAP,
+            JOINS,
+            POOL,
+            NETWORK,
+            UNDO_PROFILE,
+            UNDO_NETWORK,
+            UNDO_POOL
+        ])
+    );
+    assert_eq!(initiator.state().members.len(), 3);
+}
+
 /// A joiner's record after it joined micro2's LXD, as the real joiner
 /// journals it: its addresses to put back, once it has left the cluster.
 fn joined_journal(machines: &Machines) -> (Progress, UndoClients) {
