@@ -589,13 +589,23 @@ async fn a_joiner_that_fails_to_join_leaves_no_token_behind() {
     );
 }
 
+/// A run that fails at its last phase (the profile) while `undo_fault`
+/// holds on the initiator's LXD: its error.
+async fn failed_at_the_profile(machines: &Machines, undo_fault: impl FnOnce(&FakeLxd)) -> String {
+    let initiator = machines.initiator();
+    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
+    undo_fault(initiator);
+    format!("{:#}", machines.apply().await.unwrap_err())
+}
+
 #[tokio::test]
 async fn an_undo_that_fails_is_reported_as_needing_attention_and_the_rest_still_runs() {
     let machines = Machines::new();
     let initiator = machines.initiator();
-    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
-    initiator.fail_always("DELETE", "/1.0/storage-pools/local", 500, "pool is busy");
-    let err = format!("{:#}", machines.apply().await.unwrap_err());
+    let err = failed_at_the_profile(&machines, |lxd| {
+        lxd.fail_always("DELETE", "/1.0/storage-pools/local", 500, "pool is busy")
+    })
+    .await;
     assert!(
         err.contains("some changes could not be undone and need attention"),
         "{err}"
@@ -624,15 +634,11 @@ async fn an_undo_that_fails_is_reported_as_needing_attention_and_the_rest_still_
 async fn no_member_is_removed_while_another_is_away_so_the_cluster_keeps_its_quorum() {
     let machines = Machines::new();
     let initiator = machines.initiator();
-    initiator.fail("PUT", "/1.0/profiles/default", 1, 500, "injected failure");
     // micro2's LXD stopped after it joined: forwarded requests find nobody.
-    initiator.fail_always(
-        "GET",
-        "/1.0?target=micro2",
-        500,
-        "Unable to connect to: 10.0.0.2:8443",
-    );
-    let err = format!("{:#}", machines.apply().await.unwrap_err());
+    let err = failed_at_the_profile(&machines, |lxd| {
+        lxd.fail_always("GET", "/1.0?target=micro2", 500, "Unable to connect")
+    })
+    .await;
     assert!(
         err.contains("micro2 does not answer")
             && err.contains("micro3 stays in the LXD cluster")
