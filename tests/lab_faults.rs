@@ -52,7 +52,7 @@ const STRIKE_DEADLINE: Duration = Duration::from_secs(240);
 const INITIATOR_PATIENCE: Duration = Duration::from_secs(150);
 /// How long a joiner the initiator selected may run on after the initiator
 /// ended: it was told the outcome, and undoing its join may wait up to 60 s
-/// (joiner's `LEAVE_TIMEOUT`) for its LXD to leave the cluster.
+/// (the joiner's `Patience::leave`) for its LXD to leave the cluster.
 const TOLD_JOINER_PATIENCE: Duration = Duration::from_secs(75);
 /// How long the initiator may run on once every joiner has ended: it has
 /// nobody left to wait for.

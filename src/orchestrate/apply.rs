@@ -15,7 +15,7 @@ use futures_util::future::{BoxFuture, join_all};
 use anyhow::Context;
 
 use super::progress::Progress;
-use super::revert::UndoClients;
+use super::revert::{Patience, UndoClients};
 use super::{lxd, services};
 use crate::clients::ApiError;
 use crate::clients::lxd::LxdClient;
@@ -145,6 +145,8 @@ pub struct Targets {
     /// The initiator's MicroOVN, when the plan has MicroOVN.
     pub microovn: Option<MicroOvnClient>,
     pub peers: BTreeMap<String, Arc<dyn Joiner>>,
+    /// How long its undo waits for members that do not answer.
+    pub patience: Patience,
 }
 
 impl Targets {
@@ -162,7 +164,7 @@ impl Targets {
             lxd: self.local.clone(),
             microceph: self.microceph.clone(),
             microovn: self.microovn.clone(),
-            leave_timeout: super::revert::LEAVE_TIMEOUT,
+            patience: self.patience,
         }
     }
 

@@ -29,6 +29,7 @@ use super::apply::{self, Joiner, Targets};
 use super::local::LocalMachine;
 use super::progress::Progress;
 use super::resume::Resumed;
+use super::revert::Patience;
 use super::{gather, services};
 use crate::clients::microceph::MicroCephClient;
 use crate::clients::microcluster::Service;
@@ -509,6 +510,7 @@ impl InitiatorSession {
                 .iter()
                 .map(|(name, peer)| (name.clone(), Arc::new(peer.clone()) as Arc<dyn Joiner>))
                 .collect(),
+            patience: Patience::default(),
         };
         let result = apply::apply(plan, &targets, &progress, printer).await;
         let outcome = match &result {

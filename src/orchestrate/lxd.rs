@@ -10,6 +10,7 @@ use anyhow::Context;
 use super::apply::Targets;
 use super::progress::Progress;
 use super::revert::Undo;
+use crate::clients::ApiError;
 use crate::clients::lxd::{
     ClusterPut, LxdClient, MemberConfig, NetworksPost, Server, StoragePoolsPost,
 };
@@ -223,7 +224,11 @@ fn member_config(plan: &ClusterPlan, member: &MemberPlan) -> Vec<MemberConfig> {
 /// A plain removal tells the member to leave, and its LXD wipes its cluster
 /// state; `force` only drops it from the database, so it is the last resort.
 /// A member that never joined is left alone.
-pub(super) async fn remove_member(lxd: &LxdClient, name: &str) -> anyhow::Result<()> {
+pub(super) async fn remove_member(
+    lxd: &LxdClient,
+    name: &str,
+    member_back: Duration,
+) -> anyhow::Result<()> {
     let server = lxd.server().await?;
     if !server.environment.server_clustered {
         return Ok(());
@@ -241,7 +246,7 @@ pub(super) async fn remove_member(lxd: &LxdClient, name: &str) -> anyhow::Result
         .filter(|m| m.server_name != server.environment.server_name)
     {
         let away = &member.server_name;
-        if let Err(err) = lxd.server_of(away).await {
+        if let Err(err) = answers(lxd, away, member_back).await {
             anyhow::bail!(
                 "{away} does not answer ({err}), so {name} stays in the LXD cluster for now: removing members while one is away can leave the cluster without a quorum. Start LXD on {away} (or, if it is gone for good, remove it with `lxc cluster remove --force {away}`), then run the same command again"
             );
@@ -256,6 +261,19 @@ pub(super) async fn remove_member(lxd: &LxdClient, name: &str) -> anyhow::Result
             anyhow::bail!(
                 "removed only by force ({err}): {name} still believes it is clustered; reinstall LXD there"
             )
+        }
+    }
+}
+
+/// Whether LXD reaches member `name` (it forwards the request), waiting up
+/// to `timeout` for one that does not answer yet.
+async fn answers(lxd: &LxdClient, name: &str, timeout: Duration) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match lxd.server_of(name).await {
+            Ok(_) => return Ok(()),
+            Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
 }

@@ -210,16 +210,30 @@ pub struct UndoClients {
     pub lxd: LxdClient,
     pub microceph: Option<MicroCephClient>,
     pub microovn: Option<MicroOvnClient>,
-    /// How long a joiner waits for the initiator to remove it.
-    pub leave_timeout: Duration,
+    pub patience: Patience,
+}
+
+/// How long an undo waits for another machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    /// A joiner, for the initiator to remove it and its daemons to leave.
+    pub leave: Duration,
+    /// The initiator, for an LXD member that does not answer: LXD connects
+    /// again to a member that came back on its next heartbeat (every 10 s).
+    pub member_back: Duration,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Patience {
+            leave: Duration::from_secs(60),
+            member_back: Duration::from_secs(30),
+        }
+    }
 }
 
 /// How long LXD may take to come back after it re-executed itself.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long LXD or a service may take to leave a cluster after the
-/// initiator removed it.
-pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl UndoClients {
     /// This machine's `lxd`, and its MicroCeph and MicroOVN where installed.
@@ -229,7 +243,7 @@ impl UndoClients {
             lxd,
             microceph: service(Service::MicroCeph).map(MicroCephClient::new),
             microovn: service(Service::MicroOvn).map(MicroOvnClient::new),
-            leave_timeout: LEAVE_TIMEOUT,
+            patience: Patience::default(),
         }
     }
 
@@ -262,7 +276,9 @@ impl UndoClients {
                 // LXD re-executes itself after leaving clustering.
                 self.lxd.wait_ready(Duration::from_secs(60)).await?;
             }
-            Undo::RemoveLxdMember { name } => lxd::remove_member(&self.lxd, name).await?,
+            Undo::RemoveLxdMember { name } => {
+                lxd::remove_member(&self.lxd, name, self.patience.member_back).await?
+            }
             Undo::DeleteLxdOperation { url } => match self.lxd.operation(url).await {
                 // A used token's operation has ended, or is gone.
                 Err(err) if err.status() == Some(404) => {}
@@ -324,9 +340,9 @@ impl UndoClients {
     }
 
     /// Until this machine's `cluster` daemon is no longer a member, for at
-    /// most `leave_timeout`, or until LXD's cluster says the run completed.
+    /// most `patience.leave`, or until LXD's cluster says the run completed.
     async fn await_removal(&self, cluster: JoinedCluster, run_id: &str) -> anyhow::Result<Undone> {
-        let deadline = tokio::time::Instant::now() + self.leave_timeout;
+        let deadline = tokio::time::Instant::now() + self.patience.leave;
         loop {
             if lxd::completed_run(&self.lxd).await.as_deref() == Some(run_id) {
                 return Ok(Undone::RunCompleted);
@@ -353,7 +369,7 @@ impl UndoClients {
                 };
                 anyhow::bail!(
                     "{cluster} on this system is still a member of the run's cluster after {} s: the initiator did not remove it. If the run failed, run the same command on the initiator again (it undoes what the run left), then here; or remove it with {by_hand}",
-                    self.leave_timeout.as_secs()
+                    self.patience.leave.as_secs()
                 );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

@@ -13,7 +13,7 @@ use super::gather;
 use super::joiner;
 use super::progress::Progress;
 use super::resume::{self, Resumed};
-use super::revert::{JoinedCluster, Undo, UndoClients};
+use super::revert::{JoinedCluster, Patience, Undo, UndoClients};
 use crate::clients::ApiError;
 use crate::clients::lxd::JoinToken;
 use crate::disks::MachineDisks;
@@ -245,6 +245,10 @@ impl Machines {
             microceph: has_services.then(|| self.ceph(0).ceph_client()),
             microovn: has_services.then(|| self.ovn(0).ovn_client()),
             peers,
+            patience: Patience {
+                leave: Duration::from_secs(5),
+                member_back: Duration::from_millis(300),
+            },
         }
     }
 
@@ -662,6 +666,26 @@ async fn no_member_is_removed_while_another_is_away_so_the_cluster_keeps_its_quo
     assert_eq!(initiator.state().members.len(), 3);
 }
 
+#[tokio::test]
+async fn a_member_that_answers_again_soon_is_waited_for_and_the_undo_completes() {
+    let machines = Machines::new();
+    // micro2 just came back: LXD has not connected to it again yet.
+    let err = failed_at_the_profile(&machines, |lxd| {
+        lxd.fail(
+            "GET",
+            "/1.0?target=micro2",
+            1,
+            500,
+            "Missing event connection",
+        )
+    })
+    .await;
+    assert!(!err.contains("does not answer"), "{err}");
+    for fake in &machines.fakes {
+        assert!(!fake.state().clustered, "{}", fake.state().name);
+    }
+}
+
 /// A joiner's record after it joined micro2's LXD, as the real joiner
 /// journals it: its addresses to put back, once it has left the cluster.
 fn joined_journal(machines: &Machines) -> (Progress, UndoClients) {
@@ -690,7 +714,10 @@ fn joined_journal(machines: &Machines) -> (Progress, UndoClients) {
         lxd: machines.fakes[1].client(),
         microceph: None,
         microovn: None,
-        leave_timeout: Duration::from_secs(5),
+        patience: Patience {
+            leave: Duration::from_secs(5),
+            member_back: Duration::from_millis(300),
+        },
     };
     (journal, clients)
 }
@@ -732,7 +759,7 @@ async fn a_joiner_still_clustered_after_the_timeout_is_told_what_to_do_and_chang
     let machines = Machines::new();
     machines.apply().await.unwrap();
     let (journal, mut clients) = joined_journal(&machines);
-    clients.leave_timeout = Duration::from_millis(300);
+    clients.patience.leave = Duration::from_millis(300);
     let before = machines.fakes[1].requests().len();
     let reverted = journal.revert(&clients, &Printer::new(true)).await;
     assert_eq!(
