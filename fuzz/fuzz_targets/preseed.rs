@@ -33,9 +33,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(again == preseed, "to_yaml changed the preseed:\n{yaml}");
     let verdict = preseed.validate();
     let verdict_again = again.validate();
+    // The same field is refused; the message may differ, as some hints
+    // describe how the source was written (a key left without a value).
     assert_eq!(
-        verdict.as_ref().map_err(|e| (e.path(), e.message())),
-        verdict_again.as_ref().map_err(|e| (e.path(), e.message())),
+        verdict.as_ref().map_err(|e| e.path()),
+        verdict_again.as_ref().map_err(|e| e.path()),
         "validation differs after to_yaml:\n{yaml}"
     );
     if let Err(err) = verdict {
