@@ -115,9 +115,10 @@ pub fn wipe_made(path: &Path, label: &str, before: Option<&str>) -> Result<Wiped
     disk.seek(SeekFrom::Start(0)).map_err(io)?;
     disk.write_all(&zeros[..HEADER_SIZE.min(size as usize)])
         .map_err(io)?;
+    // The copies past the header, where the disk is that large.
     for offset in SUPERBLOCK_OFFSETS
         .into_iter()
-        .filter(|at| at + SUPERBLOCK_SIZE as u64 <= size)
+        .filter(|at| *at >= HEADER_SIZE as u64 && at + SUPERBLOCK_SIZE as u64 <= size)
     {
         disk.seek(SeekFrom::Start(offset)).map_err(io)?;
         disk.write_all(&zeros[..SUPERBLOCK_SIZE]).map_err(io)?;
