@@ -6,6 +6,8 @@ use std::cmp::Ordering;
 use comfy_table::presets::NOTHING;
 use serde::Serialize;
 
+use super::printer::neutralise;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputFormat {
     #[default]
@@ -66,9 +68,19 @@ pub fn csv(records: impl IntoIterator<Item = Vec<String>>) -> Result<String, For
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// A table as `lxc` draws it, or `compact`: no rules at all.
+/// A table as `lxc` draws it, or `compact`: no rules at all. Tables are read
+/// by people at a terminal, so what the cells hold (names and descriptions
+/// other machines chose) cannot steer it; the other formats are data.
 fn table<T: Tabular>(headers: &[&str], rows: &[T], format: OutputFormat) -> String {
-    let rows: Vec<Vec<String>> = rows.iter().map(Tabular::cells).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.cells()
+                .iter()
+                .map(|cell| neutralise(cell).into_owned())
+                .collect()
+        })
+        .collect();
     if format == OutputFormat::Table {
         return lxc_table(headers, &rows);
     }
@@ -252,6 +264,22 @@ mod tests {
             render(&empty, OutputFormat::Table).unwrap(),
             "+------+-------+\n| NAME | ROLES |\n+------+-------+\n"
         );
+    }
+
+    #[test]
+    fn escape_codes_in_cells_cannot_steer_the_terminal_from_a_table() {
+        let rows = vec![Row {
+            name: "micro1\u{1b}[2J\r".into(),
+            roles: vec!["data\u{202e}base".into()],
+        }];
+        for format in [OutputFormat::Table, OutputFormat::Compact] {
+            let out = render(&rows, format).unwrap();
+            assert!(!out.contains(['\u{1b}', '\r', '\u{202e}']), "{out:?}");
+            assert!(out.contains(r"micro1\u{1b}[2J\u{d}"), "{out:?}");
+        }
+        // The other formats are data, escaped by their own rules.
+        let json = render(&rows, OutputFormat::Json).unwrap();
+        assert!(json.contains(r"micro1\u001b[2J\r"), "{json}");
     }
 
     #[test]
