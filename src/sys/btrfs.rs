@@ -44,7 +44,10 @@ pub fn parse_superblock(block: &[u8]) -> Option<BtrfsIdentity> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtrfsError {
-    #[error("{} is in use (mounted or held open), so it was not wiped", .0.display())]
+    #[error(
+        "{} is in use (mounted, or held open by a program), so it was not wiped: unmount it or stop what holds it",
+        .0.display()
+    )]
     Busy(PathBuf),
     #[error("failed to read or wipe {}", path.display())]
     Io {
@@ -171,9 +174,8 @@ mod tests {
 
     #[test]
     fn wiping_a_disk_image_removes_the_file_system_and_nothing_else() {
-        let dir = std::env::temp_dir().join(format!("microcloud-btrfs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let image = dir.join("disk.img");
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
         let mut content = vec![0x5a; 8 << 20];
         content[SUPERBLOCK_OFFSETS[0] as usize..][..SUPERBLOCK_SIZE]
             .copy_from_slice(&superblock([7; 16], "local"));
@@ -192,6 +194,5 @@ mod tests {
         let after = std::fs::read(&image).unwrap();
         assert!(after[..HEADER_SIZE].iter().all(|b| *b == 0));
         assert!(after[HEADER_SIZE..].iter().all(|b| *b == 0x5a));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
