@@ -248,7 +248,7 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
     };
     format!(
         "The preseed is too large or too complex to read: it has, or its aliases (`*name`) expand \
-         to, {what}, and a preseed has a few hundred values at most; check that this is the \
+         to, {what}, and a preseed needs about 35 values a machine; check that this is the \
          preseed, and remove aliases that repeat others many times"
     )
 }

@@ -66,10 +66,19 @@ impl fmt::Debug for Origin {
 /// (tokio's default) even in debug builds.
 pub(super) const MAX_DEPTH: usize = 16;
 
+/// Most values (and YAML events, about two a value) a preseed may have or
+/// expand to through aliases. A system takes a few dozen values, so this
+/// leaves room for a thousand; the reader's own defaults (250,000 values, a
+/// million events) would let an alias bomb keep the command busy for tens of
+/// times longer before it is refused.
+pub(super) const MAX_VALUES: usize = 50_000;
+
 /// The YAML reader settings for both passes over a preseed.
 pub(super) fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = MAX_DEPTH;
+    budget.max_nodes = MAX_VALUES;
+    budget.max_events = 2 * MAX_VALUES;
     serde_saphyr::options! {
         budget: Some(budget),
         // `.inf` is valid YAML text and may appear in string fields.

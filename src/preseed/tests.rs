@@ -133,6 +133,29 @@ fn spec_example_parses_and_validates() {
     assert!(preseed.is_bootstrap());
 }
 
+/// The reader's limits refuse alias bombs early, and no real cluster comes
+/// near them: a thousand systems, each with its addresses and five disks.
+#[test]
+fn a_thousand_systems_with_their_disks_are_within_the_reader_limits() {
+    let mut text = String::from(MULTICAST);
+    text.push_str("systems:\n");
+    for n in 1..=1000 {
+        text.push_str(&format!(
+            "- name: micro{n:04}\n  address: 10.0.{}.{}\n  ovn_uplink_interface: eth1\n  ovn_underlay_ip: 10.1.{}.{}\n  storage:\n    local: {{path: /dev/sdb, wipe: true}}\n    ceph:\n",
+            n / 250,
+            n % 250 + 1,
+            n / 250,
+            n % 250 + 1,
+        ));
+        for disk in ["c", "d", "e", "f"] {
+            text.push_str(&format!(
+                "      - {{path: /dev/sd{disk}, wipe: true, encrypt: false}}\n"
+            ));
+        }
+    }
+    assert_eq!(parse(&text).systems.len(), 1000);
+}
+
 #[test]
 fn to_yaml_round_trips() {
     let preseed = parse(SPEC_EXAMPLE);
