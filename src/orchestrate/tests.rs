@@ -667,6 +667,51 @@ async fn no_member_is_removed_while_another_is_away_so_the_cluster_keeps_its_quo
 }
 
 #[tokio::test]
+async fn clustering_disabled_with_its_answer_cut_short_counts_as_undone() {
+    let machines = Machines::new();
+    let initiator = machines.initiator();
+    // The bootstrap is the first `PUT /1.0/cluster`, its undo the second:
+    // LXD re-executes itself as it answers that one (seen in the lab).
+    let err =
+        failed_at_the_profile(&machines, |lxd| lxd.cut_answer("PUT", "/1.0/cluster", 2)).await;
+    assert!(!err.contains("could not be undone"), "{err}");
+    assert!(err.contains("injected failure"), "{err}");
+    assert_eq!(
+        requests(initiator),
+        concat(&[
+            BOOTSTRAP,
+            JOINS,
+            POOL,
+            NETWORK,
+            UNDO_PROFILE,
+            UNDO_NETWORK,
+            UNDO_POOL,
+            UNDO_JOINS,
+            UNDO_BOOTSTRAP
+        ])
+    );
+    for fake in &machines.fakes {
+        assert!(!fake.state().clustered, "{}", fake.state().name);
+    }
+}
+
+#[tokio::test]
+async fn a_request_to_disable_clustering_that_never_arrived_is_an_undo_that_failed() {
+    let machines = Machines::new();
+    let initiator = machines.initiator();
+    // The connection drops before LXD changed anything: clustering stays,
+    // for the next run to undo.
+    let err =
+        failed_at_the_profile(&machines, |lxd| lxd.drop_request("PUT", "/1.0/cluster", 2)).await;
+    assert!(
+        err.contains("disable clustering on micro1")
+            && err.contains("Failed to disable clustering"),
+        "{err}"
+    );
+    assert!(initiator.state().clustered);
+}
+
+#[tokio::test]
 async fn a_member_that_answers_again_soon_is_waited_for_and_the_undo_completes() {
     let machines = Machines::new();
     // micro2 just came back: LXD has not connected to it again yet.

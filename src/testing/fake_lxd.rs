@@ -98,9 +98,21 @@ struct Fault {
     /// Only the nth matching call (1-based), or every one.
     nth: Option<usize>,
     seen: usize,
-    /// `None`: the call starts an operation that fails.
-    status: Option<u16>,
+    kind: FaultKind,
     message: String,
+}
+
+#[derive(Clone, Copy)]
+enum FaultKind {
+    /// An error envelope with this status.
+    Status(u16),
+    /// The call starts an operation that ends in failure.
+    FailedOperation,
+    /// The call is carried out, but its answer never arrives whole (LXD
+    /// re-executing itself as it answers).
+    AnswerCut,
+    /// The connection drops before the call reaches LXD.
+    Dropped,
 }
 
 struct Inner {
@@ -111,6 +123,9 @@ struct Inner {
     next_operation: u64,
     calls: Vec<Call>,
     faults: Vec<Fault>,
+    /// The call being answered gets no answer: [`FaultKind::AnswerCut`] or
+    /// [`FaultKind::Dropped`].
+    answer_cut: bool,
     peers: Vec<Weak<Mutex<Inner>>>,
 }
 
@@ -179,6 +194,7 @@ impl FakeLxd {
             next_operation: 1,
             calls: Vec::new(),
             faults: Vec::new(),
+            answer_cut: false,
             peers: Vec::new(),
         };
         FakeLxd {
@@ -268,16 +284,38 @@ impl FakeLxd {
     /// Fails the `nth` (1-based) call of `method` whose path starts with
     /// `prefix`, with an error envelope.
     pub fn fail(&self, method: &str, prefix: &str, nth: usize, status: u16, message: &str) {
-        self.add_fault(method, prefix, Some(nth), Some(status), message);
+        self.add_fault(
+            method,
+            prefix,
+            Some(nth),
+            FaultKind::Status(status),
+            message,
+        );
     }
 
     pub fn fail_always(&self, method: &str, prefix: &str, status: u16, message: &str) {
-        self.add_fault(method, prefix, None, Some(status), message);
+        self.add_fault(method, prefix, None, FaultKind::Status(status), message);
     }
 
     /// The `nth` matching call starts an operation that ends in failure.
     pub fn fail_operation(&self, method: &str, prefix: &str, nth: usize, message: &str) {
-        self.add_fault(method, prefix, Some(nth), None, message);
+        self.add_fault(
+            method,
+            prefix,
+            Some(nth),
+            FaultKind::FailedOperation,
+            message,
+        );
+    }
+
+    /// The `nth` matching call is carried out, and its answer is cut short.
+    pub fn cut_answer(&self, method: &str, prefix: &str, nth: usize) {
+        self.add_fault(method, prefix, Some(nth), FaultKind::AnswerCut, "");
+    }
+
+    /// The `nth` matching call never arrives: its connection drops.
+    pub fn drop_request(&self, method: &str, prefix: &str, nth: usize) {
+        self.add_fault(method, prefix, Some(nth), FaultKind::Dropped, "");
     }
 
     fn add_fault(
@@ -285,7 +323,7 @@ impl FakeLxd {
         method: &str,
         prefix: &str,
         nth: Option<usize>,
-        status: Option<u16>,
+        kind: FaultKind,
         message: &str,
     ) {
         self.lock().faults.push(Fault {
@@ -293,7 +331,7 @@ impl FakeLxd {
             prefix: prefix.to_string(),
             nth,
             seen: 0,
-            status,
+            kind,
             message: message.to_string(),
         });
     }
@@ -310,25 +348,52 @@ impl FakeLxd {
             .collect();
         let fault = self.lock().fault(method, path);
         let reply = match fault {
-            Some((Some(status), message)) => error(status, message),
-            Some((None, message)) => self.lock().operation("task", Err(message)),
-            None if method == "PUT"
-                && route == "/1.0/cluster"
-                && !text(&body, "cluster_address").is_empty() =>
-            {
-                self.join(&body)
+            Some((FaultKind::Status(status), message)) => error(status, message),
+            Some((FaultKind::FailedOperation, message)) => {
+                self.lock().operation("task", Err(message))
             }
-            None => match self.forwarded_to(method, &query) {
+            Some((FaultKind::AnswerCut, _)) => {
+                self.lock().answer_cut = true;
+                self.call_unfaulted(method, route, &query, &body)
+            }
+            Some((FaultKind::Dropped, _)) => {
+                self.lock().answer_cut = true;
+                return (0, Value::Null);
+            }
+            None => self.call_unfaulted(method, route, &query, &body),
+        };
+        self.record(method, path, body, reply)
+    }
+
+    fn call_unfaulted(
+        &self,
+        method: &str,
+        route: &str,
+        query: &BTreeMap<&str, &str>,
+        body: &Value,
+    ) -> Reply {
+        let reply = if method == "PUT"
+            && route == "/1.0/cluster"
+            && !text(body, "cluster_address").is_empty()
+        {
+            self.join(body)
+        } else {
+            match self.forwarded_to(method, query) {
                 // LXD forwards a member's reads to it (`?target=`).
-                Some(member) => member.lock().route(method, route, &query, &body),
-                None => self.lock().route(method, route, &query, &body),
-            },
+                Some(member) => member.lock().route(method, route, query, body),
+                None => self.lock().route(method, route, query, body),
+            }
         };
         if method == "DELETE" && reply.0 == 200 && query.get("force") != Some(&"1") {
             if let Some(name) = route.strip_prefix("/1.0/cluster/members/") {
                 self.wipe_peer(name);
             }
         }
+        reply
+    }
+
+    /// Keeps a mutating call, for [`FakeLxd::calls`].
+    fn record(&self, method: &str, path: &str, body: Value, reply: Reply) -> Reply {
         if method != "GET" {
             let call = Call {
                 method: method.to_string(),
@@ -473,14 +538,14 @@ impl Inner {
         json!(certificates)
     }
 
-    fn fault(&mut self, method: &str, path: &str) -> Option<(Option<u16>, String)> {
+    fn fault(&mut self, method: &str, path: &str) -> Option<(FaultKind, String)> {
         for fault in &mut self.faults {
             if fault.method != method || !path.starts_with(&fault.prefix) {
                 continue;
             }
             fault.seen += 1;
             if fault.nth.is_none_or(|nth| nth == fault.seen) {
-                return Some((fault.status, fault.message.clone()));
+                return Some((fault.kind, fault.message.clone()));
             }
         }
         None
@@ -980,9 +1045,15 @@ impl HttpBackend for FakeLxd {
         body: Option<Vec<u8>>,
         _timeout: Duration,
     ) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>> {
-        super::serve_json(&url, "/1.0", body, |path, body| {
+        let answer = super::serve_json(&url, "/1.0", body, |path, body| {
             self.call(method.as_str(), path, body)
-        })
+        });
+        if std::mem::take(&mut self.lock().answer_cut) {
+            return Box::pin(async {
+                Err("connection closed before the answer was complete".into())
+            });
+        }
+        answer
     }
 }
 
