@@ -51,20 +51,24 @@ use crate::clients::BackendError;
 
 /// How an in-memory server answers its transport: the path from `api` on
 /// (whatever prefix the transport adds), the body as JSON, and the reply
-/// `answer` gives, as bytes.
+/// `answer` gives, as bytes; `None` is a connection that ends without one.
 fn serve_json(
     url: &str,
     api: &str,
     body: Option<Vec<u8>>,
-    answer: impl FnOnce(&str, Value) -> (u16, Value),
+    answer: impl FnOnce(&str, Value) -> Option<Reply>,
 ) -> BoxFuture<'static, Result<(u16, Bytes), BackendError>> {
     let path = url.find(api).map_or(url, |at| &url[at..]);
     let body = body.map_or(Value::Null, |b| {
         serde_json::from_slice(&b).unwrap_or(Value::Null)
     });
-    let (status, reply) = answer(path, body);
-    let bytes = Bytes::from(serde_json::to_vec(&reply).expect("JSON values always serialize"));
-    Box::pin(async move { Ok((status, bytes)) })
+    let answered = answer(path, body).map(|(status, reply)| {
+        let bytes = Bytes::from(serde_json::to_vec(&reply).expect("JSON values always serialize"));
+        (status, bytes)
+    });
+    Box::pin(async move {
+        answered.ok_or_else(|| "connection closed before the answer was complete".into())
+    })
 }
 
 /// What a fake answers: the HTTP status and the JSON body.
